@@ -1,0 +1,221 @@
+//! What the browser may see: plain view types with no token fields, and the
+//! server functions that return them. Token-holding types live only in
+//! `crate::auth` (server-only), so the compiler keeps them off the wire.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// One claim, rendered for a table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRow {
+    pub name: String,
+    pub value: String,
+}
+
+impl ClaimRow {
+    /// Claims as rows, sorted by name. Strings are shown as they are, everything
+    /// else as compact JSON.
+    pub fn rows(claims: &serde_json::Map<String, serde_json::Value>) -> Vec<ClaimRow> {
+        let mut rows: Vec<ClaimRow> = claims
+            .iter()
+            .map(|(name, value)| ClaimRow {
+                name: name.clone(),
+                value: match value {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                },
+            })
+            .collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        rows
+    }
+}
+
+/// How one claim compares between the ID token and a fresh userinfo response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimDiff {
+    pub name: String,
+    pub id_token: Option<String>,
+    pub userinfo: Option<String>,
+}
+
+impl ClaimDiff {
+    /// The union of both claim sets, sorted by name.
+    pub fn compare(id_token: &[ClaimRow], userinfo: &[ClaimRow]) -> Vec<ClaimDiff> {
+        let mut names: Vec<&str> = id_token
+            .iter()
+            .chain(userinfo)
+            .map(|r| r.name.as_str())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let find = |rows: &[ClaimRow], name: &str| {
+            rows.iter().find(|r| r.name == name).map(|r| r.value.clone())
+        };
+        names
+            .into_iter()
+            .map(|name| ClaimDiff {
+                name: name.to_string(),
+                id_token: find(id_token, name),
+                userinfo: find(userinfo, name),
+            })
+            .collect()
+    }
+
+    pub fn status(&self) -> &'static str {
+        match (&self.id_token, &self.userinfo) {
+            (Some(a), Some(b)) if a == b => "same",
+            (Some(_), Some(_)) => "differs",
+            (Some(_), None) => "ID token only",
+            (None, Some(_)) => "userinfo only",
+            (None, None) => "",
+        }
+    }
+}
+
+/// Session deadlines, as Unix seconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionTimes {
+    pub created_at: i64,
+    pub idle_expires_at: i64,
+    pub absolute_expires_at: i64,
+    /// When the access token held server-side expires (if the IdP said).
+    pub access_token_expires_at: Option<i64>,
+}
+
+/// The signed-in user as the browser sees it (`GET /auth/user` and the UI).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub sub: String,
+    pub name: String,
+    pub preferred_username: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: Option<bool>,
+    pub picture: Option<String>,
+    pub roles: Vec<String>,
+    pub session: SessionTimes,
+    /// The verified ID token's claims, for display (`getIdTokenClaims`).
+    pub id_token_claims: Vec<ClaimRow>,
+}
+
+impl UserView {
+    /// Up to two initials for the avatar fallback.
+    pub fn initials(&self) -> String {
+        self.name
+            .split_whitespace()
+            .filter_map(|w| w.chars().next())
+            .take(2)
+            .flat_map(char::to_uppercase)
+            .collect()
+    }
+
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// The user of this request's session, or `None` when anonymous.
+#[server(client = CsrfClient)]
+pub async fn current_user() -> Result<Option<UserView>, ServerFnError> {
+    use crate::auth::session::AuthSession;
+    let session: AuthSession = leptos_axum::extract().await?;
+    Ok(session.user_view().await)
+}
+
+/// The server-function client: the browser's `fetch` (gloo-net, via server_fn's
+/// `BrowserClient`) with the anti-forgery header `X-CSRF: 1` on every call. A
+/// custom header cannot be sent cross-origin without a CORS preflight, which the
+/// BFF never grants, so a request carrying it came from our own pages.
+pub struct CsrfClient;
+
+mod browser_client {
+    use super::CsrfClient;
+    use leptos::server_fn::{
+        client::{browser::BrowserClient, Client},
+        error::FromServerFnError,
+        request::browser::BrowserRequest,
+        response::browser::BrowserResponse,
+    };
+    use std::future::Future;
+
+    // Leptos compiles server_fn's browser client on every target; on the server
+    // this impl only satisfies the macro (server functions run in-process there).
+    impl<E, IS, OS> Client<E, IS, OS> for CsrfClient
+    where
+        E: FromServerFnError,
+        IS: FromServerFnError,
+        OS: FromServerFnError,
+    {
+        type Request = BrowserRequest;
+        type Response = BrowserResponse;
+
+        fn send(req: Self::Request) -> impl Future<Output = Result<Self::Response, E>> + Send {
+            req.headers().append("X-CSRF", "1");
+            <BrowserClient as Client<E, IS, OS>>::send(req)
+        }
+
+        #[allow(clippy::type_complexity)]
+        fn open_websocket(
+            path: &str,
+        ) -> impl Future<
+            Output = Result<
+                (
+                    impl futures::Stream<Item = Result<bytes::Bytes, bytes::Bytes>> + Send + 'static,
+                    impl futures::Sink<bytes::Bytes> + Send + 'static,
+                ),
+                E,
+            >,
+        > + Send {
+            <BrowserClient as Client<E, IS, OS>>::open_websocket(path)
+        }
+
+        fn spawn(future: impl Future<Output = ()> + Send + 'static) {
+            <BrowserClient as Client<E, IS, OS>>::spawn(future)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rows_are_sorted_and_readable() {
+        let claims = json!({"sub": "1", "email_verified": true, "aud": ["x"]});
+        let rows = ClaimRow::rows(claims.as_object().unwrap());
+        let shown: Vec<(&str, &str)> = rows.iter().map(|r| (r.name.as_str(), r.value.as_str())).collect();
+        assert_eq!(shown, [("aud", "[\"x\"]"), ("email_verified", "true"), ("sub", "1")]);
+    }
+
+    #[test]
+    fn claim_sets_compare_by_name() {
+        let row = |n: &str, v: &str| ClaimRow { name: n.into(), value: v.into() };
+        let diff = ClaimDiff::compare(
+            &[row("sub", "1"), row("name", "A"), row("nonce", "n")],
+            &[row("sub", "1"), row("name", "B"), row("locale", "en")],
+        );
+        let shown: Vec<(&str, &str)> = diff.iter().map(|d| (d.name.as_str(), d.status())).collect();
+        assert_eq!(
+            shown,
+            [("locale", "userinfo only"), ("name", "differs"), ("nonce", "ID token only"), ("sub", "same")]
+        );
+    }
+
+    #[test]
+    fn initials_come_from_the_name() {
+        let user = UserView {
+            sub: "s".into(),
+            name: "alice liddell smith".into(),
+            preferred_username: None,
+            email: None,
+            email_verified: None,
+            picture: None,
+            roles: vec!["admin".into()],
+            session: SessionTimes { created_at: 0, idle_expires_at: 0, absolute_expires_at: 0, access_token_expires_at: None },
+            id_token_claims: vec![],
+        };
+        assert_eq!(user.initials(), "AL");
+        assert!(user.has_role("admin") && !user.has_role("user"));
+    }
+}

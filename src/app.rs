@@ -1,0 +1,68 @@
+//! The document shell, the router and the header.
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes, A},
+    path, SsrMode,
+};
+
+use crate::{
+    api::{current_user, UserView},
+    components::user_menu::UserMenu,
+    pages::{home::HomePage, not_found::NotFound, profile::ProfilePage},
+};
+
+/// The signed-in user (or `None`), loaded once per page load and shared.
+pub type UserResource = Resource<Result<Option<UserView>, ServerFnError>>;
+
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    let user: UserResource = Resource::new(|| (), |_| current_user());
+    provide_context(user);
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/gatehouse.css"/>
+        <Title text="Gatehouse"/>
+        <Router>
+            <header class="topbar">
+                <A href="/" attr:class="brand">
+                    <span class="brand-mark">"⛩"</span>
+                    " Gatehouse"
+                </A>
+                <nav class="nav">
+                    <A href="/">"Home"</A>
+                    <A href="/profile">"Profile"</A>
+                </nav>
+                <UserMenu/>
+            </header>
+            <main class="page">
+                <Routes fallback=|| view! { <NotFound/> }>
+                    <Route path=path!("/") view=HomePage/>
+                    // Async: the whole page waits for the session check, so an
+                    // anonymous visitor gets a real redirect, not a flash of content.
+                    <Route path=path!("/profile") view=ProfilePage ssr=SsrMode::Async/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}

@@ -1,0 +1,175 @@
+//! How auth failures reach people: a small self-contained HTML page for browser
+//! flows (login, callback), and a JSON body for API calls. Both carry a short
+//! machine-readable reason; neither ever echoes what the request sent.
+
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{Html, IntoResponse, Response},
+    Json,
+};
+use serde_json::json;
+
+use super::{provider::IdpError, return_to::ReturnTo};
+
+/// Why a browser login did not end signed in.
+#[derive(Debug)]
+pub enum LoginError {
+    /// No pending login for this `state` (forged, replayed, or older than 10 minutes).
+    UnknownState,
+    /// RFC 9207: `iss` differs from our issuer, or is missing while advertised.
+    IssuerMismatch,
+    /// The IdP sent the user back with an OAuth error (e.g. `access_denied`).
+    Denied(String),
+    MissingCode,
+    Idp(IdpError),
+    Store(String),
+}
+
+impl LoginError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
+        match self {
+            Self::UnknownState => (
+                StatusCode::BAD_REQUEST,
+                "unknown_state",
+                "Sign-in could not be completed",
+                "This sign-in response does not match a sign-in started in this browser, \
+                 or it was already used or is more than 10 minutes old."
+                    .into(),
+            ),
+            Self::IssuerMismatch => (
+                StatusCode::BAD_REQUEST,
+                "issuer_mismatch",
+                "Sign-in could not be completed",
+                "The response came from a different identity provider than the one \
+                 this sign-in was sent to."
+                    .into(),
+            ),
+            Self::Denied(code) => (
+                StatusCode::FORBIDDEN,
+                "denied",
+                "Sign-in was not completed",
+                format!("The identity provider answered: {}.", sanitize_code(code)),
+            ),
+            Self::MissingCode => (
+                StatusCode::BAD_REQUEST,
+                "missing_code",
+                "Sign-in could not be completed",
+                "The identity provider's response has no authorization code.".into(),
+            ),
+            Self::Idp(IdpError::Unreachable(_)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "idp_unreachable",
+                "Identity provider unreachable",
+                "The identity provider cannot be reached right now. Public pages still \
+                 work; please try signing in again in a moment."
+                    .into(),
+            ),
+            Self::Idp(IdpError::Misconfigured(_)) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "idp_misconfigured",
+                "Sign-in is misconfigured",
+                "The identity provider's configuration does not match this application. \
+                 The administrator has been told in the server log."
+                    .into(),
+            ),
+            Self::Idp(IdpError::Rejected(_)) => (
+                StatusCode::BAD_REQUEST,
+                "code_rejected",
+                "Sign-in could not be completed",
+                "The identity provider refused to complete this sign-in (the code may \
+                 have been used already or expired)."
+                    .into(),
+            ),
+            Self::Idp(IdpError::BadResponse(_)) | Self::Idp(IdpError::IdToken(_)) => (
+                StatusCode::BAD_GATEWAY,
+                "invalid_id_token",
+                "Sign-in could not be completed",
+                "The identity provider's answer failed verification, so no session was \
+                 created."
+                    .into(),
+            ),
+            Self::Store(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session_store_unavailable",
+                "Sessions are unavailable",
+                "The session store cannot be reached; no session was created.".into(),
+            ),
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        self.parts().1
+    }
+
+    /// The error page, with a "Try again" link that starts a fresh login.
+    pub fn page(&self, return_to: &ReturnTo) -> Response {
+        let (status, reason, title, message) = self.parts();
+        let retry = format!(
+            "/auth/login?return_to={}",
+            url::form_urlencoded::byte_serialize(return_to.as_str().as_bytes()).collect::<String>()
+        );
+        let body = format!(
+            r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · Gatehouse</title><link rel="stylesheet" href="/pkg/gatehouse.css"></head>
+<body><main class="page error-page" data-reason="{reason}">
+<h1>{title}</h1><p class="lead">{message}</p><p class="reason">Reason: <code>{reason}</code></p>
+<p><a class="button primary" href="{retry}">Try again</a> <a class="button" href="/">Home</a></p>
+</main></body></html>"#,
+            title = escape(title),
+            message = escape(&message),
+            reason = reason,
+            retry = escape(&retry),
+        );
+        let mut response = (status, Html(body)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+/// OAuth error codes are `%x20-21 / %x23-5B / %x5D-7E` (RFC 6749 §4.1.2.1); we
+/// show only a conservative subset and a bounded length.
+fn sanitize_code(code: &str) -> String {
+    let clean: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect();
+    if clean.is_empty() {
+        "an unspecified error".into()
+    } else {
+        clean
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// A JSON error for API-style endpoints: `{"error": "...", "message": "..."}`.
+pub fn json_error(status: StatusCode, error: &str, message: &str) -> Response {
+    let mut response = (status, Json(json!({ "error": error, "message": message }))).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idp_error_codes_cannot_inject_markup() {
+        assert_eq!(sanitize_code("access_denied"), "access_denied");
+        assert_eq!(sanitize_code("<script>x</script>"), "scriptxscript");
+        assert_eq!(sanitize_code("\"'"), "an unspecified error");
+        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+    }
+}

@@ -1,0 +1,246 @@
+//! The browser-facing OIDC flow: login (and sign-up), callback, logout.
+//! Authorization code flow with PKCE S256, `state` and `nonce` (OIDC Core §3.1,
+//! RFC 9700 §2.1.1); confidential client with `client_secret_basic`.
+
+use axum::{
+    extract::{rejection::QueryRejection, Query, State},
+    http::{header, HeaderValue},
+    response::{IntoResponse, Redirect, Response},
+};
+use openidconnect::{
+    core::CoreAuthenticationFlow, CsrfToken, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    TokenResponse,
+};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::{
+    error::LoginError,
+    provider::{GhIdTokenClaims, GhTokenResponse, IdpError},
+    return_to::ReturnTo,
+    session::{AuthSession, PendingLogin, RawIdToken, SessionRecord, TokenSet},
+};
+use crate::server::state::AppState;
+
+#[derive(Debug, Deserialize)]
+pub struct LoginParams {
+    return_to: Option<String>,
+}
+
+/// `GET /auth/login?return_to=/path` → 303 to the IdP.
+pub async fn login(
+    State(state): State<AppState>,
+    session: AuthSession,
+    Query(params): Query<LoginParams>,
+) -> Response {
+    start_login(&state, &session, ReturnTo::parse(params.return_to.as_deref()), false).await
+}
+
+/// `GET /auth/signup` → the same, with `prompt=create` (OpenID Connect
+/// "Initiating User Registration via OpenID Connect 1.0").
+pub async fn signup(
+    State(state): State<AppState>,
+    session: AuthSession,
+    Query(params): Query<LoginParams>,
+) -> Response {
+    start_login(&state, &session, ReturnTo::parse(params.return_to.as_deref()), true).await
+}
+
+async fn start_login(
+    state: &AppState,
+    session: &AuthSession,
+    return_to: ReturnTo,
+    signup: bool,
+) -> Response {
+    let provider = match state.oidc.provider().await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "login cannot start");
+            return LoginError::Idp(e).page(&return_to);
+        }
+    };
+    let (pkce_challenge, pkce_verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut request = provider
+        .client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scopes(state.config.oidc.scopes.iter().cloned())
+        .set_pkce_challenge(pkce_challenge);
+    if signup {
+        request = request.add_extra_param("prompt", "create");
+    }
+    let (url, csrf_state, nonce) = request.url();
+    let pending = PendingLogin {
+        nonce,
+        pkce_verifier,
+        return_to: return_to.clone(),
+        issued_at: OffsetDateTime::now_utc(),
+    };
+    if let Err(e) = session.begin_login(csrf_state.secret(), pending).await {
+        tracing::error!(error = %e, "cannot store pending login");
+        return LoginError::Store(e.to_string()).page(&return_to);
+    }
+    see_other(url.as_str())
+}
+
+/// The authorization response (RFC 6749 §4.1.2, RFC 9207 §2).
+#[derive(Debug, Default, Deserialize)]
+pub struct CallbackParams {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub iss: Option<String>,
+    pub error: Option<String>,
+}
+
+/// `GET /auth/callback` → validates everything, rotates the session id, stores
+/// the tokens server-side, 303 to `return_to`. Any failure: an error page and
+/// no new session.
+pub async fn callback(
+    State(state): State<AppState>,
+    session: AuthSession,
+    params: Result<Query<CallbackParams>, QueryRejection>,
+) -> Response {
+    // A malformed query is treated like an empty one: it has no valid state.
+    let params = params.map(|Query(p)| p).unwrap_or_default();
+    // The pending login is consumed before anything else, so any response —
+    // good or bad — can be used once only.
+    let pending = match params.state.as_deref() {
+        Some(s) if !s.is_empty() => session.take_login(s).await,
+        _ => Ok(None),
+    };
+    let pending = match pending {
+        Ok(Some(p)) => p,
+        Ok(None) => return fail(LoginError::UnknownState, &ReturnTo::root()),
+        Err(e) => return fail(LoginError::Store(e.to_string()), &ReturnTo::root()),
+    };
+    let return_to = pending.return_to.clone();
+    match complete_login(&state, &params, pending).await {
+        Ok(record) => {
+            let sub = record.sub.clone();
+            if let Err(e) = session.sign_in(record).await {
+                return fail(LoginError::Store(e.to_string()), &return_to);
+            }
+            tracing::info!(sub = %sub, "signed in");
+            see_other(return_to.as_str())
+        }
+        Err(e) => fail(e, &return_to),
+    }
+}
+
+fn fail(error: LoginError, return_to: &ReturnTo) -> Response {
+    tracing::warn!(reason = error.reason(), detail = ?error, "login failed");
+    error.page(return_to)
+}
+
+async fn complete_login(
+    state: &AppState,
+    params: &CallbackParams,
+    pending: PendingLogin,
+) -> Result<SessionRecord, LoginError> {
+    let provider = state.oidc.provider().await.map_err(LoginError::Idp)?;
+    // RFC 9207 §2.4: compare `iss` with the issuer this login went to; when the
+    // IdP advertises support, a response without `iss` is rejected too.
+    match params.iss.as_deref() {
+        Some(iss) if iss != provider.issuer() => return Err(LoginError::IssuerMismatch),
+        None if provider.requires_iss_parameter() => return Err(LoginError::IssuerMismatch),
+        _ => {}
+    }
+    if let Some(error) = &params.error {
+        return Err(LoginError::Denied(error.clone()));
+    }
+    let code = params
+        .code
+        .clone()
+        .filter(|c| !c.is_empty())
+        .ok_or(LoginError::MissingCode)?;
+    let (response, claims) = state
+        .oidc
+        .exchange_code(code, pending.pkce_verifier, &pending.nonce)
+        .await
+        .map_err(LoginError::Idp)?;
+    build_record(state, &response, &claims).map_err(LoginError::Idp)
+}
+
+fn build_record(
+    state: &AppState,
+    response: &GhTokenResponse,
+    claims: &GhIdTokenClaims,
+) -> Result<SessionRecord, IdpError> {
+    let all_claims = match serde_json::to_value(claims) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => return Err(IdpError::BadResponse("ID token claims are not an object".into())),
+    };
+    let id_token = response
+        .id_token()
+        .ok_or_else(|| IdpError::BadResponse("no id_token".into()))?
+        .to_string();
+    let now = OffsetDateTime::now_utc();
+    let access_token_expires_at = response
+        .expires_in()
+        .and_then(|d| time::Duration::try_from(d).ok())
+        .map(|d| now + d);
+    let absolute = time::Duration::try_from(state.config.session.absolute_timeout)
+        .unwrap_or(time::Duration::hours(12));
+    let text = |name: &str| all_claims.get(name).and_then(|v| v.as_str()).map(str::to_string);
+    let preferred_username = claims.preferred_username().map(|u| u.to_string());
+    let name = text("name")
+        .or_else(|| preferred_username.clone())
+        .or_else(|| text("email"))
+        .unwrap_or_else(|| claims.subject().to_string());
+    Ok(SessionRecord {
+        sub: claims.subject().to_string(),
+        sid: text("sid"),
+        name,
+        preferred_username,
+        email: claims.email().map(|e| e.to_string()),
+        email_verified: claims.email_verified(),
+        picture: text("picture").filter(|p| p.starts_with("https://") || p.starts_with("http://")),
+        roles: state.config.oidc.roles_claim.roles(&all_claims),
+        id_token_claims: all_claims,
+        tokens: TokenSet {
+            access_token: response.access_token().clone(),
+            refresh_token: response.refresh_token().cloned(),
+            id_token: RawIdToken::new(id_token),
+            access_token_expires_at,
+        },
+        created_at: now,
+        absolute_expires_at: now + absolute,
+    })
+}
+
+/// `POST /auth/logout` → ends the local session, then 303 to the IdP's
+/// end-session endpoint with `id_token_hint` and `post_logout_redirect_uri`
+/// (RP-Initiated Logout 1.0). The local session is gone whatever the IdP does.
+pub async fn logout(State(state): State<AppState>, session: AuthSession) -> Response {
+    let record = match session.sign_out().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "logout could not reach the session store");
+            return super::error::json_error(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "session_store_unavailable",
+                "The session store cannot be reached; try again.",
+            );
+        }
+    };
+    let Some(record) = record else {
+        return see_other("/");
+    };
+    tracing::info!(sub = %record.sub, "signed out");
+    match state.oidc.end_session_url(record.tokens.id_token.secret()).await {
+        Some(url) => see_other(&url),
+        None => see_other("/"),
+    }
+}
+
+/// 303 See Other, never cached (the Location may carry one-time values).
+pub fn see_other(location: &str) -> Response {
+    let mut response = Redirect::to(location).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,415 @@
+//! The identity provider as the BFF knows it: discovery (cached, retried while
+//! the IdP is down), its signing keys (re-fetched on an unknown `kid`), and the
+//! protocol calls — code exchange, ID token verification, userinfo, end-session.
+//! Every protocol detail is carried by the `openidconnect` crate's types.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use openidconnect::{
+    core::{
+        CoreAuthDisplay, CoreAuthPrompt, CoreClaimName, CoreClaimType, CoreClientAuthMethod,
+        CoreErrorResponseType, CoreGenderClaim, CoreGrantType, CoreJsonWebKey,
+        CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
+        CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType, CoreRevocableToken,
+        CoreRevocationErrorResponse, CoreSubjectIdentifierType, CoreTokenIntrospectionResponse,
+        CoreTokenType,
+    },
+    AccessToken, AccessTokenHash, AdditionalClaims, AdditionalProviderMetadata, AuthType,
+    AuthorizationCode, ClaimsVerificationError, EndSessionUrl, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, IdToken, IdTokenClaims, IdTokenFields, IdTokenVerifier, JsonWebKeySet,
+    JwsSigningAlgorithm, LogoutProviderMetadata, OAuth2TokenResponse, LogoutRequest, Nonce, PkceCodeVerifier,
+    PostLogoutRedirectUrl, ProviderMetadata, RedirectUrl, RequestTokenError,
+    SignatureVerificationError, StandardErrorResponse, StandardTokenResponse, SubjectIdentifier,
+    TokenResponse, UserInfoError,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::{Mutex, RwLock};
+
+use crate::server::config::Config;
+
+/// Claims beyond the standard ones (roles, `sid`, anything the IdP adds), kept
+/// as JSON so the configured roles path can reach them.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct OtherClaims {
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+impl AdditionalClaims for OtherClaims {}
+
+/// Discovery fields Gatehouse reads beyond the crate's own.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ExtraProviderMetadata {
+    /// RFC 9207 §3: when true, the `iss` authorization response parameter is required.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
+    #[serde(default)]
+    pub code_challenge_methods_supported: Option<Vec<String>>,
+}
+impl AdditionalProviderMetadata for ExtraProviderMetadata {}
+
+/// `ProviderMetadataWithLogout`, with [`ExtraProviderMetadata`] inside.
+pub type ProviderMetadataWithExtras = ProviderMetadata<
+    LogoutProviderMetadata<ExtraProviderMetadata>,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
+pub type GhIdToken = IdToken<
+    OtherClaims,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm,
+>;
+pub type GhIdTokenClaims = IdTokenClaims<OtherClaims, CoreGenderClaim>;
+pub type GhTokenResponse = StandardTokenResponse<
+    IdTokenFields<
+        OtherClaims,
+        openidconnect::EmptyExtraTokenFields,
+        CoreGenderClaim,
+        CoreJweContentEncryptionAlgorithm,
+        CoreJwsSigningAlgorithm,
+    >,
+    CoreTokenType,
+>;
+pub type GhClient = openidconnect::Client<
+    OtherClaims,
+    CoreAuthDisplay,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJsonWebKey,
+    CoreAuthPrompt,
+    StandardErrorResponse<CoreErrorResponseType>,
+    GhTokenResponse,
+    CoreTokenIntrospectionResponse,
+    CoreRevocableToken,
+    CoreRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// Why talking to the IdP failed, in the terms the user-facing pages need.
+#[derive(Debug, thiserror::Error)]
+pub enum IdpError {
+    #[error("identity provider unreachable: {0}")]
+    Unreachable(String),
+    #[error("identity provider misconfigured: {0}")]
+    Misconfigured(String),
+    #[error("identity provider rejected the request: {0}")]
+    Rejected(String),
+    #[error("identity provider sent an invalid response: {0}")]
+    BadResponse(String),
+    #[error("ID token rejected: {0}")]
+    IdToken(String),
+}
+
+/// One successful discovery: metadata (with its JWKS) and a client built from it.
+pub struct Provider {
+    pub metadata: ProviderMetadataWithExtras,
+    pub client: GhClient,
+    /// ID token algorithms we accept: what the IdP advertises, minus `none` and
+    /// every shared-secret (HMAC) algorithm, so a token "signed" with the client
+    /// secret or not at all is never accepted (OIDC Core §3.1.3.7 items 6–8).
+    allowed_algs: Vec<CoreJwsSigningAlgorithm>,
+}
+
+impl Provider {
+    fn new(metadata: ProviderMetadataWithExtras, config: &Config) -> Result<Self, IdpError> {
+        let redirect = RedirectUrl::new(config.redirect_uri())
+            .map_err(|e| IdpError::Misconfigured(format!("redirect URI: {e}")))?;
+        if let Some(methods) = &metadata.additional_metadata().additional_metadata.code_challenge_methods_supported {
+            if !methods.iter().any(|m| m == "S256") {
+                return Err(IdpError::Misconfigured(
+                    "the IdP does not support PKCE S256 (code_challenge_methods_supported)".into(),
+                ));
+            }
+        }
+        if metadata.token_endpoint().is_none() {
+            return Err(IdpError::Misconfigured("discovery has no token_endpoint".into()));
+        }
+        let advertised = metadata
+            .id_token_signing_alg_values_supported()
+            .iter()
+            .filter(|alg| !alg.uses_shared_secret() && **alg != CoreJwsSigningAlgorithm::None)
+            .cloned()
+            .collect::<Vec<_>>();
+        let allowed_algs = if advertised.is_empty() {
+            vec![CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256]
+        } else {
+            advertised
+        };
+        let client = GhClient::from_provider_metadata(
+            metadata.clone(),
+            config.oidc.client_id.clone(),
+            Some(config.oidc.client_secret.clone()),
+        )
+        .set_redirect_uri(redirect)
+        .set_auth_type(AuthType::BasicAuth);
+        Ok(Self {
+            metadata,
+            client,
+            allowed_algs,
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        self.metadata.issuer().as_str()
+    }
+
+    pub fn requires_iss_parameter(&self) -> bool {
+        self.metadata
+            .additional_metadata()
+            .additional_metadata
+            .authorization_response_iss_parameter_supported
+    }
+
+    pub fn end_session_endpoint(&self) -> Option<&EndSessionUrl> {
+        self.metadata.additional_metadata().end_session_endpoint.as_ref()
+    }
+
+    fn verifier(&self, config: &Config) -> IdTokenVerifier<'_, CoreJsonWebKey> {
+        // A public-client verifier never holds the client secret, so HMAC
+        // signatures cannot verify even if an algorithm slipped through.
+        IdTokenVerifier::new_public_client(
+            config.oidc.client_id.clone(),
+            self.metadata.issuer().clone(),
+            self.metadata.jwks().clone(),
+        )
+        .set_allowed_algs(self.allowed_algs.clone())
+    }
+}
+
+/// The BFF's handle on the IdP. Cheap to share; discovery happens lazily and is
+/// retried on the next use while it fails, so the app starts and serves public
+/// pages while the IdP is down and recovers without a restart.
+pub struct Oidc {
+    config: Arc<Config>,
+    http: reqwest::Client,
+    current: RwLock<Option<Arc<Provider>>>,
+    discovery: Mutex<()>,
+    last_jwks_refresh: Mutex<Option<Instant>>,
+}
+
+/// Re-fetching keys on an unknown `kid` is rate-limited so that tokens with
+/// random `kid`s cannot make us hammer the IdP.
+const JWKS_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(10);
+
+impl Oidc {
+    pub fn new(config: Arc<Config>) -> Self {
+        let http = reqwest::Client::builder()
+            // openidconnect: never follow redirects (SSRF, token leakage).
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("static reqwest configuration is valid");
+        Self {
+            config,
+            http,
+            current: RwLock::new(None),
+            discovery: Mutex::new(()),
+            last_jwks_refresh: Mutex::new(None),
+        }
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The discovered provider, discovering it now if needed.
+    pub async fn provider(&self) -> Result<Arc<Provider>, IdpError> {
+        if let Some(p) = self.current.read().await.clone() {
+            return Ok(p);
+        }
+        let _one_at_a_time = self.discovery.lock().await;
+        if let Some(p) = self.current.read().await.clone() {
+            return Ok(p);
+        }
+        let provider = Arc::new(self.discover().await?);
+        *self.current.write().await = Some(provider.clone());
+        tracing::info!(issuer = provider.issuer(), "identity provider discovered");
+        Ok(provider)
+    }
+
+    async fn discover(&self) -> Result<Provider, IdpError> {
+        // Discovery checks that the document's issuer equals ours exactly
+        // (OIDC Discovery §4.3), which is what defeats issuer confusion.
+        let metadata = ProviderMetadataWithExtras::discover_async(
+            self.config.oidc.issuer.clone(),
+            &self.http,
+        )
+        .await
+        .map_err(|e| match e {
+            openidconnect::DiscoveryError::Request(e) => IdpError::Unreachable(e.to_string()),
+            openidconnect::DiscoveryError::Response(status, _, _) if status.is_server_error() => {
+                IdpError::Unreachable(format!("discovery answered {status}"))
+            }
+            other => IdpError::Misconfigured(other.to_string()),
+        })?;
+        Provider::new(metadata, &self.config)
+    }
+
+    /// Replaces the key set after the IdP rotated its keys (OIDC Core §10.1.1).
+    async fn refresh_jwks(&self, stale: &Provider) -> Result<Option<Arc<Provider>>, IdpError> {
+        {
+            let mut last = self.last_jwks_refresh.lock().await;
+            if last.is_some_and(|t| t.elapsed() < JWKS_REFRESH_MIN_INTERVAL) {
+                return Ok(None);
+            }
+            *last = Some(Instant::now());
+        }
+        let jwks = JsonWebKeySet::fetch_async(stale.metadata.jwks_uri(), &self.http)
+            .await
+            .map_err(|e| IdpError::Unreachable(format!("JWKS: {e}")))?;
+        let metadata = stale.metadata.clone().set_jwks(jwks);
+        let provider = Arc::new(Provider::new(metadata, &self.config)?);
+        *self.current.write().await = Some(provider.clone());
+        tracing::info!("identity provider signing keys re-fetched");
+        Ok(Some(provider))
+    }
+
+    /// Exchanges the authorization code (with the PKCE verifier, RFC 7636) and
+    /// verifies the ID token it returns.
+    pub async fn exchange_code(
+        &self,
+        code: String,
+        verifier: PkceCodeVerifier,
+        nonce: &Nonce,
+    ) -> Result<(GhTokenResponse, GhIdTokenClaims), IdpError> {
+        let provider = self.provider().await?;
+        let response = provider
+            .client
+            .exchange_code(AuthorizationCode::new(code))
+            .map_err(|e| IdpError::Misconfigured(e.to_string()))?
+            .set_pkce_verifier(verifier)
+            .request_async(&self.http)
+            .await
+            .map_err(token_error)?;
+        let id_token = response
+            .id_token()
+            .ok_or_else(|| IdpError::BadResponse("token response has no id_token".into()))?;
+        let claims = self
+            .verify_id_token(provider, id_token, response.access_token(), nonce)
+            .await?;
+        Ok((response, claims))
+    }
+
+    /// OIDC Core §3.1.3.7: signature (allowed algorithms only), `iss`, `aud`,
+    /// `azp`, `exp`, `iat`, `nonce`, and `at_hash` when present (§3.1.3.8).
+    async fn verify_id_token(
+        &self,
+        provider: Arc<Provider>,
+        id_token: &GhIdToken,
+        access_token: &AccessToken,
+        nonce: &Nonce,
+    ) -> Result<GhIdTokenClaims, IdpError> {
+        let mut provider = provider;
+        let claims = loop {
+            let result = id_token
+                .claims(&provider.verifier(&self.config), nonce)
+                .cloned();
+            match result {
+                Ok(claims) => break claims,
+                Err(ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::NoMatchingKey,
+                )) => match self.refresh_jwks(&provider).await? {
+                    Some(fresh) => provider = fresh,
+                    None => return Err(IdpError::IdToken("no matching signing key".into())),
+                },
+                Err(e) => return Err(IdpError::IdToken(e.to_string())),
+            }
+        };
+        if let Some(expected) = claims.access_token_hash() {
+            let verifier = provider.verifier(&self.config);
+            let alg = id_token
+                .signing_alg()
+                .map_err(|e| IdpError::IdToken(e.to_string()))?;
+            let key = id_token
+                .signing_key(&verifier)
+                .map_err(|e| IdpError::IdToken(e.to_string()))?;
+            let actual = AccessTokenHash::from_token(access_token, alg, key)
+                .map_err(|e| IdpError::IdToken(e.to_string()))?;
+            if actual != *expected {
+                return Err(IdpError::IdToken("at_hash does not match the access token".into()));
+            }
+        }
+        Ok(claims)
+    }
+
+    /// The user as the IdP's userinfo endpoint returns it now. The `sub` must be
+    /// the session's (OIDC Core §5.3.2), or the response is discarded.
+    pub async fn userinfo(
+        &self,
+        access_token: &AccessToken,
+        sub: &str,
+    ) -> Result<Map<String, Value>, IdpError> {
+        let provider = self.provider().await?;
+        let claims: openidconnect::UserInfoClaims<OtherClaims, CoreGenderClaim> = provider
+            .client
+            .user_info(
+                access_token.clone(),
+                Some(SubjectIdentifier::new(sub.to_string())),
+            )
+            .map_err(|e| IdpError::Misconfigured(e.to_string()))?
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match e {
+                UserInfoError::Request(e) => IdpError::Unreachable(e.to_string()),
+                UserInfoError::Response(status, _, _) if status.is_server_error() => {
+                    IdpError::Unreachable(format!("userinfo answered {status}"))
+                }
+                UserInfoError::Response(status, _, _) => {
+                    IdpError::Rejected(format!("userinfo answered {status}"))
+                }
+                other => IdpError::BadResponse(other.to_string()),
+            })?;
+        match serde_json::to_value(&claims) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(IdpError::BadResponse("userinfo is not a JSON object".into())),
+        }
+    }
+
+    /// RP-Initiated Logout 1.0 §2: the end-session URL with `id_token_hint`,
+    /// `client_id` and `post_logout_redirect_uri`, if the IdP has one.
+    pub async fn end_session_url(&self, id_token: &str) -> Option<String> {
+        let provider = self.provider().await.ok()?;
+        let endpoint = provider.end_session_endpoint()?.clone();
+        let mut request = LogoutRequest::from(endpoint)
+            .set_client_id(self.config.oidc.client_id.clone())
+            .set_post_logout_redirect_uri(
+                PostLogoutRedirectUrl::new(self.config.base_url.join("/")).ok()?,
+            );
+        if let Ok(token) = id_token.parse::<GhIdToken>() {
+            request = request.set_id_token_hint(&token);
+        }
+        Some(request.http_get_url().to_string())
+    }
+}
+
+fn token_error<RE: std::error::Error + 'static>(
+    e: RequestTokenError<RE, StandardErrorResponse<CoreErrorResponseType>>,
+) -> IdpError {
+    match e {
+        RequestTokenError::ServerResponse(r) => IdpError::Rejected(r.error().to_string()),
+        RequestTokenError::Request(e) => IdpError::Unreachable(e.to_string()),
+        RequestTokenError::Parse(e, _) => IdpError::BadResponse(e.to_string()),
+        RequestTokenError::Other(e) => IdpError::BadResponse(e),
+    }
+}

@@ -1,0 +1,235 @@
+//! The typed session: the one place that knows the session's keys and what is
+//! stored under them (zero2prod's `TypedSession`). Handlers never call
+//! `session.get("...")` themselves.
+//!
+//! Two things live in a session:
+//! - pending logins, keyed by `state`, so two tabs signing in at once each keep
+//!   their own (state, nonce, PKCE verifier, return_to), for at most 10 minutes;
+//! - once signed in, the [`SessionRecord`]: the user's verified claims and the
+//!   [`TokenSet`], which never leaves the server.
+
+use std::{collections::BTreeMap, fmt};
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+use openidconnect::{AccessToken, Nonce, PkceCodeVerifier, RefreshToken};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use tower_sessions::Session;
+
+use super::return_to::ReturnTo;
+use crate::api::{ClaimRow, SessionTimes, UserView};
+
+const PENDING_KEY: &str = "gatehouse.pending_logins";
+const RECORD_KEY: &str = "gatehouse.user";
+
+/// How long a started login may take at the IdP.
+pub const PENDING_LOGIN_TTL: time::Duration = time::Duration::minutes(10);
+/// At most this many logins may be pending in one browser; the oldest is dropped.
+pub const MAX_PENDING_LOGINS: usize = 8;
+
+/// A login that went to the IdP and has not come back yet.
+#[derive(Serialize, Deserialize)]
+pub struct PendingLogin {
+    pub nonce: Nonce,
+    pub pkce_verifier: PkceCodeVerifier,
+    pub return_to: ReturnTo,
+    #[serde(with = "time::serde::timestamp")]
+    pub issued_at: OffsetDateTime,
+}
+
+impl fmt::Debug for PendingLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingLogin")
+            .field("return_to", &self.return_to)
+            .field("issued_at", &self.issued_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The raw ID token, kept only for `id_token_hint` at logout. Never printed.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawIdToken(String);
+
+impl RawIdToken {
+    pub fn new(raw: String) -> Self {
+        Self(raw)
+    }
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RawIdToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RawIdToken([redacted])")
+    }
+}
+
+/// Every token the IdP gave us. `Debug` is redacted by the openidconnect types.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenSet {
+    pub access_token: AccessToken,
+    pub refresh_token: Option<RefreshToken>,
+    pub id_token: RawIdToken,
+    #[serde(with = "time::serde::timestamp::option")]
+    pub access_token_expires_at: Option<OffsetDateTime>,
+}
+
+/// What a signed-in session holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub sub: String,
+    /// The IdP's session id (`sid`), used by back-channel logout.
+    pub sid: Option<String>,
+    pub name: String,
+    pub preferred_username: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: Option<bool>,
+    pub picture: Option<String>,
+    pub roles: Vec<String>,
+    /// The verified ID token claims, for display.
+    pub id_token_claims: Map<String, Value>,
+    pub tokens: TokenSet,
+    #[serde(with = "time::serde::timestamp")]
+    pub created_at: OffsetDateTime,
+    /// Set once at login; activity never moves it.
+    #[serde(with = "time::serde::timestamp")]
+    pub absolute_expires_at: OffsetDateTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("session store error: {0}")]
+pub struct SessionError(#[from] tower_sessions::session::Error);
+
+/// The request's session, typed.
+#[derive(Clone, Debug)]
+pub struct AuthSession(Session);
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthSession {
+    type Rejection = <Session as FromRequestParts<S>>::Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Session::from_request_parts(parts, state).await.map(Self)
+    }
+}
+
+impl AuthSession {
+    async fn pending(&self) -> Result<BTreeMap<String, PendingLogin>, SessionError> {
+        Ok(self.0.get(PENDING_KEY).await?.unwrap_or_default())
+    }
+
+    async fn store_pending(
+        &self,
+        pending: BTreeMap<String, PendingLogin>,
+    ) -> Result<(), SessionError> {
+        if pending.is_empty() {
+            self.0.remove_value(PENDING_KEY).await?;
+        } else {
+            self.0.insert(PENDING_KEY, pending).await?;
+        }
+        Ok(())
+    }
+
+    /// Remembers a login that is about to go to the IdP, under its `state`.
+    pub async fn begin_login(&self, state: &str, login: PendingLogin) -> Result<(), SessionError> {
+        let now = OffsetDateTime::now_utc();
+        let mut pending = self.pending().await?;
+        pending.retain(|_, p| now - p.issued_at < PENDING_LOGIN_TTL);
+        while pending.len() >= MAX_PENDING_LOGINS {
+            let oldest = pending
+                .iter()
+                .min_by_key(|(_, p)| p.issued_at)
+                .map(|(k, _)| k.clone())
+                .expect("non-empty");
+            pending.remove(&oldest);
+        }
+        pending.insert(state.to_string(), login);
+        self.store_pending(pending).await
+    }
+
+    /// Takes (and so consumes: a replayed `state` finds nothing) the pending login
+    /// for `state`, if it exists and has not expired.
+    pub async fn take_login(&self, state: &str) -> Result<Option<PendingLogin>, SessionError> {
+        let mut pending = self.pending().await?;
+        let found = pending.remove(state);
+        let now = OffsetDateTime::now_utc();
+        pending.retain(|_, p| now - p.issued_at < PENDING_LOGIN_TTL);
+        self.store_pending(pending).await?;
+        Ok(found.filter(|p| now - p.issued_at < PENDING_LOGIN_TTL))
+    }
+
+    /// Signs the session in. The session id is rotated first, so an id an
+    /// attacker planted before login is worthless after it (session fixation,
+    /// OWASP ASVS 5.0 V7.2.4).
+    pub async fn sign_in(&self, record: SessionRecord) -> Result<(), SessionError> {
+        self.0.cycle_id().await?;
+        self.0.insert(RECORD_KEY, record).await?;
+        Ok(())
+    }
+
+    /// The signed-in record, if any and not past its absolute lifetime. An
+    /// expired record is removed on the spot: no half-logged-in state.
+    pub async fn record(&self) -> Result<Option<SessionRecord>, SessionError> {
+        let Some(record) = self.0.get::<SessionRecord>(RECORD_KEY).await? else {
+            return Ok(None);
+        };
+        if OffsetDateTime::now_utc() >= record.absolute_expires_at {
+            self.0.flush().await?;
+            return Ok(None);
+        }
+        Ok(Some(record))
+    }
+
+    /// Ends the session: the record is deleted from the store and the cookie removed.
+    pub async fn sign_out(&self) -> Result<Option<SessionRecord>, SessionError> {
+        let record = self.0.get::<SessionRecord>(RECORD_KEY).await?;
+        self.0.flush().await?;
+        Ok(record)
+    }
+
+    /// The session's deadlines: idle from the store's expiry, absolute from the record.
+    pub fn times(&self, record: &SessionRecord) -> SessionTimes {
+        SessionTimes {
+            created_at: record.created_at.unix_timestamp(),
+            idle_expires_at: self
+                .0
+                .expiry_date()
+                .min(record.absolute_expires_at)
+                .unix_timestamp(),
+            absolute_expires_at: record.absolute_expires_at.unix_timestamp(),
+            access_token_expires_at: record
+                .tokens
+                .access_token_expires_at
+                .map(OffsetDateTime::unix_timestamp),
+        }
+    }
+
+    pub fn view(&self, record: &SessionRecord) -> UserView {
+        UserView {
+            sub: record.sub.clone(),
+            name: record.name.clone(),
+            preferred_username: record.preferred_username.clone(),
+            email: record.email.clone(),
+            email_verified: record.email_verified,
+            picture: record.picture.clone(),
+            roles: record.roles.clone(),
+            session: self.times(record),
+            id_token_claims: ClaimRow::rows(&record.id_token_claims),
+        }
+    }
+
+    /// The view of the signed-in user, or `None` (also when the store fails:
+    /// failing closed means treating the request as anonymous).
+    pub async fn user_view(&self) -> Option<UserView> {
+        match self.record().await {
+            Ok(Some(record)) => Some(self.view(&record)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "session store unavailable; treating request as anonymous");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Who is signed in: the `CurrentUser` extractor and the JSON endpoints
+//! `GET /auth/user` and `GET /auth/userinfo`. Neither ever returns a token.
+
+use axum::{
+    extract::{FromRequestParts, State},
+    http::{request::Parts, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::{json, Value};
+
+use super::{
+    error::json_error,
+    provider::IdpError,
+    session::{AuthSession, SessionRecord},
+};
+use crate::{api::UserView, server::state::AppState};
+
+/// A signed-in session, or a 401 JSON rejection. Use it as a handler argument
+/// wherever a route needs a user; the handler body never re-checks.
+pub struct CurrentUser {
+    pub session: AuthSession,
+    pub record: SessionRecord,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let session = AuthSession::from_request_parts(parts, state)
+            .await
+            .map_err(|_| unauthenticated())?;
+        match session.record().await {
+            Ok(Some(record)) => Ok(Self { session, record }),
+            Ok(None) => Err(unauthenticated()),
+            Err(e) => {
+                tracing::error!(error = %e, "session store unavailable");
+                Err(json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "session_store_unavailable",
+                    "The session store cannot be reached.",
+                ))
+            }
+        }
+    }
+}
+
+fn unauthenticated() -> Response {
+    json_error(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "Not signed in, or the session has ended.",
+    )
+}
+
+/// `GET /auth/user`: 200 with the user and the session's deadlines.
+pub async fn user(user: CurrentUser) -> Json<UserView> {
+    Json(user.session.view(&user.record))
+}
+
+/// `GET /auth/userinfo`: the user as the IdP's userinfo endpoint returns it
+/// now, fetched server-side with the session's access token.
+pub async fn userinfo(State(state): State<AppState>, user: CurrentUser) -> Response {
+    match state
+        .oidc
+        .userinfo(&user.record.tokens.access_token, &user.record.sub)
+        .await
+    {
+        Ok(claims) => {
+            let roles = state.config.oidc.roles_claim.roles(&claims);
+            let body = json!({ "claims": Value::Object(claims), "roles": roles });
+            (StatusCode::OK, Json(body)).into_response()
+        }
+        Err(IdpError::Rejected(detail)) => {
+            tracing::info!(%detail, "userinfo rejected the access token");
+            json_error(
+                StatusCode::UNAUTHORIZED,
+                "access_token_rejected",
+                "The identity provider no longer accepts this session's access token.",
+            )
+        }
+        Err(IdpError::Unreachable(detail)) => {
+            tracing::warn!(%detail, "userinfo unreachable");
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "idp_unreachable",
+                "The identity provider cannot be reached right now.",
+            )
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "userinfo failed");
+            json_error(
+                StatusCode::BAD_GATEWAY,
+                "userinfo_invalid",
+                "The identity provider's userinfo answer failed verification.",
+            )
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Reusable pieces of UI.
+
+pub mod claims_table;
+pub mod guard;
+pub mod time;
+pub mod user_menu;

@@ -1,0 +1,21 @@
+//! Gatehouse: a Leptos front end and the axum backend-for-frontend that owns
+//! the OpenID Connect flow. The browser/server boundary is in the tree:
+//! `api`, `app`, `pages` and `components` compile for both sides and hold no
+//! token; `auth` (the BFF core) and `server` exist only on the server.
+
+pub mod api;
+pub mod app;
+pub mod components;
+pub mod pages;
+
+#[cfg(feature = "ssr")]
+pub mod auth;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}

@@ -1,0 +1,51 @@
+//! Gatehouse server entry: configuration → state → router → serve.
+
+use std::process::ExitCode;
+
+use gatehouse::server::{self, config::Config, telemetry};
+use leptos::config::get_configuration;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    telemetry::init();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut leptos_options = match get_configuration(None) {
+        Ok(c) => c.leptos_options,
+        Err(e) => {
+            eprintln!("configuration error: Leptos options: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    leptos_options.site_addr = config.site_addr;
+    let addr = config.site_addr;
+    let public = config.base_url.origin().to_string();
+    let router = match server::build(config, leptos_options).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {addr} (LEPTOS_SITE_ADDR): {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(%addr, "Gatehouse listening; open {public}");
+    println!("Gatehouse is running: {public}");
+    match server::serve(listener, router).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Server assembly (zero2prod's `startup`): configuration → state → router → serve.
+
+pub mod config;
+pub mod health;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+use std::sync::Arc;
+
+use axum::{middleware, routing::get, Router};
+use leptos::config::LeptosOptions;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tokio::net::TcpListener;
+use tower_http::{
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+};
+use tower_sessions::{cookie::SameSite, Expiry, SessionManagerLayer};
+
+use crate::{
+    app::{shell, App},
+    auth::{self, csrf, provider::Oidc},
+};
+use config::Config;
+use state::AppState;
+use store::AnyStore;
+
+/// Request bodies are small here (forms, JSON); anything bigger is refused (413).
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// The session cookie's name: `__Host-` prefixed on https, which makes the
+/// browser insist on Secure, Path=/ and no Domain.
+pub fn cookie_name(config: &Config) -> &'static str {
+    if config.base_url.is_https() {
+        "__Host-gatehouse_session"
+    } else {
+        "gatehouse_session"
+    }
+}
+
+/// Builds the whole application for `config`. Fails only on problems the
+/// operator must fix (e.g. an unusable session store); an unreachable IdP is
+/// not one of them: discovery is retried on the first login.
+pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Router, String> {
+    let config = Arc::new(config);
+    let store = AnyStore::open(&config.session.store).await?;
+    store.spawn_expiry_sweeper();
+    let oidc = Arc::new(Oidc::new(config.clone()));
+    // Try discovery now so problems show in the log at start-up, but do not wait on it.
+    {
+        let oidc = oidc.clone();
+        tokio::spawn(async move {
+            if let Err(e) = oidc.provider().await {
+                tracing::warn!(error = %e, "identity provider not available yet; will retry on first login");
+            }
+        });
+    }
+    let state = AppState {
+        leptos_options: leptos_options.clone(),
+        config: config.clone(),
+        oidc,
+        store: store.clone(),
+    };
+
+    let idle = time::Duration::try_from(config.session.idle_timeout)
+        .map_err(|e| format!("SESSION_IDLE_TIMEOUT: {e}"))?;
+    let sessions = SessionManagerLayer::new(store)
+        .with_name(cookie_name(&config))
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_path("/")
+        .with_secure(config.base_url.is_https())
+        .with_expiry(Expiry::OnInactivity(idle));
+
+    let routes = generate_route_list(App);
+    let router = Router::new()
+        .merge(auth::routes())
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .leptos_routes_with_context(&state, routes, || {}, {
+            let options = leptos_options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(sessions)
+        .layer(middleware::from_fn_with_state(state.clone(), csrf::guard))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(middleware::from_fn(telemetry::log_request))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state);
+    Ok(router)
+}
+
+/// Serves `router` on `listener` until Ctrl-C or SIGTERM.
+pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}
