@@ -50,7 +50,9 @@ impl ClaimDiff {
         names.sort_unstable();
         names.dedup();
         let find = |rows: &[ClaimRow], name: &str| {
-            rows.iter().find(|r| r.name == name).map(|r| r.value.clone())
+            rows.iter()
+                .find(|r| r.name == name)
+                .map(|r| r.value.clone())
         };
         names
             .into_iter()
@@ -184,13 +186,22 @@ mod tests {
     fn rows_are_sorted_and_readable() {
         let claims = json!({"sub": "1", "email_verified": true, "aud": ["x"]});
         let rows = ClaimRow::rows(claims.as_object().unwrap());
-        let shown: Vec<(&str, &str)> = rows.iter().map(|r| (r.name.as_str(), r.value.as_str())).collect();
-        assert_eq!(shown, [("aud", "[\"x\"]"), ("email_verified", "true"), ("sub", "1")]);
+        let shown: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.name.as_str(), r.value.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [("aud", "[\"x\"]"), ("email_verified", "true"), ("sub", "1")]
+        );
     }
 
     #[test]
     fn claim_sets_compare_by_name() {
-        let row = |n: &str, v: &str| ClaimRow { name: n.into(), value: v.into() };
+        let row = |n: &str, v: &str| ClaimRow {
+            name: n.into(),
+            value: v.into(),
+        };
         let diff = ClaimDiff::compare(
             &[row("sub", "1"), row("name", "A"), row("nonce", "n")],
             &[row("sub", "1"), row("name", "B"), row("locale", "en")],
@@ -198,7 +209,12 @@ mod tests {
         let shown: Vec<(&str, &str)> = diff.iter().map(|d| (d.name.as_str(), d.status())).collect();
         assert_eq!(
             shown,
-            [("locale", "userinfo only"), ("name", "differs"), ("nonce", "ID token only"), ("sub", "same")]
+            [
+                ("locale", "userinfo only"),
+                ("name", "differs"),
+                ("nonce", "ID token only"),
+                ("sub", "same")
+            ]
         );
     }
 
@@ -212,7 +228,12 @@ mod tests {
             email_verified: None,
             picture: None,
             roles: vec!["admin".into()],
-            session: SessionTimes { created_at: 0, idle_expires_at: 0, absolute_expires_at: 0, access_token_expires_at: None },
+            session: SessionTimes {
+                created_at: 0,
+                idle_expires_at: 0,
+                absolute_expires_at: 0,
+                access_token_expires_at: None,
+            },
             id_token_claims: vec![],
         };
         assert_eq!(user.initials(), "AL");

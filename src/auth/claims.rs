@@ -81,7 +81,10 @@ mod tests {
         }));
         let client = ClaimPath::parse("resource_access.gatehouse.roles").unwrap();
         assert_eq!(client.roles(&claims), ["editor"]);
-        assert_eq!(ClaimPath::parse("roles").unwrap().roles(&claims), ["a", "b"]);
+        assert_eq!(
+            ClaimPath::parse("roles").unwrap().roles(&claims),
+            ["a", "b"]
+        );
     }
 
     #[test]

@@ -104,51 +104,123 @@ mod tests {
     #[test]
     fn pages_and_login_need_nothing() {
         assert_eq!(check(Method::GET, "/", &[]), Verdict::Allow);
-        assert_eq!(check(Method::GET, "/profile", &[("cookie", "s=1")]), Verdict::Allow);
+        assert_eq!(
+            check(Method::GET, "/profile", &[("cookie", "s=1")]),
+            Verdict::Allow
+        );
         assert_eq!(check(Method::GET, "/auth/login", &[]), Verdict::Allow);
         assert_eq!(check(Method::GET, "/auth/callback", &[]), Verdict::Allow);
     }
 
     #[test]
     fn json_reads_need_the_header() {
-        assert!(matches!(check(Method::GET, "/auth/user", &[("cookie", "s=1")]), Verdict::Deny(_)));
-        assert_eq!(check(Method::GET, "/auth/user", &[("x-csrf", "1")]), Verdict::Allow);
-        assert!(matches!(check(Method::GET, "/auth/userinfo", &[("x-csrf", "0")]), Verdict::Deny(_)));
-        assert!(matches!(check(Method::GET, "/api/notes", &[]), Verdict::Deny(_)));
+        assert!(matches!(
+            check(Method::GET, "/auth/user", &[("cookie", "s=1")]),
+            Verdict::Deny(_)
+        ));
+        assert_eq!(
+            check(Method::GET, "/auth/user", &[("x-csrf", "1")]),
+            Verdict::Allow
+        );
+        assert!(matches!(
+            check(Method::GET, "/auth/userinfo", &[("x-csrf", "0")]),
+            Verdict::Deny(_)
+        ));
+        assert!(matches!(
+            check(Method::GET, "/api/notes", &[]),
+            Verdict::Deny(_)
+        ));
     }
 
     #[test]
     fn posts_need_the_header_or_same_origin_proof() {
         let server_fn = "/api/current_user123";
-        assert!(matches!(check(Method::POST, server_fn, &[("cookie", "s=1")]), Verdict::Deny(_)));
-        assert_eq!(check(Method::POST, server_fn, &[("x-csrf", "1")]), Verdict::Allow);
-        assert_eq!(check(Method::POST, "/auth/logout", &[("origin", "http://localhost:3000")]), Verdict::Allow);
-        assert_eq!(check(Method::POST, "/auth/logout", &[("sec-fetch-site", "same-origin")]), Verdict::Allow);
-        assert!(matches!(check(Method::POST, "/auth/logout", &[("sec-fetch-site", "same-site")]), Verdict::Deny(_)));
-        assert!(matches!(check(Method::POST, "/auth/logout", &[("origin", "null")]), Verdict::Deny(_)));
-        assert!(matches!(check(Method::DELETE, "/api/notes/1", &[]), Verdict::Deny(_)));
+        assert!(matches!(
+            check(Method::POST, server_fn, &[("cookie", "s=1")]),
+            Verdict::Deny(_)
+        ));
+        assert_eq!(
+            check(Method::POST, server_fn, &[("x-csrf", "1")]),
+            Verdict::Allow
+        );
+        assert_eq!(
+            check(
+                Method::POST,
+                "/auth/logout",
+                &[("origin", "http://localhost:3000")]
+            ),
+            Verdict::Allow
+        );
+        assert_eq!(
+            check(
+                Method::POST,
+                "/auth/logout",
+                &[("sec-fetch-site", "same-origin")]
+            ),
+            Verdict::Allow
+        );
+        assert!(matches!(
+            check(
+                Method::POST,
+                "/auth/logout",
+                &[("sec-fetch-site", "same-site")]
+            ),
+            Verdict::Deny(_)
+        ));
+        assert!(matches!(
+            check(Method::POST, "/auth/logout", &[("origin", "null")]),
+            Verdict::Deny(_)
+        ));
+        assert!(matches!(
+            check(Method::DELETE, "/api/notes/1", &[]),
+            Verdict::Deny(_)
+        ));
     }
 
     #[test]
     fn a_foreign_origin_is_refused_even_with_the_header() {
-        for origin in ["https://evil.example", "http://localhost:3001", "http://localhost:3000.evil.example"] {
+        for origin in [
+            "https://evil.example",
+            "http://localhost:3001",
+            "http://localhost:3000.evil.example",
+        ] {
             let mut h = headers(&[("x-csrf", "1")]);
             h.insert("origin", HeaderValue::from_str(origin).unwrap());
-            assert!(matches!(decide(&Method::POST, "/auth/logout", &h, ORIGIN), Verdict::Deny(_)), "{origin}");
+            assert!(
+                matches!(
+                    decide(&Method::POST, "/auth/logout", &h, ORIGIN),
+                    Verdict::Deny(_)
+                ),
+                "{origin}"
+            );
         }
     }
 
     #[test]
     fn bearer_without_cookie_is_exempt_but_not_with_a_cookie() {
-        assert_eq!(check(Method::POST, "/api/notes", &[("authorization", "Bearer abc")]), Verdict::Allow);
+        assert_eq!(
+            check(
+                Method::POST,
+                "/api/notes",
+                &[("authorization", "Bearer abc")]
+            ),
+            Verdict::Allow
+        );
         assert!(matches!(
-            check(Method::POST, "/api/notes", &[("authorization", "Bearer abc"), ("cookie", "s=1")]),
+            check(
+                Method::POST,
+                "/api/notes",
+                &[("authorization", "Bearer abc"), ("cookie", "s=1")]
+            ),
             Verdict::Deny(_)
         ));
     }
 
     #[test]
     fn backchannel_logout_is_server_to_server() {
-        assert_eq!(check(Method::POST, "/auth/backchannel-logout", &[]), Verdict::Allow);
+        assert_eq!(
+            check(Method::POST, "/auth/backchannel-logout", &[]),
+            Verdict::Allow
+        );
     }
 }

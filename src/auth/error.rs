@@ -154,7 +154,8 @@ fn escape(s: &str) -> String {
 
 /// A JSON error for API-style endpoints: `{"error": "...", "message": "..."}`.
 pub fn json_error(status: StatusCode, error: &str, message: &str) -> Response {
-    let mut response = (status, Json(json!({ "error": error, "message": message }))).into_response();
+    let mut response =
+        (status, Json(json!({ "error": error, "message": message }))).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -170,6 +171,9 @@ mod tests {
         assert_eq!(sanitize_code("access_denied"), "access_denied");
         assert_eq!(sanitize_code("<script>x</script>"), "scriptxscript");
         assert_eq!(sanitize_code("\"'"), "an unspecified error");
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

@@ -33,7 +33,13 @@ pub async fn login(
     session: AuthSession,
     Query(params): Query<LoginParams>,
 ) -> Response {
-    start_login(&state, &session, ReturnTo::parse(params.return_to.as_deref()), false).await
+    start_login(
+        &state,
+        &session,
+        ReturnTo::parse(params.return_to.as_deref()),
+        false,
+    )
+    .await
 }
 
 /// `GET /auth/signup` → the same, with `prompt=create` (OpenID Connect
@@ -43,7 +49,13 @@ pub async fn signup(
     session: AuthSession,
     Query(params): Query<LoginParams>,
 ) -> Response {
-    start_login(&state, &session, ReturnTo::parse(params.return_to.as_deref()), true).await
+    start_login(
+        &state,
+        &session,
+        ReturnTo::parse(params.return_to.as_deref()),
+        true,
+    )
+    .await
 }
 
 async fn start_login(
@@ -171,7 +183,11 @@ fn build_record(
 ) -> Result<SessionRecord, IdpError> {
     let all_claims = match serde_json::to_value(claims) {
         Ok(serde_json::Value::Object(map)) => map,
-        _ => return Err(IdpError::BadResponse("ID token claims are not an object".into())),
+        _ => {
+            return Err(IdpError::BadResponse(
+                "ID token claims are not an object".into(),
+            ))
+        }
     };
     let id_token = response
         .id_token()
@@ -184,7 +200,12 @@ fn build_record(
         .map(|d| now + d);
     let absolute = time::Duration::try_from(state.config.session.absolute_timeout)
         .unwrap_or(time::Duration::hours(12));
-    let text = |name: &str| all_claims.get(name).and_then(|v| v.as_str()).map(str::to_string);
+    let text = |name: &str| {
+        all_claims
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
     let preferred_username = claims.preferred_username().map(|u| u.to_string());
     let name = text("name")
         .or_else(|| preferred_username.clone())
@@ -205,6 +226,7 @@ fn build_record(
             refresh_token: response.refresh_token().cloned(),
             id_token: RawIdToken::new(id_token),
             access_token_expires_at,
+            issued_at: Some(now),
         },
         created_at: now,
         absolute_expires_at: now + absolute,
@@ -230,7 +252,11 @@ pub async fn logout(State(state): State<AppState>, session: AuthSession) -> Resp
         return see_other("/");
     };
     tracing::info!(sub = %record.sub, "signed out");
-    match state.oidc.end_session_url(record.tokens.id_token.secret()).await {
+    match state
+        .oidc
+        .end_session_url(record.tokens.id_token.secret())
+        .await
+    {
         Some(url) => see_other(&url),
         None => see_other("/"),
     }

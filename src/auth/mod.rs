@@ -8,18 +8,22 @@ pub mod csrf;
 pub mod error;
 pub mod flow;
 pub mod provider;
+pub mod refresh;
 pub mod return_to;
 pub mod session;
 pub mod user;
 
 use axum::{
+    http::{header, HeaderValue},
     routing::{get, post},
     Router,
 };
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::server::state::AppState;
 
-/// The `/auth/*` routes of the contract.
+/// The `/auth/*` routes of the contract. Nothing they answer may be cached:
+/// redirects carry one-time values and JSON carries the user.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/auth/login", get(flow::login))
@@ -28,4 +32,8 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/logout", post(flow::logout))
         .route("/auth/user", get(user::user))
         .route("/auth/userinfo", get(user::userinfo))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
 }

@@ -12,18 +12,17 @@ use openidconnect::{
     core::{
         CoreAuthDisplay, CoreAuthPrompt, CoreClaimName, CoreClaimType, CoreClientAuthMethod,
         CoreErrorResponseType, CoreGenderClaim, CoreGrantType, CoreJsonWebKey,
-        CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
-        CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType, CoreRevocableToken,
-        CoreRevocationErrorResponse, CoreSubjectIdentifierType, CoreTokenIntrospectionResponse,
-        CoreTokenType,
+        CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
+        CoreResponseMode, CoreResponseType, CoreRevocableToken, CoreRevocationErrorResponse,
+        CoreSubjectIdentifierType, CoreTokenIntrospectionResponse, CoreTokenType,
     },
     AccessToken, AccessTokenHash, AdditionalClaims, AdditionalProviderMetadata, AuthType,
     AuthorizationCode, ClaimsVerificationError, EndSessionUrl, EndpointMaybeSet, EndpointNotSet,
     EndpointSet, IdToken, IdTokenClaims, IdTokenFields, IdTokenVerifier, JsonWebKeySet,
-    JwsSigningAlgorithm, LogoutProviderMetadata, OAuth2TokenResponse, LogoutRequest, Nonce, PkceCodeVerifier,
-    PostLogoutRedirectUrl, ProviderMetadata, RedirectUrl, RequestTokenError,
-    SignatureVerificationError, StandardErrorResponse, StandardTokenResponse, SubjectIdentifier,
-    TokenResponse, UserInfoError,
+    JwsSigningAlgorithm, LogoutProviderMetadata, LogoutRequest, Nonce, OAuth2TokenResponse,
+    PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadata, RedirectUrl, RefreshToken,
+    RequestTokenError, SignatureVerificationError, StandardErrorResponse, StandardTokenResponse,
+    SubjectIdentifier, TokenResponse, UserInfoError,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -133,7 +132,11 @@ impl Provider {
     fn new(metadata: ProviderMetadataWithExtras, config: &Config) -> Result<Self, IdpError> {
         let redirect = RedirectUrl::new(config.redirect_uri())
             .map_err(|e| IdpError::Misconfigured(format!("redirect URI: {e}")))?;
-        if let Some(methods) = &metadata.additional_metadata().additional_metadata.code_challenge_methods_supported {
+        if let Some(methods) = &metadata
+            .additional_metadata()
+            .additional_metadata
+            .code_challenge_methods_supported
+        {
             if !methods.iter().any(|m| m == "S256") {
                 return Err(IdpError::Misconfigured(
                     "the IdP does not support PKCE S256 (code_challenge_methods_supported)".into(),
@@ -141,7 +144,9 @@ impl Provider {
             }
         }
         if metadata.token_endpoint().is_none() {
-            return Err(IdpError::Misconfigured("discovery has no token_endpoint".into()));
+            return Err(IdpError::Misconfigured(
+                "discovery has no token_endpoint".into(),
+            ));
         }
         let advertised = metadata
             .id_token_signing_alg_values_supported()
@@ -180,7 +185,10 @@ impl Provider {
     }
 
     pub fn end_session_endpoint(&self) -> Option<&EndSessionUrl> {
-        self.metadata.additional_metadata().end_session_endpoint.as_ref()
+        self.metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .as_ref()
     }
 
     fn verifier(&self, config: &Config) -> IdTokenVerifier<'_, CoreJsonWebKey> {
@@ -251,18 +259,20 @@ impl Oidc {
     async fn discover(&self) -> Result<Provider, IdpError> {
         // Discovery checks that the document's issuer equals ours exactly
         // (OIDC Discovery §4.3), which is what defeats issuer confusion.
-        let metadata = ProviderMetadataWithExtras::discover_async(
-            self.config.oidc.issuer.clone(),
-            &self.http,
-        )
-        .await
-        .map_err(|e| match e {
-            openidconnect::DiscoveryError::Request(e) => IdpError::Unreachable(e.to_string()),
-            openidconnect::DiscoveryError::Response(status, _, _) if status.is_server_error() => {
-                IdpError::Unreachable(format!("discovery answered {status}"))
-            }
-            other => IdpError::Misconfigured(other.to_string()),
-        })?;
+        let metadata =
+            ProviderMetadataWithExtras::discover_async(self.config.oidc.issuer.clone(), &self.http)
+                .await
+                .map_err(|e| match e {
+                    openidconnect::DiscoveryError::Request(e) => {
+                        IdpError::Unreachable(e.to_string())
+                    }
+                    openidconnect::DiscoveryError::Response(status, _, _)
+                        if status.is_server_error() =>
+                    {
+                        IdpError::Unreachable(format!("discovery answered {status}"))
+                    }
+                    other => IdpError::Misconfigured(other.to_string()),
+                })?;
         Provider::new(metadata, &self.config)
     }
 
@@ -347,10 +357,46 @@ impl Oidc {
             let actual = AccessTokenHash::from_token(access_token, alg, key)
                 .map_err(|e| IdpError::IdToken(e.to_string()))?;
             if actual != *expected {
-                return Err(IdpError::IdToken("at_hash does not match the access token".into()));
+                return Err(IdpError::IdToken(
+                    "at_hash does not match the access token".into(),
+                ));
             }
         }
         Ok(claims)
+    }
+
+    /// The refresh grant (RFC 6749 §6). A new ID token in the answer must pass
+    /// the same checks as at login, except the nonce, and name the same `iss`
+    /// and `sub` (OIDC Core §12.2); otherwise the answer is rejected.
+    pub async fn refresh(
+        &self,
+        refresh_token: &RefreshToken,
+        sub: &str,
+    ) -> Result<(GhTokenResponse, Option<GhIdTokenClaims>), IdpError> {
+        let provider = self.provider().await?;
+        let response = provider
+            .client
+            .exchange_refresh_token(refresh_token)
+            .map_err(|e| IdpError::Misconfigured(e.to_string()))?
+            .request_async(&self.http)
+            .await
+            .map_err(token_error)?;
+        let claims = match response.id_token() {
+            None => None,
+            Some(id_token) => {
+                let verifier = provider.verifier(&self.config);
+                let claims = id_token
+                    .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+                    .map_err(|e| IdpError::IdToken(e.to_string()))?;
+                if claims.subject().as_str() != sub {
+                    return Err(IdpError::IdToken(
+                        "refreshed ID token names another sub".into(),
+                    ));
+                }
+                Some(claims.clone())
+            }
+        };
+        Ok((response, claims))
     }
 
     /// The user as the IdP's userinfo endpoint returns it now. The `sub` must be
@@ -382,7 +428,9 @@ impl Oidc {
             })?;
         match serde_json::to_value(&claims) {
             Ok(Value::Object(map)) => Ok(map),
-            _ => Err(IdpError::BadResponse("userinfo is not a JSON object".into())),
+            _ => Err(IdpError::BadResponse(
+                "userinfo is not a JSON object".into(),
+            )),
         }
     }
 

@@ -73,7 +73,13 @@ mod tests {
 
     #[test]
     fn keeps_same_origin_paths() {
-        for ok in ["/", "/profile", "/notes?page=2#top", "/a/b/../c", "/%7Euser"] {
+        for ok in [
+            "/",
+            "/profile",
+            "/notes?page=2#top",
+            "/a/b/../c",
+            "/%7Euser",
+        ] {
             assert_eq!(ReturnTo::parse(Some(ok)).as_str(), ok);
         }
     }

@@ -15,10 +15,13 @@ use openidconnect::{AccessToken, Nonce, PkceCodeVerifier, RefreshToken};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
-use tower_sessions::Session;
+use tower_sessions::{Session, SessionStore};
 
 use super::return_to::ReturnTo;
-use crate::api::{ClaimRow, SessionTimes, UserView};
+use crate::{
+    api::{ClaimRow, SessionTimes, UserView},
+    server::store::AnyStore,
+};
 
 const PENDING_KEY: &str = "gatehouse.pending_logins";
 const RECORD_KEY: &str = "gatehouse.user";
@@ -75,6 +78,9 @@ pub struct TokenSet {
     pub id_token: RawIdToken,
     #[serde(with = "time::serde::timestamp::option")]
     pub access_token_expires_at: Option<OffsetDateTime>,
+    /// When this access token was obtained (caps the refresh leeway).
+    #[serde(default, with = "time::serde::timestamp::option")]
+    pub issued_at: Option<OffsetDateTime>,
 }
 
 /// What a signed-in session holds.
@@ -180,6 +186,46 @@ impl AuthSession {
             return Ok(None);
         }
         Ok(Some(record))
+    }
+
+    pub fn id(&self) -> Option<String> {
+        self.0.id().map(|id| id.to_string())
+    }
+
+    /// The record as the store holds it now (another request may have changed
+    /// it since this request loaded the session).
+    pub async fn reload_record(
+        &self,
+        store: &AnyStore,
+    ) -> Result<Option<SessionRecord>, SessionError> {
+        let Some(id) = self.0.id() else {
+            return Ok(None);
+        };
+        let Some(stored) = store
+            .load(&id)
+            .await
+            .map_err(tower_sessions::session::Error::Store)?
+        else {
+            return Ok(None);
+        };
+        Ok(stored
+            .data
+            .get(RECORD_KEY)
+            .and_then(|v| serde_json::from_value(v.clone()).ok()))
+    }
+
+    /// Makes this request's copy match `record` (so it never writes back older tokens).
+    pub async fn adopt_record(&self, record: SessionRecord) -> Result<(), SessionError> {
+        self.0.insert(RECORD_KEY, record).await?;
+        Ok(())
+    }
+
+    /// Stores refreshed tokens and saves at once, so that requests waiting on the
+    /// refresh lock read them from the store.
+    pub async fn store_refreshed(&self, record: SessionRecord) -> Result<(), SessionError> {
+        self.0.insert(RECORD_KEY, record).await?;
+        self.0.save().await?;
+        Ok(())
     }
 
     /// Ends the session: the record is deleted from the store and the cookie removed.

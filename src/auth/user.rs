@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::{
     error::json_error,
     provider::IdpError,
+    refresh::{refresh_if_needed, RefreshError},
     session::{AuthSession, SessionRecord},
 };
 use crate::{api::UserView, server::state::AppState};
@@ -45,6 +46,14 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     }
 }
 
+fn session_ended() -> Response {
+    json_error(
+        StatusCode::UNAUTHORIZED,
+        "session_ended",
+        "Your session has ended — sign in again.",
+    )
+}
+
 fn unauthenticated() -> Response {
     json_error(
         StatusCode::UNAUTHORIZED,
@@ -61,11 +70,19 @@ pub async fn user(user: CurrentUser) -> Json<UserView> {
 /// `GET /auth/userinfo`: the user as the IdP's userinfo endpoint returns it
 /// now, fetched server-side with the session's access token.
 pub async fn userinfo(State(state): State<AppState>, user: CurrentUser) -> Response {
-    match state
-        .oidc
-        .userinfo(&user.record.tokens.access_token, &user.record.sub)
-        .await
-    {
+    let access_token = match refresh_if_needed(&state, &user).await {
+        Ok(token) => token,
+        Err(RefreshError::SessionEnded) => return session_ended(),
+        Err(RefreshError::IdpUnavailable(detail)) => {
+            tracing::warn!(%detail, "token refresh unavailable");
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "idp_unreachable",
+                "The identity provider cannot be reached right now; you are still signed in.",
+            );
+        }
+    };
+    match state.oidc.userinfo(&access_token, &user.record.sub).await {
         Ok(claims) => {
             let roles = state.config.oidc.roles_claim.roles(&claims);
             let body = json!({ "claims": Value::Object(claims), "roles": roles });

@@ -24,7 +24,9 @@ fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -38,6 +40,9 @@ mod tests {
     #[test]
     fn login_url_encodes_the_return_path() {
         assert_eq!(login_url("/profile"), "/auth/login?return_to=/profile");
-        assert_eq!(login_url("/a?b=c&d#e"), "/auth/login?return_to=/a%3Fb%3Dc%26d%23e");
+        assert_eq!(
+            login_url("/a?b=c&d#e"),
+            "/auth/login?return_to=/a%3Fb%3Dc%26d%23e"
+        );
     }
 }

@@ -26,8 +26,13 @@ pub fn UserMenu() -> impl IntoView {
 pub fn Avatar(user: UserView, #[prop(default = "avatar")] class: &'static str) -> impl IntoView {
     let initials = user.initials();
     match user.picture {
-        Some(src) => view! { <img class=class src=src alt=format!("{}'s avatar", user.name)/> }.into_any(),
-        None => view! { <span class=format!("{class} initials") aria-hidden="true">{initials}</span> }.into_any(),
+        Some(src) => {
+            view! { <img class=class src=src alt=format!("{}'s avatar", user.name)/> }.into_any()
+        }
+        None => {
+            view! { <span class=format!("{class} initials") aria-hidden="true">{initials}</span> }
+                .into_any()
+        }
     }
 }
 

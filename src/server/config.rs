@@ -283,11 +283,13 @@ fn parse_scopes(raw: &str) -> Result<Vec<Scope>, String> {
     if !scopes.contains(&"openid") {
         return Err("openid is required".into());
     }
-    if let Some(bad) = scopes
-        .iter()
-        .find(|s| !s.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\'))
-    {
-        return Err(format!("scope {bad:?} has characters RFC 6749 §3.3 forbids"));
+    if let Some(bad) = scopes.iter().find(|s| {
+        !s.chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+    }) {
+        return Err(format!(
+            "scope {bad:?} has characters RFC 6749 §3.3 forbids"
+        ));
     }
     // openidconnect adds `openid` itself; keep the rest in order, once each.
     let mut out: Vec<Scope> = Vec::new();
@@ -343,7 +345,10 @@ mod tests {
         let scopes: Vec<&str> = c.oidc.scopes.iter().map(|s| s.as_str()).collect();
         assert_eq!(scopes, ["profile", "email", "offline_access"]);
         assert_eq!(c.oidc.roles_claim.to_string(), "realm_access.roles");
-        assert_eq!(c.session.store, StoreUrl::Sqlite("sqlite://data/sessions.db".into()));
+        assert_eq!(
+            c.session.store,
+            StoreUrl::Sqlite("sqlite://data/sessions.db".into())
+        );
         assert_eq!(c.session.idle_timeout, Duration::from_secs(30 * 60));
         assert_eq!(c.session.absolute_timeout, Duration::from_secs(12 * 3600));
         assert_eq!(c.oidc.refresh_leeway, Duration::from_secs(30));

@@ -11,10 +11,19 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let idp = state.oidc.provider().await.map(|_| ()).map_err(|e| e.to_string());
+    let idp = state
+        .oidc
+        .provider()
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
     let store = state.store.ping().await;
     let ready = idp.is_ok() && store.is_ok();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let check = |r: &Result<(), String>| match r {
         Ok(()) => json!({ "ok": true }),
         Err(e) => json!({ "ok": false, "error": e }),

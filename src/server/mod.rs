@@ -61,6 +61,7 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
         config: config.clone(),
         oidc,
         store: store.clone(),
+        refresh_locks: Default::default(),
     };
 
     let idle = time::Duration::try_from(config.session.idle_timeout)
@@ -95,9 +96,12 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
 
 /// Serves `router` on `listener` until Ctrl-C or SIGTERM.
 pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
 }
 
 async fn shutdown_signal() {
@@ -106,7 +110,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -6,7 +6,7 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 
 use super::{config::Config, store::AnyStore};
-use crate::auth::provider::Oidc;
+use crate::auth::{provider::Oidc, refresh::RefreshLocks};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -14,6 +14,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub oidc: Arc<Oidc>,
     pub store: AnyStore,
+    pub refresh_locks: Arc<RefreshLocks>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

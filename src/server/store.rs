@@ -60,7 +60,10 @@ impl AnyStore {
         if let Self::Sqlite(store) = self {
             let store = store.clone();
             tokio::spawn(async move {
-                if let Err(e) = store.continuously_delete_expired(Duration::from_secs(60)).await {
+                if let Err(e) = store
+                    .continuously_delete_expired(Duration::from_secs(60))
+                    .await
+                {
                     tracing::error!(error = %e, "expired-session sweeper stopped");
                 }
             });
@@ -71,7 +74,11 @@ impl AnyStore {
     pub async fn ping(&self) -> Result<(), String> {
         match self {
             Self::Memory(_) => Ok(()),
-            Self::Sqlite(store) => store.load(&Id::default()).await.map(|_| ()).map_err(|e| e.to_string()),
+            Self::Sqlite(store) => store
+                .load(&Id::default())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
         }
     }
 }

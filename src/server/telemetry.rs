@@ -13,7 +13,9 @@ pub fn init() {
         .unwrap_or_else(|_| EnvFilter::new("info,tower_sessions=warn,sqlx=warn,hyper=warn"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
-        registry.with(fmt::layer().json().flatten_event(true)).try_init()
+        registry
+            .with(fmt::layer().json().flatten_event(true))
+            .try_init()
     } else {
         registry.with(fmt::layer().compact()).try_init()
     };

@@ -1,0 +1,44 @@
+# Gatehouse. Quick start: `make dev` to run, `make test` to test.
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+IDP_PORT ?= 8080
+
+.PHONY: dev serve idp test test-rust test-e2e bench setup lint fmt
+
+setup:
+	@scripts/setup.sh
+
+## dev: the dev identity provider + the app with live reload on http://localhost:3000
+dev: setup
+	@scripts/dev.sh
+
+## serve: release build of the app alone (start an IdP with `make idp`, or point OIDC_ISSUER_URL at yours)
+serve: setup
+	cargo leptos build --release
+	LEPTOS_SITE_ROOT=target/site target/release/gatehouse
+
+## idp: the dev identity provider alone, in the foreground
+idp:
+	@[ -d end2end/node_modules ] || (cd end2end && npm ci --no-audit --no-fund --loglevel=error)
+	IDP_PORT=$(IDP_PORT) node end2end/idp/server.mjs
+
+## test: everything — unit, integration (real dev IdP over HTTP), end-to-end (real Chromium)
+test: setup test-rust test-e2e
+
+test-rust:
+	cargo test --features ssr --no-fail-fast
+
+test-e2e:
+	cargo leptos build
+	cd end2end && npx playwright test
+
+bench: setup
+	@echo "make bench arrives with the benchmarking issue" && exit 1
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-features -- -D warnings
+
+fmt:
+	cargo fmt --all

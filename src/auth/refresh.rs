@@ -1,0 +1,188 @@
+//! Keeping the access token fresh: `refresh_if_needed` refreshes it with the
+//! refresh token when it expires within the leeway, once per session however
+//! many requests ask at the same moment (single-flight within this process),
+//! and stores the rotated refresh token together with the new access token.
+//!
+//! Outcomes: a fresh token; `SessionEnded` when the IdP refuses the refresh
+//! token (`invalid_grant`: revoked, expired, rotated elsewhere) — the session is
+//! then ended, never left half-alive; `IdpUnavailable` on a network error — the
+//! session stays, the call fails with 503.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use openidconnect::{AccessToken, OAuth2TokenResponse, TokenResponse};
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+
+use super::{
+    provider::IdpError,
+    session::{RawIdToken, SessionRecord, TokenSet},
+    user::CurrentUser,
+};
+use crate::server::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("the session has ended")]
+    SessionEnded,
+    #[error("identity provider unavailable: {0}")]
+    IdpUnavailable(String),
+}
+
+/// One lock per session id; entries disappear once nobody holds them.
+#[derive(Default)]
+pub struct RefreshLocks(std::sync::Mutex<HashMap<String, Weak<Mutex<()>>>>);
+
+impl RefreshLocks {
+    fn lock_for(&self, key: &str) -> Arc<Mutex<()>> {
+        let mut map = self.0.lock().expect("refresh lock map poisoned");
+        map.retain(|_, weak| weak.strong_count() > 0);
+        if let Some(existing) = map.get(key).and_then(Weak::upgrade) {
+            return existing;
+        }
+        let lock = Arc::new(Mutex::new(()));
+        map.insert(key.to_string(), Arc::downgrade(&lock));
+        lock
+    }
+}
+
+/// Does this token set need a refresh now? The leeway is capped at half the
+/// token's remaining lifetime at issue, so short-lived tokens are not refreshed
+/// on every request.
+fn needs_refresh(tokens: &TokenSet, leeway: Duration, now: OffsetDateTime) -> bool {
+    let Some(expires_at) = tokens.access_token_expires_at else {
+        return false;
+    };
+    let leeway = time::Duration::try_from(leeway).unwrap_or(time::Duration::seconds(30));
+    let lifetime = expires_at - tokens.issued_at.unwrap_or(expires_at);
+    let leeway = if lifetime > time::Duration::ZERO {
+        leeway.min(lifetime / 2)
+    } else {
+        leeway
+    };
+    now >= expires_at - leeway
+}
+
+/// The session's access token, refreshed first if it is about to expire.
+pub async fn refresh_if_needed(
+    state: &AppState,
+    user: &CurrentUser,
+) -> Result<AccessToken, RefreshError> {
+    let leeway = state.config.oidc.refresh_leeway;
+    if !needs_refresh(&user.record.tokens, leeway, OffsetDateTime::now_utc()) {
+        return Ok(user.record.tokens.access_token.clone());
+    }
+    let Some(key) = user.session.id() else {
+        return Err(RefreshError::SessionEnded);
+    };
+    let lock = state.refresh_locks.lock_for(&key);
+    let _guard = lock.lock().await;
+
+    // Someone else may have refreshed while we waited: read the stored record.
+    let current = match user.session.reload_record(&state.store).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return Err(RefreshError::SessionEnded),
+        Err(e) => return Err(RefreshError::IdpUnavailable(e.to_string())),
+    };
+    if !needs_refresh(&current.tokens, leeway, OffsetDateTime::now_utc()) {
+        user.session.adopt_record(current.clone()).await.ok();
+        return Ok(current.tokens.access_token);
+    }
+    let Some(refresh_token) = current.tokens.refresh_token.clone() else {
+        // No refresh token: the access token simply runs out; the session lives
+        // on until its own deadlines (calls needing the token will get 401s).
+        return Ok(current.tokens.access_token);
+    };
+    match state.oidc.refresh(&refresh_token, &current.sub).await {
+        Ok((response, _claims)) => {
+            let now = OffsetDateTime::now_utc();
+            let mut record: SessionRecord = current;
+            record.tokens = TokenSet {
+                access_token: response.access_token().clone(),
+                // RFC 6749 §6: a new refresh token replaces the old; none means keep it.
+                refresh_token: response
+                    .refresh_token()
+                    .cloned()
+                    .or(record.tokens.refresh_token),
+                id_token: response
+                    .id_token()
+                    .map(|t| RawIdToken::new(t.to_string()))
+                    .unwrap_or(record.tokens.id_token),
+                access_token_expires_at: response
+                    .expires_in()
+                    .and_then(|d| time::Duration::try_from(d).ok())
+                    .map(|d| now + d),
+                issued_at: Some(now),
+            };
+            let token = record.tokens.access_token.clone();
+            if let Err(e) = user.session.store_refreshed(record).await {
+                return Err(RefreshError::IdpUnavailable(format!("session store: {e}")));
+            }
+            tracing::info!("access token refreshed");
+            Ok(token)
+        }
+        Err(IdpError::Rejected(code)) => {
+            tracing::info!(%code, "refresh token refused; ending the session");
+            let _ = user.session.sign_out().await;
+            Err(RefreshError::SessionEnded)
+        }
+        Err(IdpError::Unreachable(e)) => Err(RefreshError::IdpUnavailable(e)),
+        Err(e) => {
+            // A refresh answer that fails verification (another iss or sub) is
+            // an attack or a broken IdP: end the session (fail closed).
+            tracing::warn!(error = %e, "refresh answer rejected; ending the session");
+            let _ = user.session.sign_out().await;
+            Err(RefreshError::SessionEnded)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(issued: i64, expires: i64) -> TokenSet {
+        TokenSet {
+            access_token: AccessToken::new("a".into()),
+            refresh_token: None,
+            id_token: RawIdToken::new("i".into()),
+            access_token_expires_at: Some(OffsetDateTime::from_unix_timestamp(expires).unwrap()),
+            issued_at: Some(OffsetDateTime::from_unix_timestamp(issued).unwrap()),
+        }
+    }
+
+    fn at(t: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(t).unwrap()
+    }
+
+    #[test]
+    fn refreshes_within_the_leeway_only() {
+        let t = tokens(1000, 1300); // five minutes
+        let leeway = Duration::from_secs(30);
+        assert!(!needs_refresh(&t, leeway, at(1200)));
+        assert!(needs_refresh(&t, leeway, at(1270)));
+        assert!(needs_refresh(&t, leeway, at(1400)));
+    }
+
+    #[test]
+    fn leeway_is_capped_at_half_the_lifetime() {
+        let t = tokens(1000, 1020); // twenty seconds
+        let leeway = Duration::from_secs(30);
+        assert!(
+            !needs_refresh(&t, leeway, at(1005)),
+            "must not refresh a brand-new token"
+        );
+        assert!(needs_refresh(&t, leeway, at(1010)));
+    }
+
+    #[test]
+    fn tokens_without_expiry_are_never_refreshed() {
+        let mut t = tokens(0, 0);
+        t.access_token_expires_at = None;
+        assert!(!needs_refresh(&t, Duration::from_secs(30), at(10_000)));
+    }
+}

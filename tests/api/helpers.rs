@@ -1,0 +1,330 @@
+//! Black-box test harness (zero2prod style): the real app on a random port, the
+//! real dev identity provider as a child process, and an HTTP client with a
+//! cookie jar that walks redirects by hand so every hop can be inspected.
+
+use std::{
+    collections::HashMap,
+    net::TcpListener as StdListener,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::Duration,
+};
+
+use gatehouse::server::{self, config::Config};
+use leptos::config::LeptosOptions;
+use reqwest::{cookie::CookieStore, cookie::Jar, header, redirect, Response, StatusCode};
+use url::Url;
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The dev identity provider (`end2end/idp/server.mjs`), killed on drop.
+pub struct Idp {
+    pub port: u16,
+    pub issuer: String,
+    child: Child,
+}
+
+impl Idp {
+    pub async fn start() -> Self {
+        Self::start_on(free_port(), &[]).await
+    }
+
+    pub async fn start_on(port: u16, env: &[(&str, &str)]) -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/end2end/idp/server.mjs");
+        let child = Command::new("node")
+            .arg(script)
+            .env("IDP_PORT", port.to_string())
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node must be installed (make test runs scripts/setup.sh)");
+        let idp = Self {
+            port,
+            issuer: format!("http://localhost:{port}/realms/demo"),
+            child,
+        };
+        let health = format!("http://127.0.0.1:{port}/dev/health");
+        for _ in 0..100 {
+            if reqwest::get(&health)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return idp;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the dev IdP did not start on port {port}");
+    }
+
+    pub async fn stats(&self) -> serde_json::Value {
+        reqwest::get(format!("http://127.0.0.1:{}/dev/stats", self.port))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running Gatehouse and a browser-like client for it.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub jar: Arc<Jar>,
+}
+
+pub async fn spawn_app(issuer: &str) -> TestApp {
+    spawn_app_with(issuer, &[]).await
+}
+
+pub async fn spawn_app_with(issuer: &str, overrides: &[(&str, &str)]) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://localhost:{}", addr.port());
+    let mut env: HashMap<String, String> = [
+        ("APP_BASE_URL", base.as_str()),
+        ("LEPTOS_SITE_ADDR", &addr.to_string()),
+        ("OIDC_ISSUER_URL", issuer),
+        ("SESSION_STORE", "memory"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in overrides {
+        env.insert(k.to_string(), v.to_string());
+    }
+    let config = Config::from_lookup(&move |k: &str| env.get(k).cloned()).expect("test config");
+    let options = LeptosOptions::builder()
+        .output_name("gatehouse")
+        .site_root("target/site")
+        .site_addr(addr)
+        .build();
+    let router = server::build(config, options).await.expect("app builds");
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    let jar = Arc::new(Jar::default());
+    let http = reqwest::Client::builder()
+        .redirect(redirect::Policy::none())
+        .cookie_provider(jar.clone())
+        .build()
+        .unwrap();
+    TestApp { base, http, jar }
+}
+
+pub fn location(response: &Response) -> String {
+    response
+        .headers()
+        .get(header::LOCATION)
+        .unwrap_or_else(|| panic!("no Location on {} {}", response.status(), response.url()))
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The value of `name` in the query of `url`.
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// `url` with query parameter `name` replaced by `value` (or removed when `None`).
+pub fn with_param(url: &str, name: &str, value: Option<&str>) -> String {
+    let mut parsed = Url::parse(url).unwrap();
+    let pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(k, _)| k != name)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    {
+        let mut q = parsed.query_pairs_mut();
+        q.clear();
+        for (k, v) in &pairs {
+            q.append_pair(k, v);
+        }
+        if let Some(v) = value {
+            q.append_pair(name, v);
+        }
+    }
+    parsed.to_string()
+}
+
+/// What the IdP's login step ended with.
+pub enum IdpOutcome {
+    /// Redirected back to the app's callback (the full URL, not yet requested).
+    Callback(String),
+    /// Still on the IdP, showing this HTML (e.g. wrong password).
+    StayedOnIdp(String),
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// A page navigation as a browser makes it (`Accept: text/html`).
+    pub async fn get_page(&self, path: &str) -> Response {
+        self.http
+            .get(self.url(path))
+            .header(header::ACCEPT, "text/html,application/xhtml+xml")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A JSON call as the app's own front end makes it (with `X-CSRF: 1`).
+    pub async fn get_json(&self, path: &str) -> Response {
+        self.http
+            .get(self.url(path))
+            .header("X-CSRF", "1")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub fn session_cookie(&self) -> Option<String> {
+        let url = Url::parse(&self.base).unwrap();
+        let cookies = self.jar.cookies(&url)?;
+        cookies
+            .to_str()
+            .unwrap()
+            .split("; ")
+            .find_map(|c| c.strip_prefix("gatehouse_session=").map(str::to_string))
+    }
+
+    /// `GET /auth/login?return_to=…` → the IdP authorization URL it redirects to.
+    pub async fn start_login(&self, return_to: Option<&str>) -> String {
+        let path = match return_to {
+            Some(r) => format!(
+                "/auth/login?return_to={}",
+                url::form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>()
+            ),
+            None => "/auth/login".to_string(),
+        };
+        let response = self.get(&path).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::SEE_OTHER,
+            "login must redirect"
+        );
+        location(&response)
+    }
+
+    /// Drives the IdP from `authorize_url`: follows its redirects and fills its
+    /// login form with `username`/`password`, until it sends the browser back
+    /// to the app or answers the form with a page instead of a redirect.
+    pub async fn at_idp(&self, authorize_url: &str, username: &str, password: &str) -> IdpOutcome {
+        let mut current = authorize_url.to_string();
+        for _ in 0..20 {
+            if current.starts_with(&self.base) {
+                return IdpOutcome::Callback(current);
+            }
+            let response = self.http.get(&current).send().await.unwrap();
+            if response.status().is_redirection() {
+                current = resolve(&current, &location(&response));
+                continue;
+            }
+            let page_url = response.url().to_string();
+            let html = response.text().await.unwrap();
+            let action =
+                form_action(&html).unwrap_or_else(|| panic!("no login form at {page_url}: {html}"));
+            let response = self
+                .http
+                .post(resolve(&page_url, &action))
+                .form(&[("username", username), ("password", password)])
+                .send()
+                .await
+                .unwrap();
+            if response.status().is_redirection() {
+                current = resolve(&page_url, &location(&response));
+                continue;
+            }
+            return IdpOutcome::StayedOnIdp(response.text().await.unwrap());
+        }
+        panic!("too many redirects at the IdP");
+    }
+
+    /// The whole login: app → IdP → credentials → the app's callback URL.
+    pub async fn callback_url_for(
+        &self,
+        username: &str,
+        password: &str,
+        return_to: Option<&str>,
+    ) -> String {
+        let authorize = self.start_login(return_to).await;
+        match self.at_idp(&authorize, username, password).await {
+            IdpOutcome::Callback(url) => url,
+            IdpOutcome::StayedOnIdp(html) => panic!("login did not complete: {html}"),
+        }
+    }
+
+    /// Logs in and returns the callback's response (a 303 on success).
+    pub async fn login(&self, username: &str, password: &str) -> Response {
+        let callback = self.callback_url_for(username, password, None).await;
+        self.http.get(callback).send().await.unwrap()
+    }
+
+    /// `POST /auth/logout` as the sign-out form sends it.
+    pub async fn logout(&self) -> Response {
+        self.http
+            .post(self.url("/auth/logout"))
+            .header(header::ORIGIN, &self.base)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn resolve(base: &str, location: &str) -> String {
+    Url::parse(base)
+        .unwrap()
+        .join(location)
+        .unwrap()
+        .to_string()
+}
+
+fn form_action(html: &str) -> Option<String> {
+    let start = html.find("<form")?;
+    let rest = &html[start..];
+    let a = rest.find("action=\"")? + "action=\"".len();
+    let end = rest[a..].find('"')?;
+    Some(rest[a..a + end].replace("&amp;", "&"))
+}
+
+/// True when `text` contains something shaped like a JWT (three base64url parts,
+/// the first starting `eyJ`).
+pub fn contains_jwt(text: &str) -> bool {
+    text.match_indices("eyJ").any(|(i, _)| {
+        let candidate: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .collect();
+        candidate.split('.').filter(|p| !p.is_empty()).count() >= 3
+    })
+}

@@ -1,0 +1,249 @@
+//! A hostile OpenID Provider: discovery and JWKS are honest, but the token
+//! endpoint returns an ID token broken in one specific way. Every one of them
+//! must end on an error page with no session. A well-formed token from the same
+//! fake OP must succeed, which proves the rejections are about the defect.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{extract::State, routing::get, routing::post, Json, Router};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use openidconnect::{
+    core::{
+        CoreHmacKey, CoreIdToken, CoreIdTokenClaims, CoreJwsSigningAlgorithm,
+        CoreRsaPrivateSigningKey,
+    },
+    AccessToken, Audience, EmptyAdditionalClaims, IssuerUrl, JsonWebKeyId, Nonce,
+    PrivateSigningKey, StandardClaims, SubjectIdentifier,
+};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const OP_KEY: &str = include_str!("../fixtures/hostile-op-key.pem");
+const ATTACKER_KEY: &str = include_str!("../fixtures/attacker-key.pem");
+const ACCESS_TOKEN: &str = "hostile-access-token";
+
+#[derive(Clone, Copy, Debug)]
+enum Defect {
+    None,
+    WrongAudience,
+    WrongIssuer,
+    BadSignature,
+    AlgNone,
+    WrongNonce,
+    Expired,
+    HmacWithClientSecret,
+    AtHashMismatch,
+    NotAJwt,
+}
+
+#[derive(Clone)]
+struct Op {
+    issuer: String,
+    defect: Defect,
+    /// The nonce of the pending login, learned from the authorization URL.
+    nonce: Arc<Mutex<String>>,
+}
+
+fn now() -> SystemTime {
+    SystemTime::now()
+}
+
+fn rsa(pem: &str) -> CoreRsaPrivateSigningKey {
+    CoreRsaPrivateSigningKey::from_pem(pem, Some(JsonWebKeyId::new("op-key".into()))).unwrap()
+}
+
+fn claims(
+    issuer: &str,
+    audience: &str,
+    nonce: &str,
+    exp: SystemTime,
+    iat: SystemTime,
+) -> CoreIdTokenClaims {
+    CoreIdTokenClaims::new(
+        IssuerUrl::new(issuer.to_string()).unwrap(),
+        vec![Audience::new(audience.to_string())],
+        exp.into(),
+        iat.into(),
+        StandardClaims::new(SubjectIdentifier::new("mallory".into())),
+        EmptyAdditionalClaims {},
+    )
+    .set_nonce(Some(Nonce::new(nonce.to_string())))
+}
+
+fn id_token(op: &Op) -> String {
+    let nonce = op.nonce.lock().unwrap().clone();
+    let at = AccessToken::new(ACCESS_TOKEN.into());
+    let in_5m = now() + Duration::from_secs(300);
+    let good = |c: CoreIdTokenClaims, key: &CoreRsaPrivateSigningKey, at: &AccessToken| {
+        CoreIdToken::new(
+            c,
+            key,
+            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+            Some(at),
+            None,
+        )
+        .unwrap()
+        .to_string()
+    };
+    let key = rsa(OP_KEY);
+    let c = |iss: &str, aud: &str, nonce: &str, exp, iat| claims(iss, aud, nonce, exp, iat);
+    match op.defect {
+        Defect::None => good(c(&op.issuer, "gatehouse", &nonce, in_5m, now()), &key, &at),
+        Defect::WrongAudience => good(
+            c(&op.issuer, "someone-else", &nonce, in_5m, now()),
+            &key,
+            &at,
+        ),
+        Defect::WrongIssuer => good(
+            c("https://evil.example", "gatehouse", &nonce, in_5m, now()),
+            &key,
+            &at,
+        ),
+        Defect::BadSignature => good(
+            c(&op.issuer, "gatehouse", &nonce, in_5m, now()),
+            &rsa(ATTACKER_KEY),
+            &at,
+        ),
+        Defect::WrongNonce => good(
+            c(&op.issuer, "gatehouse", "not-the-nonce", in_5m, now()),
+            &key,
+            &at,
+        ),
+        Defect::Expired => {
+            let past = now() - Duration::from_secs(3600);
+            good(
+                c(
+                    &op.issuer,
+                    "gatehouse",
+                    &nonce,
+                    past,
+                    past - Duration::from_secs(300),
+                ),
+                &key,
+                &at,
+            )
+        }
+        Defect::AtHashMismatch => good(
+            c(&op.issuer, "gatehouse", &nonce, in_5m, now()),
+            &key,
+            &AccessToken::new("a-different-access-token".into()),
+        ),
+        Defect::HmacWithClientSecret => CoreIdToken::new(
+            c(&op.issuer, "gatehouse", &nonce, in_5m, now()),
+            &CoreHmacKey::new("gatehouse-dev-secret".as_bytes()),
+            CoreJwsSigningAlgorithm::HmacSha256,
+            Some(&at),
+            None,
+        )
+        .unwrap()
+        .to_string(),
+        Defect::AlgNone => {
+            // Hand-made: no library will produce an unsigned token for us.
+            let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+            let exp = now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 300;
+            let payload = json!({
+                "iss": op.issuer, "aud": "gatehouse", "sub": "mallory", "nonce": nonce,
+                "exp": exp, "iat": exp - 300,
+            });
+            format!("{header}.{}.", URL_SAFE_NO_PAD.encode(payload.to_string()))
+        }
+        Defect::NotAJwt => "this.is-not-a.jwt".into(),
+    }
+}
+
+async fn discovery(State(op): State<Op>) -> Json<Value> {
+    Json(json!({
+        "issuer": op.issuer,
+        "authorization_endpoint": format!("{}/authorize", op.issuer),
+        "token_endpoint": format!("{}/token", op.issuer),
+        "jwks_uri": format!("{}/jwks", op.issuer),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "code_challenge_methods_supported": ["S256"],
+    }))
+}
+
+async fn jwks() -> Json<Value> {
+    let jwk = rsa(OP_KEY).as_verification_key();
+    Json(json!({ "keys": [jwk] }))
+}
+
+async fn token(State(op): State<Op>) -> Json<Value> {
+    Json(json!({
+        "access_token": ACCESS_TOKEN,
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "id_token": id_token(&op),
+    }))
+}
+
+async fn start_op(defect: Defect) -> Op {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let op = Op {
+        issuer,
+        defect,
+        nonce: Arc::new(Mutex::new(String::new())),
+    };
+    let router = Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/jwks", get(jwks))
+        .route("/token", post(token))
+        .with_state(op.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    op
+}
+
+/// Starts a login against the fake OP and returns the callback's response.
+async fn login_through(defect: Defect) -> (TestApp, reqwest::Response) {
+    let op = start_op(defect).await;
+    let app = spawn_app(&op.issuer).await;
+    let authorize = app.start_login(None).await;
+    *op.nonce.lock().unwrap() = query_param(&authorize, "nonce").unwrap();
+    let state = query_param(&authorize, "state").unwrap();
+    let callback = app.url(&format!("/auth/callback?code=any-code&state={state}"));
+    let response = app.http.get(callback).send().await.unwrap();
+    (app, response)
+}
+
+#[tokio::test]
+async fn a_well_formed_token_from_the_same_op_is_accepted() {
+    let (app, response) = login_through(Defect::None).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let user: Value = app.get_json("/auth/user").await.json().await.unwrap();
+    assert_eq!(user["sub"], "mallory");
+}
+
+#[tokio::test]
+async fn every_malformed_id_token_ends_with_no_session() {
+    for defect in [
+        Defect::WrongAudience,
+        Defect::WrongIssuer,
+        Defect::BadSignature,
+        Defect::AlgNone,
+        Defect::WrongNonce,
+        Defect::Expired,
+        Defect::HmacWithClientSecret,
+        Defect::AtHashMismatch,
+        Defect::NotAJwt,
+    ] {
+        let (app, response) = login_through(defect).await;
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "{defect:?}");
+        let html = response.text().await.unwrap();
+        assert!(
+            html.contains("data-reason=\"invalid_id_token\""),
+            "{defect:?}: {html}"
+        );
+        assert_eq!(
+            app.get_json("/auth/user").await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{defect:?} must leave no session"
+        );
+    }
+}

@@ -1,0 +1,415 @@
+//! The whole flow against the real dev IdP over HTTP.
+
+use reqwest::{header, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn anonymous_user_gets_401_json() {
+    let idp = Idp::start().await;
+    let app = spawn_app(&idp.issuer).await;
+    let response = app.get_json("/auth/user").await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "unauthenticated");
+    assert_eq!(
+        app.get_json("/auth/userinfo").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn login_user_userinfo_logout_and_401_again() {
+    let idp = Idp::start().await;
+    let app = spawn_app(&idp.issuer).await;
+
+    // The authorization request carries PKCE S256, state and nonce.
+    let authorize = app.start_login(Some("/profile")).await;
+    assert!(authorize.starts_with(&idp.issuer), "{authorize}");
+    assert_eq!(
+        query_param(&authorize, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert!(query_param(&authorize, "code_challenge").is_some_and(|c| c.len() >= 43));
+    assert!(query_param(&authorize, "state").is_some_and(|s| s.len() >= 16));
+    assert!(query_param(&authorize, "nonce").is_some_and(|s| s.len() >= 16));
+    assert_eq!(
+        query_param(&authorize, "response_type").as_deref(),
+        Some("code")
+    );
+    let scope = query_param(&authorize, "scope").unwrap();
+    for s in ["openid", "profile", "email", "offline_access"] {
+        assert!(scope.split(' ').any(|x| x == s), "{scope}");
+    }
+    let anonymous_cookie = app
+        .session_cookie()
+        .expect("login starts a session for the pending state");
+
+    let callback = match app.at_idp(&authorize, "alice", "alice").await {
+        IdpOutcome::Callback(url) => url,
+        IdpOutcome::StayedOnIdp(html) => panic!("{html}"),
+    };
+    assert!(
+        query_param(&callback, "iss").is_some(),
+        "the dev IdP sends RFC 9207 iss"
+    );
+    let response = app.http.get(&callback).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/profile", "return_to is honoured");
+
+    // The session id rotated at login (no fixation) and the cookie is locked down.
+    let set_cookie = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(set_cookie.len(), 1, "{set_cookie:?}");
+    let cookie = &set_cookie[0];
+    assert!(cookie.starts_with("gatehouse_session="), "{cookie}");
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attr), "{cookie} lacks {attr}");
+    }
+    assert!(!cookie.to_ascii_lowercase().contains("domain="), "{cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http dev origin: {cookie}"
+    );
+    let signed_in_cookie = app.session_cookie().unwrap();
+    assert_ne!(
+        anonymous_cookie, signed_in_cookie,
+        "session id must rotate at login"
+    );
+
+    // /auth/user: the contract's fields, and never a token.
+    let response = app.get_json("/auth/user").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+    let text = response.text().await.unwrap();
+    assert!(!contains_jwt(&text), "{text}");
+    let user: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(user["name"], "Alice Liddell");
+    assert_eq!(user["email"], "alice@example.com");
+    assert_eq!(user["email_verified"], true);
+    assert!(user["sub"].as_str().is_some_and(|s| !s.is_empty()));
+    let roles: Vec<&str> = user["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["admin", "user"]);
+    let session = &user["session"];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let idle = session["idle_expires_at"].as_i64().unwrap();
+    let absolute = session["absolute_expires_at"].as_i64().unwrap();
+    assert!(
+        (now + 29 * 60..=now + 31 * 60).contains(&idle),
+        "idle {idle} vs now {now}"
+    );
+    assert!((now + 12 * 3600 - 60..=now + 12 * 3600 + 60).contains(&absolute));
+    for claim in user["id_token_claims"].as_array().unwrap() {
+        assert!(!contains_jwt(claim["value"].as_str().unwrap()));
+    }
+
+    // /auth/userinfo: fetched from the IdP now, with the server-held access token.
+    let response = app.get_json("/auth/userinfo").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    assert!(!contains_jwt(&text));
+    let info: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(info["claims"]["sub"], user["sub"]);
+    assert!(
+        info["claims"]["updated_at"].is_number(),
+        "userinfo has what the ID token lacks: {info}"
+    );
+
+    // Logout: local session gone, then RP-initiated logout at the IdP.
+    let response = app.logout().await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let end_session = location(&response);
+    assert!(
+        end_session.starts_with(&format!("{}/protocol/openid-connect/logout", idp.issuer)),
+        "{end_session}"
+    );
+    assert!(query_param(&end_session, "id_token_hint").is_some_and(|t| contains_jwt(&t)));
+    assert_eq!(
+        query_param(&end_session, "post_logout_redirect_uri"),
+        Some(app.url("/"))
+    );
+    assert_eq!(
+        app.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Finish the logout at the IdP; it sends the browser back to the app.
+    let mut current = end_session;
+    for _ in 0..10 {
+        if current.starts_with(&app.base) {
+            break;
+        }
+        let response = app.http.get(&current).send().await.unwrap();
+        if response.status().is_redirection() {
+            current = url::Url::parse(&current)
+                .unwrap()
+                .join(&location(&response))
+                .unwrap()
+                .to_string();
+            continue;
+        }
+        // The dev IdP's confirmation page auto-submits a form; submit it.
+        let html = response.text().await.unwrap();
+        let action = html
+            .split("action=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap()
+            .replace("&amp;", "&");
+        let inputs: Vec<(String, String)> = html
+            .split("<input")
+            .skip(1)
+            .filter_map(|i| {
+                let name = i.split("name=\"").nth(1)?.split('"').next()?.to_string();
+                let value = i
+                    .split("value=\"")
+                    .nth(1)
+                    .and_then(|v| v.split('"').next())
+                    .unwrap_or("")
+                    .to_string();
+                Some((name, value))
+            })
+            .collect();
+        let target = url::Url::parse(&current)
+            .unwrap()
+            .join(&action)
+            .unwrap()
+            .to_string();
+        let response = app.http.post(&target).form(&inputs).send().await.unwrap();
+        assert!(response.status().is_redirection(), "{}", response.status());
+        current = url::Url::parse(&target)
+            .unwrap()
+            .join(&location(&response))
+            .unwrap()
+            .to_string();
+    }
+    assert_eq!(
+        current,
+        app.url("/"),
+        "the IdP returns to post_logout_redirect_uri"
+    );
+
+    // Signing in again asks for the password again (the IdP session ended).
+    let authorize = app.start_login(None).await;
+    match app.at_idp(&authorize, "alice", "wrong-password").await {
+        IdpOutcome::StayedOnIdp(html) => {
+            assert!(html.contains("Invalid username or password"), "{html}")
+        }
+        IdpOutcome::Callback(url) => panic!("the IdP skipped the password after logout: {url}"),
+    }
+}
+
+#[tokio::test]
+async fn wrong_password_stays_on_the_idp() {
+    let idp = Idp::start().await;
+    let app = spawn_app(&idp.issuer).await;
+    let authorize = app.start_login(None).await;
+    match app.at_idp(&authorize, "bob", "alice").await {
+        IdpOutcome::StayedOnIdp(html) => assert!(html.contains("Invalid username or password")),
+        IdpOutcome::Callback(url) => panic!("wrong password was accepted: {url}"),
+    }
+    assert_eq!(
+        app.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn state_mismatch_is_rejected_with_no_session() {
+    let idp = Idp::start().await;
+    let app = spawn_app(&idp.issuer).await;
+    let callback = app.callback_url_for("alice", "alice", None).await;
+    for tampered in [
+        with_param(&callback, "state", Some("forged-state-value")),
+        with_param(&callback, "state", None),
+        with_param(&callback, "state", Some("")),
+    ] {
+        let response = app.http.get(&tampered).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let html = response.text().await.unwrap();
+        assert!(html.contains("data-reason=\"unknown_state\""), "{html}");
+        assert!(html.contains("Try again"));
+        assert_eq!(
+            app.get_json("/auth/user").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}
+
+#[tokio::test]
+async fn callback_replay_is_rejected() {
+    let idp = Idp::start().await;
+    let app = spawn_app(&idp.issuer).await;
+    let callback = app.callback_url_for("bob", "bob", None).await;
+    let first = app.http.get(&callback).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.logout().await.status(), StatusCode::SEE_OTHER);
+
+    // The same response again: its state was consumed.
+    let replay = app.http.get(&callback).send().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    assert!(replay.text().await.unwrap().contains("unknown_state"));
+
+    // The same code under a fresh, valid state: the IdP refuses the used code.
+    let authorize = app.start_login(None).await;
+    let fresh_state = query_param(&authorize, "state").unwrap();
+    let replay = with_param(&callback, "state", Some(&fresh_state));
+    let response = app.http.get(&replay).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.text().await.unwrap().contains("code_rejected"));
+    assert_eq!(
+        app.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn rfc9207_iss_must_match_and_is_required_when_advertised() {
+    let idp = Idp::start().await;
+    let app = spawn_app(&idp.issuer).await;
+    for iss in [Some("https://evil.example/realms/demo"), None] {
+        let callback = app.callback_url_for("alice", "alice", None).await;
+        let response = app
+            .http
+            .get(with_param(&callback, "iss", iss))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(response.text().await.unwrap().contains("issuer_mismatch"));
+        assert_eq!(
+            app.get_json("/auth/user").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}
+
+#[tokio::test]
+async fn return_to_only_ever_leads_to_this_site() {
+    let idp = Idp::start().await;
+    let app = spawn_app(&idp.issuer).await;
+    for (asked, landed) in [
+        ("https://evil.example", "/"),
+        ("//evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("/profile?tab=claims", "/profile?tab=claims"),
+    ] {
+        let callback = app.callback_url_for("alice", "alice", Some(asked)).await;
+        let response = app.http.get(&callback).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&response), landed, "return_to={asked}");
+    }
+}
+
+#[tokio::test]
+async fn two_tabs_logging_in_at_once_both_succeed() {
+    let idp = Idp::start().await;
+    let app = spawn_app(&idp.issuer).await;
+    let tab_a = app.start_login(Some("/a")).await;
+    let tab_b = app.start_login(Some("/b")).await;
+    let callback_b = match app.at_idp(&tab_b, "alice", "alice").await {
+        IdpOutcome::Callback(url) => url,
+        IdpOutcome::StayedOnIdp(html) => panic!("{html}"),
+    };
+    // Tab A continues at the IdP, which now has a session and skips the form.
+    let callback_a = match app.at_idp(&tab_a, "alice", "alice").await {
+        IdpOutcome::Callback(url) => url,
+        IdpOutcome::StayedOnIdp(html) => panic!("{html}"),
+    };
+    let b = app.http.get(&callback_b).send().await.unwrap();
+    assert_eq!(
+        (b.status(), location(&b)),
+        (StatusCode::SEE_OTHER, "/b".to_string())
+    );
+    let a = app.http.get(&callback_a).send().await.unwrap();
+    assert_eq!(
+        (a.status(), location(&a)),
+        (StatusCode::SEE_OTHER, "/a".to_string())
+    );
+    assert_eq!(app.get_json("/auth/user").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn signup_asks_the_idp_for_registration() {
+    let idp = Idp::start().await;
+    let app = spawn_app(&idp.issuer).await;
+    let response = app.get("/auth/signup?return_to=/profile").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let authorize = location(&response);
+    assert_eq!(query_param(&authorize, "prompt").as_deref(), Some("create"));
+    // The IdP shows its sign-up form for it.
+    let mut current = authorize;
+    let html = loop {
+        let r = app.http.get(&current).send().await.unwrap();
+        if r.status().is_redirection() {
+            current = url::Url::parse(&current)
+                .unwrap()
+                .join(&location(&r))
+                .unwrap()
+                .to_string();
+        } else {
+            break r.text().await.unwrap();
+        }
+    };
+    assert!(html.contains("name=\"email\""), "{html}");
+}
+
+#[tokio::test]
+async fn idp_down_keeps_public_pages_and_recovers_without_restart() {
+    let port = free_port();
+    let issuer = format!("http://localhost:{port}/realms/demo");
+    let app = spawn_app(&issuer).await;
+
+    let home = app.get("/").await;
+    assert_eq!(home.status(), StatusCode::OK);
+    assert!(home.text().await.unwrap().contains("Sign in"));
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/readyz").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    let login = app.get("/auth/login").await;
+    assert_eq!(login.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let html = login.text().await.unwrap();
+    assert!(html.contains("Identity provider unreachable"), "{html}");
+    assert!(html.contains("Try again"));
+
+    let _idp = Idp::start_on(port, &[]).await;
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    let response = app.login("alice", "alice").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.get_json("/auth/user").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn profile_redirects_anonymous_visitors_to_login() {
+    let idp = Idp::start().await;
+    let app = spawn_app(&idp.issuer).await;
+    let response = app.get_page("/profile").await;
+    assert!(response.status().is_redirection(), "{}", response.status());
+    assert_eq!(location(&response), "/auth/login?return_to=/profile");
+
+    let callback = app
+        .callback_url_for("alice", "alice", Some("/profile"))
+        .await;
+    app.http.get(&callback).send().await.unwrap();
+    let page = app.get_page("/profile").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Alice Liddell") && html.contains("alice@example.com"));
+    assert!(!contains_jwt(&html), "SSR HTML must not carry a token");
+}

@@ -1,0 +1,7 @@
+//! One integration-test binary (links once): the real app, the real dev IdP.
+
+mod csrf;
+mod helpers;
+mod hostile_idp;
+mod login_flow;
+mod refresh;

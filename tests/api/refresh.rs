@@ -1,0 +1,98 @@
+//! Token refresh against the real dev IdP with very short-lived access tokens.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+async fn refresh_count(idp: &Idp) -> u64 {
+    idp.stats().await["token_requests"]["refresh_token"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn concurrent_calls_with_an_expiring_token_refresh_once() {
+    let idp = Idp::start_on(free_port(), &[("IDP_ACCESS_TOKEN_TTL", "2")]).await;
+    let app = spawn_app(&idp.issuer).await;
+    assert_eq!(
+        app.login("alice", "alice").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        app.get_json("/auth/userinfo").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        refresh_count(&idp).await,
+        0,
+        "a fresh token is not refreshed"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let calls = (0..20).map(|_| app.get_json("/auth/userinfo"));
+    let responses = futures::future::join_all(calls).await;
+    for r in responses {
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        refresh_count(&idp).await,
+        1,
+        "single-flight: one refresh for 20 concurrent calls"
+    );
+
+    // The rotated refresh token was stored: a second round refreshes again, fine.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        app.get_json("/auth/userinfo").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(refresh_count(&idp).await, 2);
+    let user: Value = app.get_json("/auth/user").await.json().await.unwrap();
+    let expires = user["session"]["access_token_expires_at"].as_i64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(expires >= now, "the stored access token is the fresh one");
+}
+
+#[tokio::test]
+async fn a_refused_refresh_ends_the_session_cleanly() {
+    let port = free_port();
+    let idp = Idp::start_on(port, &[("IDP_ACCESS_TOKEN_TTL", "2")]).await;
+    let app = spawn_app(&idp.issuer).await;
+    app.login("bob", "bob").await;
+    // A restarted dev IdP has forgotten every grant: the refresh token is now invalid.
+    drop(idp);
+    let _idp = Idp::start_on(port, &[("IDP_ACCESS_TOKEN_TTL", "2")]).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let response = app.get_json("/auth/userinfo").await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "session_ended");
+    assert_eq!(
+        app.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_idp_is_not_a_logout() {
+    let port = free_port();
+    let idp = Idp::start_on(port, &[("IDP_ACCESS_TOKEN_TTL", "2")]).await;
+    let app = spawn_app(&idp.issuer).await;
+    app.login("alice", "alice").await;
+    drop(idp);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let response = app.get_json("/auth/userinfo").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        app.get_json("/auth/user").await.status(),
+        StatusCode::OK,
+        "the session stays"
+    );
+}
