@@ -37,6 +37,15 @@ function httpUrl(env, name, fallback, { allowQuery = true } = {}) {
   return raw;
 }
 
+// A strict on/off switch: only "1" turns it on; "" or "0" (or unset) keep it
+// off; anything else is an error rather than a guess.
+function flag(env, name) {
+  const raw = env[name];
+  if (raw === undefined || raw === '' || raw === '0') return false;
+  if (raw === '1') return true;
+  throw new ConfigError(`${name}="${raw}" must be 1 (on) or 0 (off)`);
+}
+
 export function loadConfig(env = process.env) {
   const port = integer(env, 'IDP_PORT', 8080, { min: 1, max: 65535 });
   const listenHost = (env.IDP_LISTEN_HOST ?? '').trim() || '127.0.0.1';
@@ -48,6 +57,7 @@ export function loadConfig(env = process.env) {
     'http://localhost:3000/auth/backchannel-logout',
   );
   const apiAudience = httpUrl(env, 'IDP_API_AUDIENCE', 'http://localhost:3000/api');
+  const exposeTokensForTests = flag(env, 'IDP_EXPOSE_TOKENS_FOR_TESTS');
 
   // The provider is mounted under the issuer's path (Keycloak's /realms/<realm>).
   const { pathname } = new URL(issuer);
@@ -64,5 +74,6 @@ export function loadConfig(env = process.env) {
     accessTokenTtl,
     backchannelLogoutUri,
     apiAudience,
+    exposeTokensForTests,
   };
 }

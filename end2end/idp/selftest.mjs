@@ -147,7 +147,7 @@ async function main() {
   const rpPort = rp.address().port;
 
   // Invalid environment: one clear line, exit 1.
-  for (const [name, value] of [['IDP_PORT', 'abc'], ['IDP_ACCESS_TOKEN_TTL', '-5'], ['IDP_ISSUER', 'not a url']]) {
+  for (const [name, value] of [['IDP_PORT', 'abc'], ['IDP_ACCESS_TOKEN_TTL', '-5'], ['IDP_ISSUER', 'not a url'], ['IDP_EXPOSE_TOKENS_FOR_TESTS', 'yes']]) {
     const child = spawn(process.execPath, [SERVER], {
       env: { ...process.env, [name]: value }, stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -168,6 +168,7 @@ async function main() {
       IDP_PORT: String(port),
       IDP_ACCESS_TOKEN_TTL: String(TTL),
       IDP_BACKCHANNEL_LOGOUT_URI: `http://localhost:${rpPort}/auth/backchannel-logout`,
+      IDP_EXPOSE_TOKENS_FOR_TESTS: '',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -188,6 +189,8 @@ async function main() {
     must('server starts and /dev/health is 200', healthy, output);
     check('banner says it is a development IdP, not for production', /DEVELOPMENT IDENTITY PROVIDER/.test(output) && /NOT FOR PRODUCTION/.test(output));
     check('banner shows issuer and users', output.includes(issuer) && output.includes('alice / alice') && output.includes('bob / bob'));
+    check('token test hook is off by default: GET /dev/issued-tokens is 404, banner silent',
+      (await fetch(`${base}/dev/issued-tokens`)).status === 404 && !output.includes('IDP_EXPOSE_TOKENS_FOR_TESTS'));
 
     await runFlows({ base, issuer, logoutTokens, output: () => output });
   } catch (err) {

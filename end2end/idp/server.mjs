@@ -40,6 +40,7 @@ try {
 
 const {
   port, listenHost, issuer, mountPath, accessTokenTtl, backchannelLogoutUri, apiAudience,
+  exposeTokensForTests,
 } = config;
 
 const CLIENT_ID = 'gatehouse';
@@ -69,6 +70,26 @@ function resetStats() {
   for (const key of Object.keys(stats.token_requests)) stats.token_requests[key] = 0;
   stats.backchannel_logouts_sent = 0;
   stats.backchannel_logouts_failed = 0;
+}
+
+// ---------------------------------------------------------------------------
+// GET /dev/issued-tokens (only with IDP_EXPOSE_TOKENS_FOR_TESTS=1): the token
+// values of the last successful token responses, so that the end-to-end suite
+// can prove none of them ever reaches the browser. Off by default; when off,
+// nothing is recorded and the route is a 404 like any unknown /dev path.
+
+const ISSUED_TOKENS_KEPT = 50;
+const issuedTokens = [];
+
+function recordIssuedTokens(grantType, clientId, body) {
+  if (!exposeTokensForTests || !body || typeof body !== 'object') return;
+  const entry = { grant_type: grantType, client_id: clientId ?? null };
+  for (const key of ['access_token', 'refresh_token', 'id_token']) {
+    if (typeof body[key] === 'string') entry[key] = body[key];
+  }
+  if (!entry.access_token && !entry.refresh_token && !entry.id_token) return;
+  issuedTokens.push(entry);
+  if (issuedTokens.length > ISSUED_TOKENS_KEPT) issuedTokens.splice(0, issuedTokens.length - ISSUED_TOKENS_KEPT);
 }
 
 // ---------------------------------------------------------------------------
@@ -348,6 +369,7 @@ provider.use(async (ctx, next) => {
     if (typeof grantType === 'string' && Object.hasOwn(stats.token_requests, grantType)) {
       stats.token_requests[grantType] += 1;
     }
+    if (ctx.status === 200) recordIssuedTokens(grantType, ctx.oidc?.client?.clientId, ctx.body);
   }
 });
 
@@ -572,6 +594,10 @@ function handleDev(req, res, pathname) {
     sendJson(res, 200, stats);
     return;
   }
+  if (exposeTokensForTests && pathname === '/dev/issued-tokens' && req.method === 'GET') {
+    sendJson(res, 200, { tokens: issuedTokens });
+    return;
+  }
   if (pathname === '/dev/stats/reset' && req.method === 'POST') {
     resetStats();
     sendJson(res, 200, stats);
@@ -684,6 +710,10 @@ function banner() {
     '                sign-up: prompt=create',
     `  access tokens ${accessTokenTtl}s`,
     '  test hooks    GET /dev/stats, POST /dev/stats/reset, GET /dev/health',
+    ...(exposeTokensForTests ? [
+      '  !!  IDP_EXPOSE_TOKENS_FOR_TESTS=1: GET /dev/issued-tokens publishes the',
+      '      access, refresh and ID tokens it issues. For the end-to-end suite only.',
+    ] : []),
     line,
     '',
   ].join('\n');

@@ -1,0 +1,138 @@
+// 6. The IdP is down, comes back, or restarts with new keys: the app keeps
+// serving public pages, explains a failed sign-in, and recovers without a
+// restart. Each test runs its own app + IdP pair on other ports, so the
+// suite's shared pair is never disturbed.
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { expect, test, type Page } from '@playwright/test';
+
+import {
+  ALICE, expectIdpLoginForm, signIn, submitIdpLogin,
+} from './support/auth';
+import { SCREENSHOT_DIR } from './support/env';
+import { startApp, startIdp, type Managed } from './support/processes';
+
+const APP_PORT = 3200;
+const IDP_PORT = 8280;
+const APP = `http://localhost:${APP_PORT}`;
+const IDP = `http://localhost:${IDP_PORT}`;
+const ports = { appPort: APP_PORT, idpPort: IDP_PORT };
+
+let idp: Managed | undefined;
+let app: Managed | undefined;
+let idpLogs = '';
+
+async function stopIdp(): Promise<void> {
+  if (!idp) return;
+  await idp.stop();
+  idpLogs += idp.output();
+  idp = undefined;
+}
+
+test.beforeEach(() => {
+  test.setTimeout(120_000);
+  idpLogs = '';
+});
+
+test.afterEach(async ({}, testInfo) => {
+  if (testInfo.status !== testInfo.expectedStatus) {
+    await testInfo.attach('app.log', { body: app?.output() ?? '', contentType: 'text/plain' });
+    await testInfo.attach('idp.log', { body: idpLogs + (idp?.output() ?? ''), contentType: 'text/plain' });
+  }
+  await app?.stop();
+  app = undefined;
+  await stopIdp();
+});
+
+async function expectUnreachablePage(page: Page): Promise<void> {
+  await page.goto(`${APP}/`);
+  await page.locator('a[href="/auth/login"]').first().click();
+  const errorPage = page.locator('main.error-page[data-reason=idp_unreachable]');
+  await expect(errorPage).toBeVisible();
+  await expect(errorPage.locator('h1')).toHaveText('Identity provider unreachable');
+  expect(new URL(page.url()).origin).toBe(APP);
+}
+
+async function expectPublicHome(page: Page): Promise<void> {
+  const home = await page.goto(`${APP}/`);
+  expect(home?.status()).toBe(200);
+  await expect(page.locator('a[href="/auth/login"]').first()).toHaveText('Sign in');
+  await expect(page.locator('a[href="/auth/signup"]').first()).toHaveText('Create account');
+}
+
+test('IdP down: public pages render, "Sign in" explains, and it recovers when the IdP starts', async ({ page }) => {
+  app = await startApp(ports);
+  await expectPublicHome(page);
+  const notReady = await page.request.get(`${APP}/readyz`);
+  expect(notReady.status()).toBe(503);
+
+  await expectUnreachablePage(page);
+  await expect(page.getByRole('link', { name: 'Try again' })).toBeVisible();
+  fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
+  await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'error.png'), fullPage: true });
+  const anonymous = await page.request.get(`${APP}/auth/user`, { headers: { 'X-CSRF': '1' } });
+  expect(anonymous.status()).toBe(401);
+
+  // The IdP comes up on the same port; the app is not restarted.
+  idp = await startIdp(ports);
+  await page.getByRole('link', { name: 'Try again' }).click();
+  await expectIdpLoginForm(page, IDP);
+  await submitIdpLogin(page, { appOrigin: APP, idpOrigin: IDP });
+  await expect(page.getByTestId('user-menu')).toContainText(ALICE.name);
+  expect((await page.request.get(`${APP}/readyz`)).status()).toBe(200);
+  expect(app.child.exitCode).toBeNull();
+});
+
+test('IdP restarted (new signing key, sessions lost): sign-in works again without restarting the app', async ({ page, browser }) => {
+  idp = await startIdp(ports);
+  app = await startApp(ports);
+  await signIn(page, { appOrigin: APP, idpOrigin: IDP });
+
+  await stopIdp();
+  idp = await startIdp(ports);
+
+  const fresh = await browser.newContext();
+  try {
+    const other = await fresh.newPage();
+    await signIn(other, { appOrigin: APP, idpOrigin: IDP });
+    await expect(other.getByTestId('user-menu')).toContainText(ALICE.name);
+  } finally {
+    await fresh.close();
+  }
+  expect(app.child.exitCode).toBeNull();
+});
+
+// KNOWN BUG (reported): the app discovers the IdP once and caches it, so once
+// it has seen the IdP, a later outage goes unnoticed: GET /auth/login answers
+// 303 to the dead IdP (the browser shows "This site can't be reached") and
+// GET /readyz keeps answering 200 {"idp":{"ok":true}}. These two tests state
+// the contract and are expected to fail until it is fixed; when they start
+// passing, Playwright reports them and the `test.fail` lines must go.
+test('IdP goes down after the app discovered it: "Sign in" shows the unreachable page', async ({ page }) => {
+  test.fail(true, 'known bug: cached discovery makes /auth/login redirect to a dead IdP');
+  idp = await startIdp(ports);
+  app = await startApp(ports);
+  await expect.poll(async () => (await page.request.get(`${APP}/readyz`)).status()).toBe(200);
+  await stopIdp();
+
+  await expectPublicHome(page);
+  await expectUnreachablePage(page);
+
+  idp = await startIdp(ports);
+  await page.getByRole('link', { name: 'Try again' }).click();
+  await submitIdpLogin(page, { appOrigin: APP, idpOrigin: IDP });
+  await expect(page.getByTestId('user-menu')).toContainText(ALICE.name);
+});
+
+test('IdP goes down after the app discovered it: /readyz says not ready', async ({ request }) => {
+  test.fail(true, 'known bug: /readyz reports the cached discovery, not the IdP\'s reachability');
+  idp = await startIdp(ports);
+  app = await startApp(ports);
+  await expect.poll(async () => (await request.get(`${APP}/readyz`)).status()).toBe(200);
+  await stopIdp();
+
+  const ready = await request.get(`${APP}/readyz`);
+  expect(ready.status()).toBe(503);
+  expect((await ready.json()).idp.ok).toBe(false);
+});
