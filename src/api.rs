@@ -121,7 +121,8 @@ impl UserView {
 pub async fn current_user() -> Result<Option<UserView>, ServerFnError> {
     use crate::auth::session::AuthSession;
     let session: AuthSession = leptos_axum::extract().await?;
-    Ok(session.user_view().await)
+    let state = expect_context::<crate::server::state::AppState>();
+    Ok(session.user_view(&state).await)
 }
 
 /// The server-function client: the browser's `fetch` (gloo-net, via server_fn's

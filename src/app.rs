@@ -1,7 +1,7 @@
 //! The document shell, the router and the header.
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, Link, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes, A},
     path, SsrMode,
@@ -43,11 +43,12 @@ pub fn App() -> impl IntoView {
     view! {
         <Stylesheet id="leptos" href="/pkg/gatehouse.css"/>
         <Title text="Gatehouse"/>
+        <Link rel="icon" href="/favicon.svg" type_="image/svg+xml"/>
         <Router>
             <header class="topbar">
                 <A href="/" attr:class="brand">
-                    <span class="brand-mark">"⛩"</span>
-                    " Gatehouse"
+                    <img class="brand-mark" src="/favicon.svg" alt="" width="22" height="22"/>
+                    "Gatehouse"
                 </A>
                 <nav class="nav">
                     <A href="/">"Home"</A>

@@ -23,6 +23,11 @@ async fn main() -> ExitCode {
         }
     };
     leptos_options.site_addr = config.site_addr;
+    // cargo-leptos bakes the bundle name in at build time; a binary built by
+    // plain `cargo build` would otherwise link to `/pkg/.js` and never hydrate.
+    if leptos_options.output_name.is_empty() {
+        leptos_options.output_name = env!("CARGO_PKG_NAME").into();
+    }
     let addr = config.site_addr;
     let public = config.base_url.origin().to_string();
     let router = match server::build(config, leptos_options).await {

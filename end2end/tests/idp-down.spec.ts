@@ -103,14 +103,10 @@ test('IdP restarted (new signing key, sessions lost): sign-in works again withou
   expect(app.child.exitCode).toBeNull();
 });
 
-// KNOWN BUG (reported): the app discovers the IdP once and caches it, so once
-// it has seen the IdP, a later outage goes unnoticed: GET /auth/login answers
-// 303 to the dead IdP (the browser shows "This site can't be reached") and
-// GET /readyz keeps answering 200 {"idp":{"ok":true}}. These two tests state
-// the contract and are expected to fail until it is fixed; when they start
-// passing, Playwright reports them and the `test.fail` lines must go.
+// The app has already discovered the IdP when it goes down: login must still
+// notice (it re-checks the IdP before sending the browser there) and /readyz
+// must say so.
 test('IdP goes down after the app discovered it: "Sign in" shows the unreachable page', async ({ page }) => {
-  test.fail(true, 'known bug: cached discovery makes /auth/login redirect to a dead IdP');
   idp = await startIdp(ports);
   app = await startApp(ports);
   await expect.poll(async () => (await page.request.get(`${APP}/readyz`)).status()).toBe(200);
@@ -126,7 +122,6 @@ test('IdP goes down after the app discovered it: "Sign in" shows the unreachable
 });
 
 test('IdP goes down after the app discovered it: /readyz says not ready', async ({ request }) => {
-  test.fail(true, 'known bug: /readyz reports the cached discovery, not the IdP\'s reachability');
   idp = await startIdp(ports);
   app = await startApp(ports);
   await expect.poll(async () => (await request.get(`${APP}/readyz`)).status()).toBe(200);

@@ -64,7 +64,7 @@ async fn start_login(
     return_to: ReturnTo,
     signup: bool,
 ) -> Response {
-    let provider = match state.oidc.provider().await {
+    let provider = match state.oidc.reachable_provider().await {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "login cannot start");

@@ -241,6 +241,32 @@ impl Oidc {
         &self.http
     }
 
+    /// The provider, but only if the IdP answers right now: the cached
+    /// discovery is reused, yet its document is fetched again (one small GET with
+    /// a short timeout) so a login never sends the browser to an IdP that went
+    /// down after start-up, and `/readyz` tells the truth.
+    pub async fn reachable_provider(&self) -> Result<Arc<Provider>, IdpError> {
+        let provider = self.provider().await?;
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            provider.issuer().trim_end_matches('/')
+        );
+        let response = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .map_err(|e| IdpError::Unreachable(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(IdpError::Unreachable(format!(
+                "discovery answered {}",
+                response.status()
+            )));
+        }
+        Ok(provider)
+    }
+
     /// The discovered provider, discovering it now if needed.
     pub async fn provider(&self) -> Result<Arc<Provider>, IdpError> {
         if let Some(p) = self.current.read().await.clone() {

@@ -8,15 +8,10 @@
 //! then ended, never left half-alive; `IdpUnavailable` on a network error — the
 //! session stays, the call fails with 503.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Weak},
-    time::Duration,
-};
+use std::time::Duration;
 
 use openidconnect::{AccessToken, OAuth2TokenResponse, TokenResponse};
 use time::OffsetDateTime;
-use tokio::sync::Mutex;
 
 use super::{
     provider::IdpError,
@@ -31,23 +26,6 @@ pub enum RefreshError {
     SessionEnded,
     #[error("identity provider unavailable: {0}")]
     IdpUnavailable(String),
-}
-
-/// One lock per session id; entries disappear once nobody holds them.
-#[derive(Default)]
-pub struct RefreshLocks(std::sync::Mutex<HashMap<String, Weak<Mutex<()>>>>);
-
-impl RefreshLocks {
-    fn lock_for(&self, key: &str) -> Arc<Mutex<()>> {
-        let mut map = self.0.lock().expect("refresh lock map poisoned");
-        map.retain(|_, weak| weak.strong_count() > 0);
-        if let Some(existing) = map.get(key).and_then(Weak::upgrade) {
-            return existing;
-        }
-        let lock = Arc::new(Mutex::new(()));
-        map.insert(key.to_string(), Arc::downgrade(&lock));
-        lock
-    }
 }
 
 /// Does this token set need a refresh now? The leeway is capped at half the
@@ -79,7 +57,7 @@ pub async fn refresh_if_needed(
     let Some(key) = user.session.id() else {
         return Err(RefreshError::SessionEnded);
     };
-    let lock = state.refresh_locks.lock_for(&key);
+    let lock = state.session_locks.lock_for(&key);
     let _guard = lock.lock().await;
 
     // Someone else may have refreshed while we waited: read the stored record.

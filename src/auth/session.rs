@@ -8,19 +8,24 @@
 //! - once signed in, the [`SessionRecord`]: the user's verified claims and the
 //!   [`TokenSet`], which never leaves the server.
 
-use std::{collections::BTreeMap, fmt};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    sync::{Arc, Weak},
+    time::Duration,
+};
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use openidconnect::{AccessToken, Nonce, PkceCodeVerifier, RefreshToken};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
-use tower_sessions::{Session, SessionStore};
+use tower_sessions::{Expiry, Session, SessionStore};
 
 use super::return_to::ReturnTo;
 use crate::{
     api::{ClaimRow, SessionTimes, UserView},
-    server::store::AnyStore,
+    server::{state::AppState, store::AnyStore},
 };
 
 const PENDING_KEY: &str = "gatehouse.pending_logins";
@@ -108,6 +113,30 @@ pub struct SessionRecord {
 #[derive(Debug, thiserror::Error)]
 #[error("session store error: {0}")]
 pub struct SessionError(#[from] tower_sessions::session::Error);
+
+/// One async lock per session id, for the read-modify-write sequences that
+/// must not interleave within this process (token refresh, idle extension).
+/// Entries disappear once nobody holds them.
+#[derive(Default)]
+pub struct SessionLocks(std::sync::Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>);
+
+impl SessionLocks {
+    pub fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().expect("session lock map poisoned");
+        map.retain(|_, weak| weak.strong_count() > 0);
+        if let Some(existing) = map.get(key).and_then(Weak::upgrade) {
+            return existing;
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(key.to_string(), Arc::downgrade(&lock));
+        lock
+    }
+}
+
+/// The idle deadline is pushed back at most this often (or a tenth of the idle
+/// timeout, if shorter), so an active user costs one session write per minute,
+/// not one per request.
+const KEEP_ALIVE_EVERY: time::Duration = time::Duration::minutes(1);
 
 /// The request's session, typed.
 #[derive(Clone, Debug)]
@@ -235,13 +264,47 @@ impl AuthSession {
         Ok(record)
     }
 
-    /// The session's deadlines: idle from the store's expiry, absolute from the record.
-    pub fn times(&self, record: &SessionRecord) -> SessionTimes {
+    /// Activity keeps a signed-in session alive: when the stored idle deadline
+    /// was last pushed back more than a minute ago, push it back to now + idle.
+    /// The record is re-read from the store first (under the session's lock),
+    /// so this write can never put back tokens older than a concurrent refresh
+    /// stored. Returns the idle deadline as the store now holds it.
+    pub async fn keep_alive(
+        &self,
+        store: &AnyStore,
+        locks: &SessionLocks,
+        idle: Duration,
+    ) -> Result<OffsetDateTime, SessionError> {
+        let now = OffsetDateTime::now_utc();
+        let idle = time::Duration::try_from(idle).unwrap_or(time::Duration::minutes(30));
+        let Some(id) = self.0.id() else {
+            return Ok(now + idle);
+        };
+        let lock = locks.lock_for(&id.to_string());
+        let _guard = lock.lock().await;
+        let Some(stored) = store
+            .load(&id)
+            .await
+            .map_err(tower_sessions::session::Error::Store)?
+        else {
+            return Ok(now);
+        };
+        if stored.expiry_date - now > idle - KEEP_ALIVE_EVERY.min(idle / 10) {
+            return Ok(stored.expiry_date);
+        }
+        if let Some(current) = stored.data.get(RECORD_KEY) {
+            self.0.insert_value(RECORD_KEY, current.clone()).await?;
+        }
+        self.0.set_expiry(Some(Expiry::OnInactivity(idle)));
+        self.0.save().await?;
+        Ok(now + idle)
+    }
+
+    /// The session's deadlines: idle as the store holds it, absolute from the record.
+    pub fn times(&self, record: &SessionRecord, idle_deadline: OffsetDateTime) -> SessionTimes {
         SessionTimes {
             created_at: record.created_at.unix_timestamp(),
-            idle_expires_at: self
-                .0
-                .expiry_date()
+            idle_expires_at: idle_deadline
                 .min(record.absolute_expires_at)
                 .unix_timestamp(),
             absolute_expires_at: record.absolute_expires_at.unix_timestamp(),
@@ -252,7 +315,7 @@ impl AuthSession {
         }
     }
 
-    pub fn view(&self, record: &SessionRecord) -> UserView {
+    pub fn view(&self, record: &SessionRecord, idle_deadline: OffsetDateTime) -> UserView {
         UserView {
             sub: record.sub.clone(),
             name: record.name.clone(),
@@ -261,17 +324,29 @@ impl AuthSession {
             email_verified: record.email_verified,
             picture: record.picture.clone(),
             roles: record.roles.clone(),
-            session: self.times(record),
+            session: self.times(record, idle_deadline),
             id_token_claims: ClaimRow::rows(&record.id_token_claims),
         }
     }
 
-    /// The view of the signed-in user, or `None` (also when the store fails:
-    /// failing closed means treating the request as anonymous).
-    pub async fn user_view(&self) -> Option<UserView> {
-        match self.record().await {
-            Ok(Some(record)) => Some(self.view(&record)),
-            Ok(None) => None,
+    /// The view of the signed-in user (keeping the session alive), or `None`
+    /// (also when the store fails: failing closed means treating the request as
+    /// anonymous).
+    pub async fn user_view(&self, state: &AppState) -> Option<UserView> {
+        let result = match self.record().await {
+            Ok(Some(record)) => self
+                .keep_alive(
+                    &state.store,
+                    &state.session_locks,
+                    state.config.session.idle_timeout,
+                )
+                .await
+                .map(|deadline| Some(self.view(&record, deadline))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(view) => view,
             Err(e) => {
                 tracing::error!(error = %e, "session store unavailable; treating request as anonymous");
                 None

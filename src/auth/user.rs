@@ -8,6 +8,7 @@ use axum::{
     Json,
 };
 use serde_json::{json, Value};
+use time::OffsetDateTime;
 
 use super::{
     error::json_error,
@@ -19,20 +20,41 @@ use crate::{api::UserView, server::state::AppState};
 
 /// A signed-in session, or a 401 JSON rejection. Use it as a handler argument
 /// wherever a route needs a user; the handler body never re-checks.
+/// Extracting it also keeps the session alive (moves the idle deadline).
 pub struct CurrentUser {
     pub session: AuthSession,
     pub record: SessionRecord,
+    pub idle_deadline: OffsetDateTime,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let session = AuthSession::from_request_parts(parts, state)
             .await
             .map_err(|_| unauthenticated())?;
-        match session.record().await {
-            Ok(Some(record)) => Ok(Self { session, record }),
+        let found = match session.record().await {
+            Ok(Some(record)) => session
+                .keep_alive(
+                    &state.store,
+                    &state.session_locks,
+                    state.config.session.idle_timeout,
+                )
+                .await
+                .map(|deadline| Some((record, deadline))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match found {
+            Ok(Some((record, idle_deadline))) => Ok(Self {
+                session,
+                record,
+                idle_deadline,
+            }),
             Ok(None) => Err(unauthenticated()),
             Err(e) => {
                 tracing::error!(error = %e, "session store unavailable");
@@ -64,7 +86,7 @@ fn unauthenticated() -> Response {
 
 /// `GET /auth/user`: 200 with the user and the session's deadlines.
 pub async fn user(user: CurrentUser) -> Json<UserView> {
-    Json(user.session.view(&user.record))
+    Json(user.session.view(&user.record, user.idle_deadline))
 }
 
 /// `GET /auth/userinfo`: the user as the IdP's userinfo endpoint returns it

@@ -13,7 +13,7 @@ pub async fn healthz() -> impl IntoResponse {
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let idp = state
         .oidc
-        .provider()
+        .reachable_provider()
         .await
         .map(|_| ())
         .map_err(|e| e.to_string());

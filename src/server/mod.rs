@@ -61,7 +61,7 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
         config: config.clone(),
         oidc,
         store: store.clone(),
-        refresh_locks: Default::default(),
+        session_locks: Default::default(),
     };
 
     let idle = time::Duration::try_from(config.session.idle_timeout)

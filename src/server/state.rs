@@ -6,7 +6,7 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 
 use super::{config::Config, store::AnyStore};
-use crate::auth::{provider::Oidc, refresh::RefreshLocks};
+use crate::auth::{provider::Oidc, session::SessionLocks};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -14,7 +14,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub oidc: Arc<Oidc>,
     pub store: AnyStore,
-    pub refresh_locks: Arc<RefreshLocks>,
+    pub session_locks: Arc<SessionLocks>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -413,3 +413,48 @@ async fn profile_redirects_anonymous_visitors_to_login() {
     assert!(html.contains("Alice Liddell") && html.contains("alice@example.com"));
     assert!(!contains_jwt(&html), "SSR HTML must not carry a token");
 }
+
+#[tokio::test]
+async fn activity_extends_the_idle_deadline_and_inactivity_ends_the_session() {
+    let idp = Idp::start().await;
+    let app = spawn_app_with(&idp.issuer, &[("SESSION_IDLE_TIMEOUT", "3s")]).await;
+    app.login("alice", "alice").await;
+    // Active for twice the idle timeout: still signed in.
+    for _ in 0..6 {
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        assert_eq!(app.get_json("/auth/user").await.status(), StatusCode::OK);
+    }
+    // Idle for longer than the timeout: the session is gone.
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    assert_eq!(
+        app.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn an_idp_that_goes_down_after_discovery_is_noticed_at_login() {
+    let port = free_port();
+    let idp = Idp::start_on(port, &[]).await;
+    let app = spawn_app(&idp.issuer).await;
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    drop(idp);
+
+    assert_eq!(
+        app.get("/readyz").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let login = app.get("/auth/login").await;
+    assert_eq!(
+        login.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "never send the browser to a dead IdP"
+    );
+    assert!(login.text().await.unwrap().contains("idp_unreachable"));
+
+    let _idp = Idp::start_on(port, &[]).await;
+    assert_eq!(
+        app.login("bob", "bob").await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
