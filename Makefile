@@ -4,7 +4,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 IDP_PORT ?= 8080
 
-.PHONY: dev serve idp test test-rust test-e2e bench setup lint fmt
+.PHONY: dev serve idp test test-idp test-rust test-e2e bench setup lint fmt
 
 setup:
 	@scripts/setup.sh
@@ -23,8 +23,11 @@ idp:
 	@[ -d end2end/node_modules ] || (cd end2end && npm ci --no-audit --no-fund --loglevel=error)
 	IDP_PORT=$(IDP_PORT) node end2end/idp/server.mjs
 
-## test: everything — unit, integration (real dev IdP over HTTP), end-to-end (real Chromium)
-test: setup test-rust test-e2e
+## test: everything — the dev IdP's self-test, unit, integration (real dev IdP over HTTP), end-to-end (real Chromium)
+test: setup test-idp test-rust test-e2e
+
+test-idp:
+	node end2end/idp/selftest.mjs
 
 test-rust:
 	cargo test --features ssr --no-fail-fast

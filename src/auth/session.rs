@@ -329,24 +329,27 @@ impl AuthSession {
         }
     }
 
-    /// The view of the signed-in user (keeping the session alive), or `None`
-    /// (also when the store fails: failing closed means treating the request as
-    /// anonymous).
-    pub async fn user_view(&self, state: &AppState) -> Option<UserView> {
-        let result = match self.record().await {
-            Ok(Some(record)) => self
-                .keep_alive(
-                    &state.store,
-                    &state.session_locks,
-                    state.config.session.idle_timeout,
-                )
-                .await
-                .map(|deadline| Some(self.view(&record, deadline))),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e),
+    /// The signed-in record and its idle deadline, keeping the session alive;
+    /// `None` when anonymous. Every "who is this?" goes through here.
+    pub async fn signed_in(
+        &self,
+        state: &AppState,
+    ) -> Result<Option<(SessionRecord, OffsetDateTime)>, SessionError> {
+        let Some(record) = self.record().await? else {
+            return Ok(None);
         };
-        match result {
-            Ok(view) => view,
+        let idle = state.config.session.idle_timeout;
+        let deadline = self
+            .keep_alive(&state.store, &state.session_locks, idle)
+            .await?;
+        Ok(Some((record, deadline)))
+    }
+
+    /// The view of the signed-in user, or `None` (also when the store fails:
+    /// failing closed means treating the request as anonymous).
+    pub async fn user_view(&self, state: &AppState) -> Option<UserView> {
+        match self.signed_in(state).await {
+            Ok(found) => found.map(|(record, deadline)| self.view(&record, deadline)),
             Err(e) => {
                 tracing::error!(error = %e, "session store unavailable; treating request as anonymous");
                 None

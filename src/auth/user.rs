@@ -37,19 +37,7 @@ impl FromRequestParts<AppState> for CurrentUser {
         let session = AuthSession::from_request_parts(parts, state)
             .await
             .map_err(|_| unauthenticated())?;
-        let found = match session.record().await {
-            Ok(Some(record)) => session
-                .keep_alive(
-                    &state.store,
-                    &state.session_locks,
-                    state.config.session.idle_timeout,
-                )
-                .await
-                .map(|deadline| Some((record, deadline))),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e),
-        };
-        match found {
+        match session.signed_in(state).await {
             Ok(Some((record, idle_deadline))) => Ok(Self {
                 session,
                 record,

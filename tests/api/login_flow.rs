@@ -458,3 +458,34 @@ async fn an_idp_that_goes_down_after_discovery_is_noticed_at_login() {
         StatusCode::SEE_OTHER
     );
 }
+
+#[tokio::test]
+async fn the_sqlite_store_keeps_sessions_across_a_restart() {
+    let idp = Idp::start().await;
+    let dir = std::env::temp_dir().join(format!("gatehouse-sqlite-{}", free_port()));
+    let store = format!("sqlite://{}/sessions.db", dir.display());
+    let first = spawn_app_with(&idp.issuer, &[("SESSION_STORE", &store)]).await;
+    assert_eq!(
+        first.login("alice", "alice").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert!(
+        dir.join("sessions.db").exists(),
+        "the store creates its directory and file"
+    );
+
+    // A new process on the same database: the same cookie is still signed in.
+    // (Cookies do not depend on the port, so `first`'s jar is sent to `second`.)
+    let second = spawn_app_with(&idp.issuer, &[("SESSION_STORE", &store)]).await;
+    let response = first
+        .http
+        .get(second.url("/auth/user"))
+        .header("X-CSRF", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let user: Value = response.json().await.unwrap();
+    assert_eq!(user["name"], "Alice Liddell");
+    let _ = std::fs::remove_dir_all(dir);
+}
