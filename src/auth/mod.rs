@@ -3,6 +3,7 @@
 //! that stores tokens ([`session`]), who is signed in ([`user`]) and the
 //! anti-forgery layer ([`csrf`]).
 
+pub mod backchannel;
 pub mod claims;
 pub mod csrf;
 pub mod error;
@@ -32,6 +33,10 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/logout", post(flow::logout))
         .route("/auth/user", get(user::user))
         .route("/auth/userinfo", get(user::userinfo))
+        .route(
+            "/auth/backchannel-logout",
+            post(backchannel::backchannel_logout),
+        )
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),

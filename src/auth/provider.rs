@@ -26,6 +26,7 @@ use openidconnect::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use time::OffsetDateTime;
 use tokio::sync::{Mutex, RwLock};
 
 use crate::server::config::Config;
@@ -38,6 +39,23 @@ pub struct OtherClaims {
     pub rest: Map<String, Value>,
 }
 impl AdditionalClaims for OtherClaims {}
+
+/// The member of `events` that makes a JWT a logout token.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// A verified logout token's claims (Back-Channel Logout 1.0 §2.4).
+#[derive(Debug, Deserialize)]
+pub struct LogoutClaims {
+    pub iat: i64,
+    pub exp: i64,
+    #[serde(default)]
+    pub jti: String,
+    pub sub: Option<String>,
+    pub sid: Option<String>,
+    #[serde(default)]
+    pub events: Map<String, Value>,
+    pub nonce: Option<Value>,
+}
 
 /// Discovery fields Gatehouse reads beyond the crate's own.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -191,6 +209,41 @@ impl Provider {
             .as_ref()
     }
 
+    /// The key for a JWT's `kid` (or the only key, when the JWT names none).
+    /// `Ok(None)`: no such key — the caller may re-fetch the JWKS once.
+    fn decoding_key(
+        &self,
+        kid: Option<&str>,
+    ) -> Result<Option<jsonwebtoken::DecodingKey>, IdpError> {
+        let set: jsonwebtoken::jwk::JwkSet = serde_json::to_value(self.metadata.jwks())
+            .and_then(serde_json::from_value)
+            .map_err(|e| IdpError::BadResponse(format!("JWKS: {e}")))?;
+        let signing = |k: &&jsonwebtoken::jwk::Jwk| {
+            !matches!(
+                k.common.public_key_use,
+                Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+            )
+        };
+        let jwk = match kid {
+            Some(kid) => set
+                .keys
+                .iter()
+                .filter(signing)
+                .find(|k| k.common.key_id.as_deref() == Some(kid)),
+            None => {
+                let keys: Vec<_> = set.keys.iter().filter(signing).collect();
+                if keys.len() > 1 {
+                    return Err(IdpError::IdToken("no kid and several keys".into()));
+                }
+                keys.into_iter().next()
+            }
+        };
+        jwk.map(|k| {
+            jsonwebtoken::DecodingKey::from_jwk(k).map_err(|e| IdpError::BadResponse(e.to_string()))
+        })
+        .transpose()
+    }
+
     fn verifier(&self, config: &Config) -> IdTokenVerifier<'_, CoreJsonWebKey> {
         // A public-client verifier never holds the client secret, so HMAC
         // signatures cannot verify even if an algorithm slipped through.
@@ -319,6 +372,67 @@ impl Oidc {
         *self.current.write().await = Some(provider.clone());
         tracing::info!("identity provider signing keys re-fetched");
         Ok(Some(provider))
+    }
+
+    /// Verifies a back-channel `logout_token` (Back-Channel Logout 1.0 §2.6,
+    /// steps 1–7 except `jti` replay, which the caller checks): signature by the
+    /// IdP's keys with an allowed asymmetric algorithm (never `none`, never
+    /// HMAC), `typ` `logout+jwt` or `JWT` when present, `iss`, `aud`, `iat`,
+    /// `exp`, the back-channel-logout event, `sub` or `sid`, and no `nonce`.
+    pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutClaims, IdpError> {
+        let bad = |why: &str| IdpError::IdToken(format!("logout_token: {why}"));
+        let header = jsonwebtoken::decode_header(token).map_err(|e| bad(&e.to_string()))?;
+        if let Some(typ) = header.typ.as_deref() {
+            if !typ.eq_ignore_ascii_case("logout+jwt") && !typ.eq_ignore_ascii_case("JWT") {
+                return Err(bad("typ is neither logout+jwt nor JWT"));
+            }
+        }
+        let mut provider = self.provider().await?;
+        let alg_name = format!("{:?}", header.alg);
+        let allowed = provider.allowed_algs.iter().any(|a| {
+            serde_json::to_value(a)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                == Some(alg_name.clone())
+        });
+        if !allowed {
+            return Err(bad("algorithm not allowed"));
+        }
+        let key = loop {
+            match provider.decoding_key(header.kid.as_deref())? {
+                Some(key) => break key,
+                None => match self.refresh_jwks(&provider).await? {
+                    Some(fresh) => provider = fresh,
+                    None => return Err(bad("no matching signing key")),
+                },
+            }
+        };
+        let mut validation = jsonwebtoken::Validation::new(header.alg);
+        validation.set_issuer(&[provider.issuer()]);
+        validation.set_audience(&[self.config.oidc.client_id.as_str()]);
+        validation.set_required_spec_claims(&["iss", "aud", "exp"]);
+        validation.leeway = 60;
+        let claims = jsonwebtoken::decode::<LogoutClaims>(token, &key, &validation)
+            .map_err(|e| bad(&e.to_string()))?
+            .claims;
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        if claims.iat > now + 60 {
+            return Err(bad("iat is in the future"));
+        }
+        let event = claims.events.get(BACKCHANNEL_LOGOUT_EVENT);
+        if !event.is_some_and(Value::is_object) {
+            return Err(bad("events lacks the back-channel logout event"));
+        }
+        if claims.sub.is_none() && claims.sid.is_none() {
+            return Err(bad("neither sub nor sid"));
+        }
+        if claims.nonce.is_some() {
+            return Err(bad("nonce is forbidden"));
+        }
+        if claims.jti.is_empty() {
+            return Err(bad("jti is empty"));
+        }
+        Ok(claims)
     }
 
     /// Exchanges the authorization code (with the PKCE verifier, RFC 7636) and

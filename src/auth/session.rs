@@ -138,6 +138,18 @@ impl SessionLocks {
 /// not one per request.
 const KEEP_ALIVE_EVERY: time::Duration = time::Duration::minutes(1);
 
+/// What the store indexes a signed-in session by: `(sub, sid)`. `None` for a
+/// session that is not signed in (e.g. one holding only pending logins).
+pub fn index_entry(data: &HashMap<String, Value>) -> Option<(String, Option<String>)> {
+    let record = data.get(RECORD_KEY)?;
+    let sub = record.get("sub")?.as_str()?.to_string();
+    let sid = record
+        .get("sid")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Some((sub, sid))
+}
+
 /// The request's session, typed.
 #[derive(Clone, Debug)]
 pub struct AuthSession(Session);

@@ -62,6 +62,7 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
         oidc,
         store: store.clone(),
         session_locks: Default::default(),
+        seen_logout_tokens: Default::default(),
     };
 
     let idle = time::Duration::try_from(config.session.idle_timeout)

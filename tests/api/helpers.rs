@@ -301,6 +301,51 @@ impl TestApp {
     }
 }
 
+/// Walks an IdP end-session URL the way a browser does: follows redirects and
+/// submits the dev IdP's (auto-submitting) confirmation form. Returns the URL
+/// it ends on.
+pub async fn walk_idp_logout(http: &reqwest::Client, start: &str) -> String {
+    let mut current = start.to_string();
+    for _ in 0..10 {
+        let response = http.get(&current).send().await.unwrap();
+        if response.status().is_redirection() {
+            current = resolve(&current, &location(&response));
+            if !current.contains("/realms/") {
+                return current;
+            }
+            continue;
+        }
+        let html = response.text().await.unwrap();
+        let Some(action) = form_action(&html) else {
+            return current;
+        };
+        let inputs: Vec<(String, String)> = html
+            .split("<input")
+            .skip(1)
+            .filter_map(|i| {
+                let name = i.split("name=\"").nth(1)?.split('"').next()?.to_string();
+                let value = i
+                    .split("value=\"")
+                    .nth(1)
+                    .and_then(|v| v.split('"').next())
+                    .unwrap_or("")
+                    .to_string();
+                Some((name, value))
+            })
+            .collect();
+        let target = resolve(&current, &action);
+        let response = http.post(&target).form(&inputs).send().await.unwrap();
+        if !response.status().is_redirection() {
+            return target;
+        }
+        current = resolve(&target, &location(&response));
+        if !current.contains("/realms/") {
+            return current;
+        }
+    }
+    panic!("the IdP logout did not finish");
+}
+
 fn resolve(base: &str, location: &str) -> String {
     Url::parse(base)
         .unwrap()

@@ -23,12 +23,12 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-const OP_KEY: &str = include_str!("../fixtures/hostile-op-key.pem");
-const ATTACKER_KEY: &str = include_str!("../fixtures/attacker-key.pem");
+pub const OP_KEY: &str = include_str!("../fixtures/hostile-op-key.pem");
+pub const ATTACKER_KEY: &str = include_str!("../fixtures/attacker-key.pem");
 const ACCESS_TOKEN: &str = "hostile-access-token";
 
 #[derive(Clone, Copy, Debug)]
-enum Defect {
+pub enum Defect {
     None,
     WrongAudience,
     WrongIssuer,
@@ -42,8 +42,8 @@ enum Defect {
 }
 
 #[derive(Clone)]
-struct Op {
-    issuer: String,
+pub struct Op {
+    pub issuer: String,
     defect: Defect,
     /// The nonce of the pending login, learned from the authorization URL.
     nonce: Arc<Mutex<String>>,
@@ -183,7 +183,7 @@ async fn token(State(op): State<Op>) -> Json<Value> {
     }))
 }
 
-async fn start_op(defect: Defect) -> Op {
+pub async fn start_op(defect: Defect) -> Op {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let op = Op {
@@ -201,15 +201,20 @@ async fn start_op(defect: Defect) -> Op {
 }
 
 /// Starts a login against the fake OP and returns the callback's response.
-async fn login_through(defect: Defect) -> (TestApp, reqwest::Response) {
+pub async fn login_through(defect: Defect) -> (TestApp, reqwest::Response) {
     let op = start_op(defect).await;
     let app = spawn_app(&op.issuer).await;
+    let response = login_at(&op, &app).await;
+    (app, response)
+}
+
+/// Logs `app` in through the fake OP `op`; returns the callback's response.
+pub async fn login_at(op: &Op, app: &TestApp) -> reqwest::Response {
     let authorize = app.start_login(None).await;
     *op.nonce.lock().unwrap() = query_param(&authorize, "nonce").unwrap();
     let state = query_param(&authorize, "state").unwrap();
     let callback = app.url(&format!("/auth/callback?code=any-code&state={state}"));
-    let response = app.http.get(callback).send().await.unwrap();
-    (app, response)
+    app.http.get(callback).send().await.unwrap()
 }
 
 #[tokio::test]

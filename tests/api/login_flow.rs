@@ -147,55 +147,7 @@ async fn login_user_userinfo_logout_and_401_again() {
     );
 
     // Finish the logout at the IdP; it sends the browser back to the app.
-    let mut current = end_session;
-    for _ in 0..10 {
-        if current.starts_with(&app.base) {
-            break;
-        }
-        let response = app.http.get(&current).send().await.unwrap();
-        if response.status().is_redirection() {
-            current = url::Url::parse(&current)
-                .unwrap()
-                .join(&location(&response))
-                .unwrap()
-                .to_string();
-            continue;
-        }
-        // The dev IdP's confirmation page auto-submits a form; submit it.
-        let html = response.text().await.unwrap();
-        let action = html
-            .split("action=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap()
-            .replace("&amp;", "&");
-        let inputs: Vec<(String, String)> = html
-            .split("<input")
-            .skip(1)
-            .filter_map(|i| {
-                let name = i.split("name=\"").nth(1)?.split('"').next()?.to_string();
-                let value = i
-                    .split("value=\"")
-                    .nth(1)
-                    .and_then(|v| v.split('"').next())
-                    .unwrap_or("")
-                    .to_string();
-                Some((name, value))
-            })
-            .collect();
-        let target = url::Url::parse(&current)
-            .unwrap()
-            .join(&action)
-            .unwrap()
-            .to_string();
-        let response = app.http.post(&target).form(&inputs).send().await.unwrap();
-        assert!(response.status().is_redirection(), "{}", response.status());
-        current = url::Url::parse(&target)
-            .unwrap()
-            .join(&location(&response))
-            .unwrap()
-            .to_string();
-    }
+    let current = walk_idp_logout(&app.http, &end_session).await;
     assert_eq!(
         current,
         app.url("/"),
