@@ -3,8 +3,6 @@
 //! signed `logout_token`; every session of that `sid` (or of that `sub` when
 //! there is no `sid`) ends. 200 on success, 400 on any failure (§2.8).
 
-use std::collections::HashMap;
-
 use axum::{
     extract::{rejection::FormRejection, State},
     http::StatusCode,
@@ -12,7 +10,6 @@ use axum::{
     Form,
 };
 use serde::Deserialize;
-use time::OffsetDateTime;
 
 use super::error::json_error;
 use crate::server::{state::AppState, store::Owner};
@@ -20,28 +17,6 @@ use crate::server::{state::AppState, store::Owner};
 #[derive(Debug, Deserialize)]
 pub struct LogoutRequest {
     logout_token: Option<String>,
-}
-
-/// `jti`s already accepted, kept until their token expires (§2.6 step 10:
-/// a logout token must not be replayed).
-#[derive(Default)]
-pub struct SeenTokens(std::sync::Mutex<HashMap<String, i64>>);
-
-/// More than this many live `jti`s means something is wrong; refuse rather than grow.
-const MAX_SEEN: usize = 100_000;
-
-impl SeenTokens {
-    /// True the first time `jti` is presented before `exp`.
-    fn first_use(&self, jti: &str, exp: i64) -> bool {
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        let mut seen = self.0.lock().expect("seen-token lock");
-        seen.retain(|_, until| *until >= now - 60);
-        if seen.contains_key(jti) || seen.len() >= MAX_SEEN {
-            return false;
-        }
-        seen.insert(jti.to_string(), exp);
-        true
-    }
 }
 
 fn rejected(why: &str) -> Response {
@@ -64,8 +39,18 @@ pub async fn backchannel_logout(
         Ok(claims) => claims,
         Err(e) => return rejected(&e.to_string()),
     };
-    if !state.seen_logout_tokens.first_use(&claims.jti, claims.exp) {
-        return rejected("logout_token was already used");
+    // §2.6 step 10: a `jti` is accepted once (shared by all instances on Redis).
+    match state.store.first_use_of_jti(&claims.jti, claims.exp).await {
+        Ok(true) => {}
+        Ok(false) => return rejected("logout_token was already used"),
+        Err(e) => {
+            tracing::error!(error = %e, "back-channel logout could not reach the session store");
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "session store unavailable",
+            );
+        }
     }
     let owner = match (claims.sid, claims.sub) {
         (Some(sid), _) => Owner::Sid(sid),

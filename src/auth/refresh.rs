@@ -57,8 +57,11 @@ pub async fn refresh_if_needed(
     let Some(key) = user.session.id() else {
         return Err(RefreshError::SessionEnded);
     };
-    let lock = state.session_locks.lock_for(&key);
-    let _guard = lock.lock().await;
+    let _lock = state
+        .store
+        .lock_session(&key)
+        .await
+        .map_err(|e| RefreshError::IdpUnavailable(format!("session lock: {e}")))?;
 
     // Someone else may have refreshed while we waited: read the stored record.
     let current = match user.session.reload_record(&state.store).await {

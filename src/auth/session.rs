@@ -11,7 +11,6 @@
 use std::{
     collections::{BTreeMap, HashMap},
     fmt,
-    sync::{Arc, Weak},
     time::Duration,
 };
 
@@ -113,25 +112,6 @@ pub struct SessionRecord {
 #[derive(Debug, thiserror::Error)]
 #[error("session store error: {0}")]
 pub struct SessionError(#[from] tower_sessions::session::Error);
-
-/// One async lock per session id, for the read-modify-write sequences that
-/// must not interleave within this process (token refresh, idle extension).
-/// Entries disappear once nobody holds them.
-#[derive(Default)]
-pub struct SessionLocks(std::sync::Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>);
-
-impl SessionLocks {
-    pub fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.0.lock().expect("session lock map poisoned");
-        map.retain(|_, weak| weak.strong_count() > 0);
-        if let Some(existing) = map.get(key).and_then(Weak::upgrade) {
-            return existing;
-        }
-        let lock = Arc::new(tokio::sync::Mutex::new(()));
-        map.insert(key.to_string(), Arc::downgrade(&lock));
-        lock
-    }
-}
 
 /// The idle deadline is pushed back at most this often (or a tenth of the idle
 /// timeout, if shorter), so an active user costs one session write per minute,
@@ -284,7 +264,6 @@ impl AuthSession {
     pub async fn keep_alive(
         &self,
         store: &AnyStore,
-        locks: &SessionLocks,
         idle: Duration,
     ) -> Result<OffsetDateTime, SessionError> {
         let now = OffsetDateTime::now_utc();
@@ -292,8 +271,10 @@ impl AuthSession {
         let Some(id) = self.0.id() else {
             return Ok(now + idle);
         };
-        let lock = locks.lock_for(&id.to_string());
-        let _guard = lock.lock().await;
+        let _lock = store
+            .lock_session(&id.to_string())
+            .await
+            .map_err(tower_sessions::session::Error::Store)?;
         let Some(stored) = store
             .load(&id)
             .await
@@ -351,9 +332,7 @@ impl AuthSession {
             return Ok(None);
         };
         let idle = state.config.session.idle_timeout;
-        let deadline = self
-            .keep_alive(&state.store, &state.session_locks, idle)
-            .await?;
+        let deadline = self.keep_alive(&state.store, idle).await?;
         Ok(Some((record, deadline)))
     }
 

@@ -44,7 +44,7 @@ pub fn cookie_name(config: &Config) -> &'static str {
 /// not one of them: discovery is retried on the first login.
 pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Router, String> {
     let config = Arc::new(config);
-    let store = AnyStore::open(&config.session.store).await?;
+    let store = AnyStore::open(&config.session.store, config.session.absolute_timeout).await?;
     store.spawn_expiry_sweeper();
     let oidc = Arc::new(Oidc::new(config.clone()));
     // Try discovery now so problems show in the log at start-up, but do not wait on it.
@@ -61,8 +61,6 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
         config: config.clone(),
         oidc,
         store: store.clone(),
-        session_locks: Default::default(),
-        seen_logout_tokens: Default::default(),
     };
 
     let idle = time::Duration::try_from(config.session.idle_timeout)

@@ -6,7 +6,7 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 
 use super::{config::Config, store::AnyStore};
-use crate::auth::{backchannel::SeenTokens, provider::Oidc, session::SessionLocks};
+use crate::auth::provider::Oidc;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -14,8 +14,6 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub oidc: Arc<Oidc>,
     pub store: AnyStore,
-    pub session_locks: Arc<SessionLocks>,
-    pub seen_logout_tokens: Arc<SeenTokens>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

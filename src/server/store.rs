@@ -1,8 +1,12 @@
 //! The session store chosen by `SESSION_STORE`: the maintained tower-sessions
-//! stores behind one type, plus an index of signed-in sessions by `sub` and
-//! `sid`. The index is kept by the store itself (every save and delete updates
-//! it), so back-channel logout and session lists can find a user's sessions in
-//! every store without scanning.
+//! stores (memory, SQLite, Redis) behind one type, plus what several requests
+//! or several instances must agree on:
+//! - an index of signed-in sessions by `sub` and `sid`, kept by the store
+//!   itself (every save and delete updates it), so back-channel logout and
+//!   session lists find a user's sessions without scanning;
+//! - a per-session lock for read-modify-write sequences (token refresh, idle
+//!   extension): in-process always, and across instances with Redis;
+//! - the logout-token replay cache (`jti`s seen), shared through Redis.
 
 use std::{
     collections::HashMap,
@@ -13,6 +17,13 @@ use std::{
 };
 
 use async_trait::async_trait;
+use fred::{
+    prelude::{
+        ClientLike, Config as RedisConfig, KeysInterface, LuaInterface, Pool as RedisPool,
+        SetsInterface,
+    },
+    types::{Expiration, SetOptions},
+};
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
     Row, SqlitePool,
@@ -23,6 +34,7 @@ use tower_sessions::{
     session_store::{self, ExpiredDeletion},
     MemoryStore, SessionStore,
 };
+use tower_sessions_redis_store::RedisStore;
 use tower_sessions_sqlx_store::SqliteStore;
 
 use super::config::StoreUrl;
@@ -46,19 +58,71 @@ struct Entry {
 enum Backend {
     Memory(MemoryStore),
     Sqlite(SqliteStore),
+    Redis(RedisStore<RedisPool>),
 }
 
 #[derive(Clone, Debug)]
 enum Index {
     Memory(Arc<Mutex<HashMap<Id, Entry>>>),
     Sqlite(SqlitePool),
+    /// `gatehouse:idx:<id>` → `sub\tsid`; sets `gatehouse:sub:<sub>`, `gatehouse:sid:<sid>`.
+    Redis {
+        pool: RedisPool,
+        ttl: Duration,
+    },
 }
 
 #[derive(Clone, Debug)]
 pub struct AnyStore {
     backend: Backend,
     index: Index,
+    local_locks: Arc<LocalLocks>,
+    seen: Arc<Mutex<HashMap<String, i64>>>,
 }
+
+/// One async lock per session id within this process; entries disappear once
+/// nobody holds them.
+#[derive(Debug, Default)]
+struct LocalLocks(Mutex<HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>);
+
+impl LocalLocks {
+    fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().expect("lock map poisoned");
+        map.retain(|_, weak| weak.strong_count() > 0);
+        if let Some(existing) = map.get(key).and_then(std::sync::Weak::upgrade) {
+            return existing;
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(key.to_string(), Arc::downgrade(&lock));
+        lock
+    }
+}
+
+/// Held while one request refreshes tokens or extends a session. Dropping it
+/// releases the lock (the Redis part only if it is still ours).
+pub struct SessionLock {
+    _local: tokio::sync::OwnedMutexGuard<()>,
+    redis: Option<(RedisPool, String, String)>,
+}
+
+impl Drop for SessionLock {
+    fn drop(&mut self) {
+        if let Some((pool, key, token)) = self.redis.take() {
+            tokio::spawn(async move {
+                let _: Result<i64, _> = pool.eval(RELEASE_LOCK, vec![key], vec![token]).await;
+            });
+        }
+    }
+}
+
+/// Delete the lock only if it still holds our token (it may have expired and
+/// been taken by another instance meanwhile).
+const RELEASE_LOCK: &str =
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+/// A lock outlives a crashed holder by at most this long.
+const LOCK_TTL_MS: i64 = 10_000;
+/// More than this many live `jti`s in memory means something is wrong: refuse.
+const MAX_SEEN: usize = 100_000;
 
 fn store_error(e: impl std::fmt::Display) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
@@ -66,12 +130,24 @@ fn store_error(e: impl std::fmt::Display) -> session_store::Error {
 
 impl AnyStore {
     /// Opens (and for SQLite, creates and migrates) the configured store.
-    pub async fn open(url: &StoreUrl) -> Result<Self, String> {
+    /// `ttl` bounds how long index entries may outlive their session (the
+    /// absolute session lifetime).
+    pub async fn open(url: &StoreUrl, ttl: Duration) -> Result<Self, String> {
+        let (backend, index) = Self::open_backend(url, ttl).await?;
+        Ok(Self {
+            backend,
+            index,
+            local_locks: Default::default(),
+            seen: Default::default(),
+        })
+    }
+
+    async fn open_backend(url: &StoreUrl, ttl: Duration) -> Result<(Backend, Index), String> {
         match url {
-            StoreUrl::Memory => Ok(Self {
-                backend: Backend::Memory(MemoryStore::default()),
-                index: Index::Memory(Default::default()),
-            }),
+            StoreUrl::Memory => Ok((
+                Backend::Memory(MemoryStore::default()),
+                Index::Memory(Default::default()),
+            )),
             StoreUrl::Sqlite(url) => {
                 let options = SqliteConnectOptions::from_str(url)
                     .map_err(|e| format!("SESSION_STORE={url}: {e}"))?
@@ -109,15 +185,87 @@ impl AnyStore {
                         .await
                         .map_err(|e| format!("SESSION_STORE={url}: index migration failed: {e}"))?;
                 }
-                Ok(Self {
-                    backend: Backend::Sqlite(store),
-                    index: Index::Sqlite(pool),
-                })
+                Ok((Backend::Sqlite(store), Index::Sqlite(pool)))
             }
-            StoreUrl::Redis(_) => Err(
-                "SESSION_STORE=redis://… is not available in this build yet; use sqlite://PATH or memory".into(),
-            ),
+            StoreUrl::Redis(url) => {
+                let config = RedisConfig::from_url(url.as_str())
+                    .map_err(|e| format!("SESSION_STORE={url}: {e}"))?;
+                let pool = RedisPool::new(config, None, None, None, 4)
+                    .map_err(|e| format!("SESSION_STORE={url}: {e}"))?;
+                pool.init()
+                    .await
+                    .map_err(|e| format!("SESSION_STORE={url}: cannot connect: {e}"))?;
+                Ok((
+                    Backend::Redis(RedisStore::new(pool.clone())),
+                    Index::Redis { pool, ttl },
+                ))
+            }
         }
+    }
+
+    /// Locks `session_id` for a read-modify-write sequence: in this process,
+    /// and with Redis across every instance (`SET NX PX`, polled). Fails closed
+    /// (an error, not an unlocked write) if Redis does not grant it in time.
+    pub async fn lock_session(&self, session_id: &str) -> session_store::Result<SessionLock> {
+        let local = self.local_locks.lock_for(session_id).lock_owned().await;
+        let Index::Redis { pool, .. } = &self.index else {
+            return Ok(SessionLock {
+                _local: local,
+                redis: None,
+            });
+        };
+        let key = format!("gatehouse:lock:{session_id}");
+        let token = Id::default().to_string();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(LOCK_TTL_MS as u64);
+        loop {
+            let granted: Option<String> = pool
+                .set(
+                    &key,
+                    token.as_str(),
+                    Some(Expiration::PX(LOCK_TTL_MS)),
+                    Some(SetOptions::NX),
+                    false,
+                )
+                .await
+                .map_err(store_error)?;
+            if granted.is_some() {
+                return Ok(SessionLock {
+                    _local: local,
+                    redis: Some((pool.clone(), key, token)),
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(store_error("timed out waiting for the session lock"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// True the first time a logout token's `jti` is presented before its
+    /// `exp` (Back-Channel Logout 1.0 §2.6 step 10), across instances with Redis.
+    pub async fn first_use_of_jti(&self, jti: &str, exp: i64) -> session_store::Result<bool> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        if let Index::Redis { pool, .. } = &self.index {
+            let until = exp.max(now) + 60;
+            let set: Option<String> = pool
+                .set(
+                    format!("gatehouse:jti:{jti}"),
+                    "1",
+                    Some(Expiration::EXAT(until)),
+                    Some(SetOptions::NX),
+                    false,
+                )
+                .await
+                .map_err(store_error)?;
+            return Ok(set.is_some());
+        }
+        let mut seen = self.seen.lock().expect("seen-token lock");
+        seen.retain(|_, until| *until >= now - 60);
+        if seen.contains_key(jti) || seen.len() >= MAX_SEEN {
+            return Ok(false);
+        }
+        seen.insert(jti.to_string(), exp);
+        Ok(true)
     }
 
     /// Removes expired sessions (and their index entries) in the background.
@@ -160,6 +308,8 @@ impl AnyStore {
                     index.lock().expect("index lock").remove(&id);
                 }
             }
+            // Redis expires sessions, index entries and sets by TTL itself.
+            (Backend::Redis(_), Index::Redis { .. }) => {}
             _ => unreachable!("backend and index are built together"),
         }
         Ok(())
@@ -211,6 +361,27 @@ impl AnyStore {
                     .filter_map(|id| id.parse::<Id>().ok())
                     .collect())
             }
+            Index::Redis { pool, .. } => {
+                let set = match owner {
+                    Owner::Sub(sub) => format!("gatehouse:sub:{sub}"),
+                    Owner::Sid(sid) => format!("gatehouse:sid:{sid}"),
+                };
+                let members: Vec<String> = pool.smembers(&set).await.map_err(store_error)?;
+                let mut live = Vec::new();
+                for member in members {
+                    let alive: i64 = pool
+                        .exists(format!("gatehouse:idx:{member}"))
+                        .await
+                        .map_err(store_error)?;
+                    match member.parse::<Id>() {
+                        Ok(id) if alive > 0 => live.push(id),
+                        _ => {
+                            let _: i64 = pool.srem(&set, member).await.map_err(store_error)?;
+                        }
+                    }
+                }
+                Ok(live)
+            }
         }
     }
 
@@ -251,6 +422,29 @@ impl AnyStore {
                 .await
                 .map_err(store_error)?;
             }
+            Index::Redis { pool, ttl } => {
+                let id = record.id.to_string();
+                let entry = format!("{sub}\t{}", sid.as_deref().unwrap_or(""));
+                let _: () = pool
+                    .set(
+                        format!("gatehouse:idx:{id}"),
+                        entry,
+                        Some(Expiration::EXAT(record.expiry_date.unix_timestamp())),
+                        None,
+                        false,
+                    )
+                    .await
+                    .map_err(store_error)?;
+                let mut sets = vec![format!("gatehouse:sub:{sub}")];
+                sets.extend(sid.map(|sid| format!("gatehouse:sid:{sid}")));
+                for set in sets {
+                    let _: i64 = pool.sadd(&set, id.as_str()).await.map_err(store_error)?;
+                    let _: i64 = pool
+                        .expire(&set, ttl.as_secs() as i64, None)
+                        .await
+                        .map_err(store_error)?;
+                }
+            }
         }
         Ok(())
     }
@@ -267,6 +461,23 @@ impl AnyStore {
                     .await
                     .map_err(store_error)?;
             }
+            Index::Redis { pool, .. } => {
+                let key = format!("gatehouse:idx:{id}");
+                let entry: Option<String> = pool.get(&key).await.map_err(store_error)?;
+                if let Some((sub, sid)) = entry.as_deref().and_then(|e| e.split_once('\t')) {
+                    let _: i64 = pool
+                        .srem(format!("gatehouse:sub:{sub}"), id.to_string())
+                        .await
+                        .map_err(store_error)?;
+                    if !sid.is_empty() {
+                        let _: i64 = pool
+                            .srem(format!("gatehouse:sid:{sid}"), id.to_string())
+                            .await
+                            .map_err(store_error)?;
+                    }
+                }
+                let _: i64 = pool.del(&key).await.map_err(store_error)?;
+            }
         }
         Ok(())
     }
@@ -278,6 +489,7 @@ impl SessionStore for AnyStore {
         match &self.backend {
             Backend::Memory(s) => s.create(record).await?,
             Backend::Sqlite(s) => s.create(record).await?,
+            Backend::Redis(s) => s.create(record).await?,
         }
         self.index_record(record).await
     }
@@ -286,6 +498,7 @@ impl SessionStore for AnyStore {
         match &self.backend {
             Backend::Memory(s) => s.save(record).await?,
             Backend::Sqlite(s) => s.save(record).await?,
+            Backend::Redis(s) => s.save(record).await?,
         }
         self.index_record(record).await
     }
@@ -294,6 +507,7 @@ impl SessionStore for AnyStore {
         match &self.backend {
             Backend::Memory(s) => s.load(id).await,
             Backend::Sqlite(s) => s.load(id).await,
+            Backend::Redis(s) => s.load(id).await,
         }
     }
 
@@ -301,6 +515,7 @@ impl SessionStore for AnyStore {
         match &self.backend {
             Backend::Memory(s) => s.delete(id).await?,
             Backend::Sqlite(s) => s.delete(id).await?,
+            Backend::Redis(s) => s.delete(id).await?,
         }
         self.unindex(id).await
     }

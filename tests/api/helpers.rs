@@ -373,3 +373,52 @@ pub fn contains_jwt(text: &str) -> bool {
         candidate.split('.').filter(|p| !p.is_empty()).count() >= 3
     })
 }
+
+/// A real `redis-server` (Debian package) on a free port, killed on drop.
+pub struct Redis {
+    pub url: String,
+    child: Child,
+}
+
+impl Redis {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (make test runs scripts/setup.sh)");
+        // Owned by `redis` at once, so Drop reaps the child on every path.
+        let redis = Self {
+            url: format!("redis://127.0.0.1:{port}"),
+            child,
+        };
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return redis;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

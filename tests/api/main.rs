@@ -5,4 +5,5 @@ mod csrf;
 mod helpers;
 mod hostile_idp;
 mod login_flow;
+mod redis;
 mod refresh;

@@ -1,0 +1,135 @@
+//! Several Gatehouse instances sharing one real Redis: a session made on one is
+//! used and ended on the other, refresh stays single-flight across them, and
+//! back-channel logout and its replay cache are shared.
+
+use std::time::Duration;
+
+use reqwest::{header, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+async fn user_status(client: &TestApp, app: &TestApp) -> StatusCode {
+    client
+        .http
+        .get(app.url("/auth/user"))
+        .header("X-CSRF", "1")
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn a_session_made_on_one_instance_works_and_ends_on_another() {
+    let redis = Redis::start().await;
+    let idp = Idp::start().await;
+    let store = [("SESSION_STORE", redis.url.as_str())];
+    let a = spawn_app_with(&idp.issuer, &store).await;
+    let b = spawn_app_with(&idp.issuer, &store).await;
+    assert_eq!(
+        a.login("alice", "alice").await.status(),
+        StatusCode::SEE_OTHER
+    );
+
+    // Cookies ignore ports, so the same browser (a's jar) reaches b with the cookie.
+    let response = a
+        .http
+        .get(b.url("/auth/user"))
+        .header("X-CSRF", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let user: Value = response.json().await.unwrap();
+    assert_eq!(user["name"], "Alice Liddell");
+
+    // A third instance started now (a restart) sees it too.
+    let c = spawn_app_with(&idp.issuer, &store).await;
+    assert_eq!(user_status(&a, &c).await, StatusCode::OK);
+
+    // Logout through b ends it everywhere.
+    let logout = a
+        .http
+        .post(b.url("/auth/logout"))
+        .header(header::ORIGIN, &b.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    assert_eq!(user_status(&a, &a).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(user_status(&a, &c).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn refresh_is_single_flight_across_instances() {
+    let redis = Redis::start().await;
+    let idp = Idp::start_on(free_port(), &[("IDP_ACCESS_TOKEN_TTL", "2")]).await;
+    let store = [("SESSION_STORE", redis.url.as_str())];
+    let a = spawn_app_with(&idp.issuer, &store).await;
+    let b = spawn_app_with(&idp.issuer, &store).await;
+    a.login("bob", "bob").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let calls = (0..20).map(|i| {
+        let target = if i % 2 == 0 { &a } else { &b };
+        a.http
+            .get(target.url("/auth/userinfo"))
+            .header("X-CSRF", "1")
+            .send()
+    });
+    for response in futures::future::join_all(calls).await {
+        assert_eq!(response.unwrap().status(), StatusCode::OK);
+    }
+    let refreshes = idp.stats().await["token_requests"]["refresh_token"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(refreshes, 1, "20 calls over two instances, one refresh");
+}
+
+#[tokio::test]
+async fn back_channel_logout_reaches_every_instance_and_is_not_replayable_on_another() {
+    use crate::hostile_idp::{login_at, start_op, Defect, OP_KEY};
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+
+    let redis = Redis::start().await;
+    let op = start_op(Defect::None).await;
+    let store = [("SESSION_STORE", redis.url.as_str())];
+    let a = spawn_app_with(&op.issuer, &store).await;
+    let b = spawn_app_with(&op.issuer, &store).await;
+    assert_eq!(login_at(&op, &a).await.status(), StatusCode::SEE_OTHER);
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": op.issuer, "aud": "gatehouse", "iat": now, "exp": now + 120, "jti": "shared-1",
+        "sub": "mallory", "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+    });
+    let mut head = Header::new(Algorithm::RS256);
+    head.kid = Some("op-key".into());
+    let token = encode(
+        &head,
+        &claims,
+        &EncodingKey::from_rsa_pem(OP_KEY.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let post = |app: &TestApp| {
+        reqwest::Client::new()
+            .post(app.url("/auth/backchannel-logout"))
+            .form(&[("logout_token", token.clone())])
+            .send()
+    };
+    assert_eq!(post(&b).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        user_status(&a, &a).await,
+        StatusCode::UNAUTHORIZED,
+        "ended on the other instance"
+    );
+    assert_eq!(
+        post(&a).await.unwrap().status(),
+        StatusCode::BAD_REQUEST,
+        "jti replay on another instance"
+    );
+}
