@@ -28,6 +28,9 @@ pub enum RefreshError {
     IdpUnavailable(String),
 }
 
+/// How long a request waits for another request's refresh of the same session.
+const WAIT_FOR_REFRESH: Duration = Duration::from_secs(15);
+
 /// Does this token set need a refresh now? The leeway is capped at half the
 /// token's remaining lifetime at issue, so short-lived tokens are not refreshed
 /// on every request.
@@ -57,22 +60,48 @@ pub async fn refresh_if_needed(
     let Some(key) = user.session.id() else {
         return Err(RefreshError::SessionEnded);
     };
-    let _lock = state
-        .store
-        .lock_session(&key)
-        .await
-        .map_err(|e| RefreshError::IdpUnavailable(format!("session lock: {e}")))?;
-
-    // Someone else may have refreshed while we waited: read the stored record.
-    let current = match user.session.reload_record(&state.store).await {
-        Ok(Some(record)) => record,
-        Ok(None) => return Err(RefreshError::SessionEnded),
-        Err(e) => return Err(RefreshError::IdpUnavailable(e.to_string())),
+    // Exactly one request refreshes (it holds the session lock, across
+    // instances on Redis); the others watch the stored record and take the
+    // refreshed tokens as soon as they are saved, instead of queueing.
+    let deadline = tokio::time::Instant::now() + WAIT_FOR_REFRESH;
+    let (_lock, current) = loop {
+        let current = match user.session.reload_record(&state.store).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Err(RefreshError::SessionEnded),
+            Err(e) => return Err(RefreshError::IdpUnavailable(e.to_string())),
+        };
+        if !needs_refresh(&current.tokens, leeway, OffsetDateTime::now_utc()) {
+            user.session.adopt_record(current.clone()).await.ok();
+            return Ok(current.tokens.access_token);
+        }
+        let lock = state
+            .store
+            .try_lock_session(&key)
+            .await
+            .map_err(|e| RefreshError::IdpUnavailable(format!("session lock: {e}")))?;
+        if let Some(lock) = lock {
+            // Re-read under the lock: the holder before us may have just saved.
+            match user.session.reload_record(&state.store).await {
+                Ok(Some(record))
+                    if needs_refresh(&record.tokens, leeway, OffsetDateTime::now_utc()) =>
+                {
+                    break (lock, record)
+                }
+                Ok(Some(record)) => {
+                    user.session.adopt_record(record.clone()).await.ok();
+                    return Ok(record.tokens.access_token);
+                }
+                Ok(None) => return Err(RefreshError::SessionEnded),
+                Err(e) => return Err(RefreshError::IdpUnavailable(e.to_string())),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(RefreshError::IdpUnavailable(
+                "timed out waiting for a concurrent refresh".into(),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
-    if !needs_refresh(&current.tokens, leeway, OffsetDateTime::now_utc()) {
-        user.session.adopt_record(current.clone()).await.ok();
-        return Ok(current.tokens.access_token);
-    }
     let Some(refresh_token) = current.tokens.refresh_token.clone() else {
         // No refresh token: the access token simply runs out; the session lives
         // on until its own deadlines (calls needing the token will get 401s).

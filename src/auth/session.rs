@@ -271,18 +271,31 @@ impl AuthSession {
         let Some(id) = self.0.id() else {
             return Ok(now + idle);
         };
+        let stored_expiry = |store_answer: Option<tower_sessions::session::Record>| {
+            store_answer.map(|r| r.expiry_date)
+        };
+        let load = || async {
+            store
+                .load(&id)
+                .await
+                .map_err(tower_sessions::session::Error::Store)
+        };
+        let is_recent =
+            |expiry: OffsetDateTime| expiry - now > idle - KEEP_ALIVE_EVERY.min(idle / 10);
+        // The common case, lock-free: extended less than a minute ago.
+        match stored_expiry(load().await?) {
+            None => return Ok(now),
+            Some(expiry) if is_recent(expiry) => return Ok(expiry),
+            Some(_) => {}
+        }
         let _lock = store
             .lock_session(&id.to_string())
             .await
             .map_err(tower_sessions::session::Error::Store)?;
-        let Some(stored) = store
-            .load(&id)
-            .await
-            .map_err(tower_sessions::session::Error::Store)?
-        else {
+        let Some(stored) = load().await? else {
             return Ok(now);
         };
-        if stored.expiry_date - now > idle - KEEP_ALIVE_EVERY.min(idle / 10) {
+        if is_recent(stored.expiry_date) {
             return Ok(stored.expiry_date);
         }
         if let Some(current) = stored.data.get(RECORD_KEY) {

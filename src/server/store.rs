@@ -204,41 +204,51 @@ impl AnyStore {
     }
 
     /// Locks `session_id` for a read-modify-write sequence: in this process,
-    /// and with Redis across every instance (`SET NX PX`, polled). Fails closed
-    /// (an error, not an unlocked write) if Redis does not grant it in time.
+    /// and with Redis across every instance. Fails closed (an error, not an
+    /// unlocked write) if the lock is not granted within its TTL.
     pub async fn lock_session(&self, session_id: &str) -> session_store::Result<SessionLock> {
-        let local = self.local_locks.lock_for(session_id).lock_owned().await;
-        let Index::Redis { pool, .. } = &self.index else {
-            return Ok(SessionLock {
-                _local: local,
-                redis: None,
-            });
-        };
-        let key = format!("gatehouse:lock:{session_id}");
-        let token = Id::default().to_string();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(LOCK_TTL_MS as u64);
         loop {
-            let granted: Option<String> = pool
-                .set(
-                    &key,
-                    token.as_str(),
-                    Some(Expiration::PX(LOCK_TTL_MS)),
-                    Some(SetOptions::NX),
-                    false,
-                )
-                .await
-                .map_err(store_error)?;
-            if granted.is_some() {
-                return Ok(SessionLock {
-                    _local: local,
-                    redis: Some((pool.clone(), key, token)),
-                });
+            if let Some(lock) = self.try_lock_session(session_id).await? {
+                return Ok(lock);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(store_error("timed out waiting for the session lock"));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// One attempt at [`Self::lock_session`]: `None` if someone else holds it.
+    pub async fn try_lock_session(
+        &self,
+        session_id: &str,
+    ) -> session_store::Result<Option<SessionLock>> {
+        let Ok(local) = self.local_locks.lock_for(session_id).try_lock_owned() else {
+            return Ok(None);
+        };
+        let Index::Redis { pool, .. } = &self.index else {
+            return Ok(Some(SessionLock {
+                _local: local,
+                redis: None,
+            }));
+        };
+        let key = format!("gatehouse:lock:{session_id}");
+        let token = Id::default().to_string();
+        let granted: Option<String> = pool
+            .set(
+                &key,
+                token.as_str(),
+                Some(Expiration::PX(LOCK_TTL_MS)),
+                Some(SetOptions::NX),
+                false,
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(granted.map(|_| SessionLock {
+            _local: local,
+            redis: Some((pool.clone(), key, token)),
+        }))
     }
 
     /// True the first time a logout token's `jti` is presented before its

@@ -64,12 +64,12 @@ async fn a_session_made_on_one_instance_works_and_ends_on_another() {
 #[tokio::test]
 async fn refresh_is_single_flight_across_instances() {
     let redis = Redis::start().await;
-    let idp = Idp::start_on(free_port(), &[("IDP_ACCESS_TOKEN_TTL", "2")]).await;
+    let idp = Idp::start_on(free_port(), &[("IDP_ACCESS_TOKEN_TTL", "3")]).await;
     let store = [("SESSION_STORE", redis.url.as_str())];
     let a = spawn_app_with(&idp.issuer, &store).await;
     let b = spawn_app_with(&idp.issuer, &store).await;
     a.login("bob", "bob").await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
 
     let calls = (0..20).map(|i| {
         let target = if i % 2 == 0 { &a } else { &b };

@@ -15,7 +15,7 @@ async fn refresh_count(idp: &Idp) -> u64 {
 
 #[tokio::test]
 async fn concurrent_calls_with_an_expiring_token_refresh_once() {
-    let idp = Idp::start_on(free_port(), &[("IDP_ACCESS_TOKEN_TTL", "2")]).await;
+    let idp = Idp::start_on(free_port(), &[("IDP_ACCESS_TOKEN_TTL", "3")]).await;
     let app = spawn_app(&idp.issuer).await;
     assert_eq!(
         app.login("alice", "alice").await.status(),
@@ -31,7 +31,7 @@ async fn concurrent_calls_with_an_expiring_token_refresh_once() {
         "a fresh token is not refreshed"
     );
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let calls = (0..20).map(|_| app.get_json("/auth/userinfo"));
     let responses = futures::future::join_all(calls).await;
     for r in responses {
@@ -44,7 +44,7 @@ async fn concurrent_calls_with_an_expiring_token_refresh_once() {
     );
 
     // The rotated refresh token was stored: a second round refreshes again, fine.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_eq!(
         app.get_json("/auth/userinfo").await.status(),
         StatusCode::OK
