@@ -116,6 +116,65 @@ impl UserView {
     }
 }
 
+/// One of the user's sessions, as `/sessions` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSummary {
+    /// A random name for the session (not its id, which is a credential).
+    pub handle: String,
+    pub created_at: i64,
+    pub last_active: i64,
+    pub browser: String,
+    pub ip: Option<String>,
+    /// The session this request rides on.
+    pub current: bool,
+}
+
+/// The signed-in user's sessions, newest first; `None` when anonymous.
+#[server(client = CsrfClient)]
+pub async fn my_sessions() -> Result<Option<Vec<SessionSummary>>, ServerFnError> {
+    use crate::auth::{session::AuthSession, sessions};
+    let session: AuthSession = leptos_axum::extract().await?;
+    let state = expect_context::<crate::server::state::AppState>();
+    sessions::list(&state, &session)
+        .await
+        .map_err(ServerFnError::new)
+}
+
+/// Ends one of the signed-in user's sessions (by handle); how many ended.
+#[server(client = CsrfClient)]
+pub async fn end_session(handle: String) -> Result<usize, ServerFnError> {
+    use crate::auth::{session::AuthSession, sessions};
+    let session: AuthSession = leptos_axum::extract().await?;
+    let state = expect_context::<crate::server::state::AppState>();
+    signed_in_count(sessions::end(&state, &session, sessions::Which::Handle(&handle)).await)
+}
+
+/// Ends every session of the signed-in user except this one; how many ended.
+#[server(client = CsrfClient)]
+pub async fn end_other_sessions() -> Result<usize, ServerFnError> {
+    use crate::auth::{session::AuthSession, sessions};
+    let session: AuthSession = leptos_axum::extract().await?;
+    let state = expect_context::<crate::server::state::AppState>();
+    signed_in_count(sessions::end(&state, &session, sessions::Which::AllOthers).await)
+}
+
+/// Anonymous callers get 401, store failures an error.
+#[cfg(feature = "ssr")]
+fn signed_in_count(
+    result: Result<Option<usize>, crate::auth::session::SessionError>,
+) -> Result<usize, ServerFnError> {
+    match result {
+        Ok(Some(n)) => Ok(n),
+        Ok(None) => {
+            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+                response.set_status(axum::http::StatusCode::UNAUTHORIZED);
+            }
+            Err(ServerFnError::new("not signed in"))
+        }
+        Err(e) => Err(ServerFnError::new(e)),
+    }
+}
+
 /// The user of this request's session, or `None` when anonymous.
 #[server(client = CsrfClient)]
 pub async fn current_user() -> Result<Option<UserView>, ServerFnError> {

@@ -10,7 +10,7 @@ use leptos_router::{
 use crate::{
     api::{current_user, UserView},
     components::user_menu::UserMenu,
-    pages::{home::HomePage, not_found::NotFound, profile::ProfilePage},
+    pages::{home::HomePage, not_found::NotFound, profile::ProfilePage, sessions::SessionsPage},
 };
 
 /// The signed-in user (or `None`), loaded once per page load and shared.
@@ -53,6 +53,7 @@ pub fn App() -> impl IntoView {
                 <nav class="nav">
                     <A href="/">"Home"</A>
                     <A href="/profile">"Profile"</A>
+                    <A href="/sessions">"Sessions"</A>
                 </nav>
                 <UserMenu/>
             </header>
@@ -62,6 +63,7 @@ pub fn App() -> impl IntoView {
                     // Async: the whole page waits for the session check, so an
                     // anonymous visitor gets a real redirect, not a flash of content.
                     <Route path=path!("/profile") view=ProfilePage ssr=SsrMode::Async/>
+                    <Route path=path!("/sessions") view=SessionsPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

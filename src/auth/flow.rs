@@ -2,10 +2,13 @@
 //! Authorization code flow with PKCE S256, `state` and `nonce` (OIDC Core §3.1,
 //! RFC 9700 §2.1.1); confidential client with `client_secret_basic`.
 
+use std::net::SocketAddr;
+
 use axum::{
-    extract::{rejection::QueryRejection, Query, State},
-    http::{header, HeaderValue},
+    extract::{rejection::QueryRejection, ConnectInfo, Query, State},
+    http::{header, HeaderMap, HeaderValue},
     response::{IntoResponse, Redirect, Response},
+    Extension,
 };
 use openidconnect::{
     core::CoreAuthenticationFlow, CsrfToken, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
@@ -113,6 +116,8 @@ pub struct CallbackParams {
 pub async fn callback(
     State(state): State<AppState>,
     session: AuthSession,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     params: Result<Query<CallbackParams>, QueryRejection>,
 ) -> Response {
     // A malformed query is treated like an empty one: it has no valid state.
@@ -130,7 +135,12 @@ pub async fn callback(
     };
     let return_to = pending.return_to.clone();
     match complete_login(&state, &params, pending).await {
-        Ok(record) => {
+        Ok(mut record) => {
+            record.user_agent = headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|ua| ua.chars().take(200).collect());
+            record.ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip().to_string());
             let sub = record.sub.clone();
             if let Err(e) = session.sign_in(record).await {
                 return fail(LoginError::Store(e.to_string()), &return_to);
@@ -230,6 +240,9 @@ fn build_record(
         },
         created_at: now,
         absolute_expires_at: now + absolute,
+        handle: CsrfToken::new_random().secret().clone(),
+        user_agent: None,
+        ip: None,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod provider;
 pub mod refresh;
 pub mod return_to;
 pub mod session;
+pub mod sessions;
 pub mod user;
 
 use axum::{

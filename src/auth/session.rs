@@ -107,6 +107,20 @@ pub struct SessionRecord {
     /// Set once at login; activity never moves it.
     #[serde(with = "time::serde::timestamp")]
     pub absolute_expires_at: OffsetDateTime,
+    /// A random name for this session that the browser may see (to end it
+    /// from `/sessions`); the session id itself is a credential and never shown.
+    #[serde(default)]
+    pub handle: String,
+    /// Where the login came from, for the session list.
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
+}
+
+/// The signed-in record inside a stored session's data, if there is one.
+pub fn record_from_data(data: &HashMap<String, Value>) -> Option<SessionRecord> {
+    serde_json::from_value(data.get(RECORD_KEY)?.clone()).ok()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -229,10 +243,7 @@ impl AuthSession {
         else {
             return Ok(None);
         };
-        Ok(stored
-            .data
-            .get(RECORD_KEY)
-            .and_then(|v| serde_json::from_value(v.clone()).ok()))
+        Ok(record_from_data(&stored.data))
     }
 
     /// Makes this request's copy match `record` (so it never writes back older tokens).

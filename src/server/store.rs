@@ -395,6 +395,17 @@ impl AnyStore {
         }
     }
 
+    /// The live sessions of `owner`, with their stored records.
+    pub async fn records_of(&self, owner: &Owner) -> session_store::Result<Vec<Record>> {
+        let mut records = Vec::new();
+        for id in self.sessions_of(owner).await? {
+            if let Some(record) = self.load(&id).await? {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
     /// Ends every session of `owner`; returns how many there were.
     pub async fn end_sessions_of(&self, owner: &Owner) -> session_store::Result<usize> {
         let ids = self.sessions_of(owner).await?;

@@ -180,6 +180,32 @@ pub enum IdpOutcome {
 }
 
 impl TestApp {
+    /// Another browser (its own cookie jar) on the same app.
+    pub fn second_browser(&self) -> TestApp {
+        let jar = Arc::new(Jar::default());
+        let http = reqwest::Client::builder()
+            .redirect(redirect::Policy::none())
+            .cookie_provider(jar.clone())
+            .build()
+            .unwrap();
+        TestApp {
+            base: self.base.clone(),
+            http,
+            jar,
+        }
+    }
+
+    /// Calls a server function the way the app's own client does.
+    pub async fn server_fn(&self, path: &str, form: &[(&str, &str)]) -> Response {
+        self.http
+            .post(self.url(path))
+            .header("X-CSRF", "1")
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

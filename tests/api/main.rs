@@ -7,3 +7,4 @@ mod hostile_idp;
 mod login_flow;
 mod redis;
 mod refresh;
+mod sessions;

@@ -1,0 +1,150 @@
+//! The signed-in user's own sessions: list them, end one, end all others.
+//! The browser names a session by its random `handle`, never by its id.
+
+use time::OffsetDateTime;
+
+use super::session::{record_from_data, AuthSession, SessionError};
+use crate::{
+    api::SessionSummary,
+    server::{state::AppState, store::Owner},
+};
+
+/// Which of the user's sessions to end.
+pub enum Which<'a> {
+    Handle(&'a str),
+    AllOthers,
+}
+
+/// The user's live sessions, newest first; `None` when anonymous.
+pub async fn list(
+    state: &AppState,
+    session: &AuthSession,
+) -> Result<Option<Vec<SessionSummary>>, SessionError> {
+    let Some((me, _)) = session.signed_in(state).await? else {
+        return Ok(None);
+    };
+    let current = session.id();
+    let idle = time::Duration::try_from(state.config.session.idle_timeout)
+        .unwrap_or(time::Duration::minutes(30));
+    let stored = state
+        .store
+        .records_of(&Owner::Sub(me.sub.clone()))
+        .await
+        .map_err(tower_sessions::session::Error::Store)?;
+    let mut list: Vec<SessionSummary> = stored
+        .iter()
+        .filter_map(|stored| {
+            let record = record_from_data(&stored.data)?;
+            let last_active = (stored.expiry_date - idle)
+                .max(record.created_at)
+                .min(OffsetDateTime::now_utc());
+            Some(SessionSummary {
+                handle: record.handle.clone(),
+                created_at: record.created_at.unix_timestamp(),
+                last_active: last_active.unix_timestamp(),
+                browser: describe(record.user_agent.as_deref()),
+                ip: record.ip.clone(),
+                current: current.as_deref() == Some(stored.id.to_string().as_str()),
+            })
+        })
+        .collect();
+    list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    Ok(Some(list))
+}
+
+/// Ends the chosen sessions of the signed-in user (never anyone else's);
+/// `None` when anonymous, else how many ended.
+pub async fn end(
+    state: &AppState,
+    session: &AuthSession,
+    which: Which<'_>,
+) -> Result<Option<usize>, SessionError> {
+    let Some((me, _)) = session.signed_in(state).await? else {
+        return Ok(None);
+    };
+    let current = session.id();
+    let stored = state
+        .store
+        .records_of(&Owner::Sub(me.sub.clone()))
+        .await
+        .map_err(tower_sessions::session::Error::Store)?;
+    let mut ended = 0;
+    for stored in stored {
+        let Some(record) = record_from_data(&stored.data) else {
+            continue;
+        };
+        let is_current = current.as_deref() == Some(stored.id.to_string().as_str());
+        let chosen = match which {
+            Which::Handle(h) => !h.is_empty() && record.handle == h,
+            Which::AllOthers => !is_current,
+        };
+        if !chosen {
+            continue;
+        }
+        if is_current {
+            session.sign_out().await?;
+        } else {
+            use tower_sessions::SessionStore;
+            state
+                .store
+                .delete(&stored.id)
+                .await
+                .map_err(tower_sessions::session::Error::Store)?;
+        }
+        ended += 1;
+    }
+    tracing::info!(sub = %me.sub, ended, "sessions ended by their user");
+    Ok(Some(ended))
+}
+
+/// "Firefox on Linux" from a User-Agent, good enough to recognise a device.
+fn describe(user_agent: Option<&str>) -> String {
+    let Some(ua) = user_agent else {
+        return "Unknown browser".into();
+    };
+    let browser = [
+        ("Edg/", "Edge"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+    ]
+    .iter()
+    .find(|(needle, _)| ua.contains(needle))
+    .map(|(_, name)| *name);
+    let os = [
+        ("Android", "Android"),
+        ("iPhone", "iPhone"),
+        ("iPad", "iPad"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("Linux", "Linux"),
+    ]
+    .iter()
+    .find(|(needle, _)| ua.contains(needle))
+    .map(|(_, name)| *name);
+    match (browser, os) {
+        (Some(b), Some(o)) => format!("{b} on {o}"),
+        (Some(b), None) => b.to_string(),
+        _ => ua.chars().take(40).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn user_agents_are_described() {
+        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36";
+        assert_eq!(describe(Some(chrome)), "Chrome on Linux");
+        assert_eq!(
+            describe(Some(
+                "Mozilla/5.0 (Windows NT 10.0; rv:140.0) Gecko/20100101 Firefox/140.0"
+            )),
+            "Firefox on Windows"
+        );
+        assert_eq!(describe(Some("curl/8.5.0")), "curl");
+        assert_eq!(describe(None), "Unknown browser");
+    }
+}

@@ -1,0 +1,69 @@
+use leptos::{form::ActionForm, prelude::*};
+
+use crate::{
+    api::{my_sessions, EndOtherSessions, EndSession, SessionSummary},
+    components::{guard::require_login, time::format_utc},
+};
+
+/// `/sessions`: the signed-in user's sessions; end any one, or all others.
+/// The forms work without JavaScript too (same-origin form posts).
+#[component]
+pub fn SessionsPage() -> impl IntoView {
+    let end_one = ServerAction::<EndSession>::new();
+    let end_others = ServerAction::<EndOtherSessions>::new();
+    let sessions = Resource::new(
+        move || (end_one.version().get(), end_others.version().get()),
+        |_| my_sessions(),
+    );
+    view! {
+        <section class="sessions" data-testid="sessions">
+            <h1>"Your sessions"</h1>
+            <p class="muted">"Every browser where you are signed in. Ending a session signs that browser out at once."</p>
+            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match sessions.await {
+                        Ok(Some(list)) => view! {
+                            <SessionTable list end_one/>
+                            <ActionForm action=end_others>
+                                <button type="submit" class="button" data-testid="end-others">"End all other sessions"</button>
+                            </ActionForm>
+                        }.into_any(),
+                        Ok(None) => {
+                            require_login("/sessions");
+                            view! { <p>"Redirecting to sign in…"</p> }.into_any()
+                        }
+                        Err(e) => view! { <p class="error">"Sessions could not be loaded: " {e.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+#[component]
+fn SessionTable(list: Vec<SessionSummary>, end_one: ServerAction<EndSession>) -> impl IntoView {
+    view! {
+        <table class="claims sessions-table">
+            <thead><tr><th>"Browser"</th><th>"IP"</th><th>"Signed in"</th><th>"Last active"</th><th></th></tr></thead>
+            <tbody>
+                {list.into_iter().map(|s| {
+                    let label = if s.current { "Sign out here" } else { "End" };
+                    view! {
+                        <tr data-testid="session-row" data-current=s.current.to_string()>
+                            <td>{s.browser} {s.current.then(|| view! { " " <span class="badge ok">"this browser"</span> })}</td>
+                            <td>{s.ip.unwrap_or_default()}</td>
+                            <td>{format_utc(s.created_at)}</td>
+                            <td>{format_utc(s.last_active)}</td>
+                            <td>
+                                <ActionForm action=end_one>
+                                    <input type="hidden" name="handle" value=s.handle/>
+                                    <button type="submit" class="button">{label}</button>
+                                </ActionForm>
+                            </td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+}

@@ -1,0 +1,109 @@
+//! `/sessions`: a user sees their own sessions and ends one or all others —
+//! never anyone else's — and the browser never learns a session id.
+
+use gatehouse::api::{EndOtherSessions, EndSession, MySessions};
+use leptos::server_fn::ServerFn;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+async fn list(app: &TestApp) -> (String, Vec<Value>) {
+    let response = app.server_fn(<MySessions as ServerFn>::PATH, &[]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    let value: Value = serde_json::from_str(&text).unwrap();
+    (text, value.as_array().cloned().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn users_list_and_end_their_own_sessions_only() {
+    let idp = Idp::start().await;
+    let laptop = spawn_app(&idp.issuer).await;
+    let phone = laptop.second_browser();
+    let bob = laptop.second_browser();
+    laptop.login("alice", "alice").await;
+    phone.login("alice", "alice").await;
+    bob.login("bob", "bob").await;
+
+    let (text, sessions) = list(&laptop).await;
+    assert_eq!(sessions.len(), 2, "{text}");
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    for cookie in [
+        laptop.session_cookie().unwrap(),
+        phone.session_cookie().unwrap(),
+    ] {
+        assert!(
+            !text.contains(&cookie),
+            "a session id must never reach the browser"
+        );
+    }
+    assert!(sessions
+        .iter()
+        .all(|s| s["ip"] == "127.0.0.1" && s["handle"].as_str().unwrap().len() >= 16));
+
+    // Bob cannot end Alice's sessions, even knowing a handle.
+    let phone_handle = sessions.iter().find(|s| s["current"] == false).unwrap()["handle"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let response = bob
+        .server_fn(<EndSession as ServerFn>::PATH, &[("handle", &phone_handle)])
+        .await;
+    assert_eq!(response.json::<Value>().await.unwrap(), 0);
+    assert_eq!(phone.get_json("/auth/user").await.status(), StatusCode::OK);
+
+    // The laptop ends the phone's session.
+    let response = laptop
+        .server_fn(<EndSession as ServerFn>::PATH, &[("handle", &phone_handle)])
+        .await;
+    assert_eq!(response.json::<Value>().await.unwrap(), 1);
+    assert_eq!(
+        phone.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(laptop.get_json("/auth/user").await.status(), StatusCode::OK);
+
+    // The phone signs in again; the laptop ends all others.
+    phone.login("alice", "alice").await;
+    let response = laptop
+        .server_fn(<EndOtherSessions as ServerFn>::PATH, &[])
+        .await;
+    assert_eq!(response.json::<Value>().await.unwrap(), 1);
+    assert_eq!(
+        phone.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(laptop.get_json("/auth/user").await.status(), StatusCode::OK);
+    assert_eq!(
+        bob.get_json("/auth/user").await.status(),
+        StatusCode::OK,
+        "other users are untouched"
+    );
+    let (_, sessions) = list(&laptop).await;
+    assert_eq!(sessions.len(), 1);
+
+    // Anonymous callers get 401.
+    let anonymous = laptop.second_browser();
+    let response = anonymous
+        .server_fn(<EndOtherSessions as ServerFn>::PATH, &[])
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_sessions_page_lists_them_and_redirects_anonymous_visitors() {
+    let idp = Idp::start().await;
+    let app = spawn_app(&idp.issuer).await;
+    let response = app.get_page("/sessions").await;
+    assert!(response.status().is_redirection());
+    assert_eq!(location(&response), "/auth/login?return_to=/sessions");
+
+    app.login("alice", "alice").await;
+    let html = app.get_page("/sessions").await.text().await.unwrap();
+    assert!(
+        html.contains("Your sessions") && html.contains("this browser"),
+        "{html}"
+    );
+    assert!(!html.contains(&app.session_cookie().unwrap()));
+}
