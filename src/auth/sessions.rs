@@ -48,7 +48,7 @@ pub async fn list(
             })
         })
         .collect();
-    list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    list.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     Ok(Some(list))
 }
 
