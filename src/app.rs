@@ -9,7 +9,7 @@ use leptos_router::{
 
 use crate::{
     api::{current_user, UserView},
-    components::user_menu::UserMenu,
+    components::{session_watch::SessionWatch, user_menu::UserMenu},
     pages::{home::HomePage, not_found::NotFound, profile::ProfilePage, sessions::SessionsPage},
 };
 
@@ -57,6 +57,7 @@ pub fn App() -> impl IntoView {
                 </nav>
                 <UserMenu/>
             </header>
+            <SessionWatch/>
             <main class="page">
                 <Routes fallback=|| view! { <NotFound/> }>
                     <Route path=path!("/") view=HomePage/>

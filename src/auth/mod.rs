@@ -7,6 +7,7 @@ pub mod backchannel;
 pub mod claims;
 pub mod csrf;
 pub mod error;
+pub mod events;
 pub mod flow;
 pub mod provider;
 pub mod refresh;
@@ -38,6 +39,7 @@ pub fn routes() -> Router<AppState> {
             "/auth/backchannel-logout",
             post(backchannel::backchannel_logout),
         )
+        .route("/auth/events", get(events::events))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),

@@ -2,5 +2,6 @@
 
 pub mod claims_table;
 pub mod guard;
+pub mod session_watch;
 pub mod time;
 pub mod user_menu;

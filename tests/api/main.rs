@@ -2,6 +2,7 @@
 
 mod backchannel;
 mod csrf;
+mod events;
 mod helpers;
 mod hostile_idp;
 mod login_flow;

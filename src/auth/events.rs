@@ -1,0 +1,57 @@
+//! `GET /auth/events`: a server-sent-events stream that tells an open tab the
+//! moment its session ends, whatever ended it (logout in another tab,
+//! back-channel logout, revocation from `/sessions`, a refused refresh, a
+//! timeout). It reads the store, so it works across instances sharing Redis.
+//! It is not activity: watching never extends the session.
+
+use std::{convert::Infallible, time::Duration};
+
+use axum::{
+    extract::State,
+    response::{
+        sse::{Event, KeepAlive, Sse},
+        IntoResponse, Response,
+    },
+};
+use futures::stream;
+use time::OffsetDateTime;
+use tower_sessions::{session::Id, SessionStore};
+
+use super::session::{record_from_data, AuthSession};
+use crate::server::{state::AppState, store::AnyStore};
+
+/// How often an open stream re-checks its session (the "within 2 s" budget).
+const POLL: Duration = Duration::from_secs(1);
+
+async fn still_signed_in(store: &AnyStore, id: &Id) -> bool {
+    match store.load(id).await {
+        Ok(Some(stored)) => {
+            let now = OffsetDateTime::now_utc();
+            stored.expiry_date > now
+                && record_from_data(&stored.data).is_some_and(|r| r.absolute_expires_at > now)
+        }
+        Ok(None) => false,
+        // A store hiccup is not a sign-out; the next real request decides.
+        Err(_) => true,
+    }
+}
+
+pub async fn events(State(state): State<AppState>, session: AuthSession) -> Response {
+    let id = session.id().and_then(|id| id.parse::<Id>().ok());
+    let store = state.store.clone();
+    let ended = stream::unfold(Some((store, id)), |watch| async move {
+        let (store, id) = watch?;
+        if let Some(id) = id {
+            while still_signed_in(&store, &id).await {
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        Some((
+            Ok::<_, Infallible>(Event::default().event("ended").data("ended")),
+            None,
+        ))
+    });
+    Sse::new(ended)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
