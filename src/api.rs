@@ -81,6 +81,8 @@ pub struct SessionTimes {
     pub created_at: i64,
     pub idle_expires_at: i64,
     pub absolute_expires_at: i64,
+    /// The idle timeout in seconds (for the "about to expire" warning).
+    pub idle_timeout: i64,
     /// When the access token held server-side expires (if the IdP said).
     pub access_token_expires_at: Option<i64>,
 }
@@ -173,6 +175,16 @@ fn signed_in_count(
         }
         Err(e) => Err(ServerFnError::new(e)),
     }
+}
+
+/// "Stay signed in": counts as activity (extends the idle deadline) and
+/// returns the session's deadlines; `None` when the session has ended.
+#[server(client = CsrfClient)]
+pub async fn stay_signed_in() -> Result<Option<SessionTimes>, ServerFnError> {
+    use crate::auth::session::AuthSession;
+    let session: AuthSession = leptos_axum::extract().await?;
+    let state = expect_context::<crate::server::state::AppState>();
+    Ok(session.user_view(&state).await.map(|user| user.session))
 }
 
 /// The user of this request's session, or `None` when anonymous.
@@ -292,6 +304,7 @@ mod tests {
                 created_at: 0,
                 idle_expires_at: 0,
                 absolute_expires_at: 0,
+                idle_timeout: 0,
                 access_token_expires_at: None,
             },
             id_token_claims: vec![],

@@ -318,8 +318,14 @@ impl AuthSession {
     }
 
     /// The session's deadlines: idle as the store holds it, absolute from the record.
-    pub fn times(&self, record: &SessionRecord, idle_deadline: OffsetDateTime) -> SessionTimes {
+    pub fn times(
+        &self,
+        record: &SessionRecord,
+        idle_deadline: OffsetDateTime,
+        idle_timeout: Duration,
+    ) -> SessionTimes {
         SessionTimes {
+            idle_timeout: idle_timeout.as_secs() as i64,
             created_at: record.created_at.unix_timestamp(),
             idle_expires_at: idle_deadline
                 .min(record.absolute_expires_at)
@@ -332,7 +338,12 @@ impl AuthSession {
         }
     }
 
-    pub fn view(&self, record: &SessionRecord, idle_deadline: OffsetDateTime) -> UserView {
+    pub fn view(
+        &self,
+        record: &SessionRecord,
+        idle_deadline: OffsetDateTime,
+        idle_timeout: Duration,
+    ) -> UserView {
         UserView {
             sub: record.sub.clone(),
             name: record.name.clone(),
@@ -341,7 +352,7 @@ impl AuthSession {
             email_verified: record.email_verified,
             picture: record.picture.clone(),
             roles: record.roles.clone(),
-            session: self.times(record, idle_deadline),
+            session: self.times(record, idle_deadline, idle_timeout),
             id_token_claims: ClaimRow::rows(&record.id_token_claims),
         }
     }
@@ -364,7 +375,9 @@ impl AuthSession {
     /// failing closed means treating the request as anonymous).
     pub async fn user_view(&self, state: &AppState) -> Option<UserView> {
         match self.signed_in(state).await {
-            Ok(found) => found.map(|(record, deadline)| self.view(&record, deadline)),
+            Ok(found) => found.map(|(record, deadline)| {
+                self.view(&record, deadline, state.config.session.idle_timeout)
+            }),
             Err(e) => {
                 tracing::error!(error = %e, "session store unavailable; treating request as anonymous");
                 None

@@ -73,8 +73,9 @@ fn unauthenticated() -> Response {
 }
 
 /// `GET /auth/user`: 200 with the user and the session's deadlines.
-pub async fn user(user: CurrentUser) -> Json<UserView> {
-    Json(user.session.view(&user.record, user.idle_deadline))
+pub async fn user(State(state): State<AppState>, user: CurrentUser) -> Json<UserView> {
+    let idle = state.config.session.idle_timeout;
+    Json(user.session.view(&user.record, user.idle_deadline, idle))
 }
 
 /// `GET /auth/userinfo`: the user as the IdP's userinfo endpoint returns it

@@ -82,9 +82,11 @@ export async function startIdp({ idpPort, appPort }: { idpPort: number; appPort:
   return proc;
 }
 
-export async function startApp({ appPort, idpPort }: { appPort: number; idpPort: number }): Promise<Managed> {
+export async function startApp(
+  { appPort, idpPort, env = {} }: { appPort: number; idpPort: number; env?: Record<string, string> },
+): Promise<Managed> {
   await assertPortFree(appPort);
-  const proc = start(`Gatehouse :${appPort}`, APP_BINARY, [], appEnv({ appPort, idpPort }), REPO_ROOT);
+  const proc = start(`Gatehouse :${appPort}`, APP_BINARY, [], { ...appEnv({ appPort, idpPort }), ...env }, REPO_ROOT);
   await waitForHealth(`http://127.0.0.1:${appPort}/healthz`, proc, 60_000);
   return proc;
 }
