@@ -122,13 +122,19 @@ pub async fn spawn_app_with(issuer: &str, overrides: &[(&str, &str)]) -> TestApp
         .await
         .unwrap();
     });
+    let (http, jar) = browser();
+    TestApp { base, http, jar }
+}
+
+/// A browser-like client: its own cookie jar, redirects walked by hand.
+fn browser() -> (reqwest::Client, Arc<Jar>) {
     let jar = Arc::new(Jar::default());
     let http = reqwest::Client::builder()
         .redirect(redirect::Policy::none())
         .cookie_provider(jar.clone())
         .build()
         .unwrap();
-    TestApp { base, http, jar }
+    (http, jar)
 }
 
 pub fn location(response: &Response) -> String {
@@ -182,12 +188,7 @@ pub enum IdpOutcome {
 impl TestApp {
     /// Another browser (its own cookie jar) on the same app.
     pub fn second_browser(&self) -> TestApp {
-        let jar = Arc::new(Jar::default());
-        let http = reqwest::Client::builder()
-            .redirect(redirect::Policy::none())
-            .cookie_provider(jar.clone())
-            .build()
-            .unwrap();
+        let (http, jar) = browser();
         TestApp {
             base: self.base.clone(),
             http,
@@ -219,6 +220,17 @@ impl TestApp {
         self.http
             .get(self.url(path))
             .header(header::ACCEPT, "text/html,application/xhtml+xml")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A JSON call from this browser to another instance (cookies ignore the
+    /// port, so this browser's session cookie goes along).
+    pub async fn get_json_at(&self, other: &TestApp, path: &str) -> Response {
+        self.http
+            .get(other.url(path))
+            .header("X-CSRF", "1")
             .send()
             .await
             .unwrap()

@@ -429,13 +429,7 @@ async fn the_sqlite_store_keeps_sessions_across_a_restart() {
     // A new process on the same database: the same cookie is still signed in.
     // (Cookies do not depend on the port, so `first`'s jar is sent to `second`.)
     let second = spawn_app_with(&idp.issuer, &[("SESSION_STORE", &store)]).await;
-    let response = first
-        .http
-        .get(second.url("/auth/user"))
-        .header("X-CSRF", "1")
-        .send()
-        .await
-        .unwrap();
+    let response = first.get_json_at(&second, "/auth/user").await;
     assert_eq!(response.status(), StatusCode::OK);
     let user: Value = response.json().await.unwrap();
     assert_eq!(user["name"], "Alice Liddell");

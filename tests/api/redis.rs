@@ -10,14 +10,7 @@ use serde_json::Value;
 use crate::helpers::*;
 
 async fn user_status(client: &TestApp, app: &TestApp) -> StatusCode {
-    client
-        .http
-        .get(app.url("/auth/user"))
-        .header("X-CSRF", "1")
-        .send()
-        .await
-        .unwrap()
-        .status()
+    client.get_json_at(app, "/auth/user").await.status()
 }
 
 #[tokio::test]
@@ -33,13 +26,7 @@ async fn a_session_made_on_one_instance_works_and_ends_on_another() {
     );
 
     // Cookies ignore ports, so the same browser (a's jar) reaches b with the cookie.
-    let response = a
-        .http
-        .get(b.url("/auth/user"))
-        .header("X-CSRF", "1")
-        .send()
-        .await
-        .unwrap();
+    let response = a.get_json_at(&b, "/auth/user").await;
     assert_eq!(response.status(), StatusCode::OK);
     let user: Value = response.json().await.unwrap();
     assert_eq!(user["name"], "Alice Liddell");
