@@ -131,6 +131,105 @@ pub struct SessionSummary {
     pub current: bool,
 }
 
+/// One note of the `/api/notes` resource.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    pub id: i64,
+    /// The owner's `sub` (a user's, or a machine client's).
+    pub owner: String,
+    pub owner_name: String,
+    pub text: String,
+    pub created_at: i64,
+}
+
+/// A user who has signed in, as `/admin` lists them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenUser {
+    pub sub: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub roles: Vec<String>,
+    pub last_login: i64,
+    /// Their active sessions (`current` marks the admin's own).
+    pub sessions: Vec<SessionSummary>,
+}
+
+/// Why a guarded server function refused, sent as JSON with the matching
+/// status (401, 403, 503, 500): `{"error":"forbidden","needed":"admin"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "error", rename_all = "snake_case")]
+pub enum AppError {
+    /// No session (401).
+    Unauthenticated,
+    /// Signed in, but without the role this needs (403).
+    Forbidden { needed: String },
+    /// A dependency (session store, database, IdP) is down (503).
+    Unavailable { message: String },
+    /// Anything else, including transport errors on the way (500).
+    Failed { message: String },
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unauthenticated => f.write_str("You are not signed in."),
+            Self::Forbidden { needed } => write!(f, "This needs the role “{needed}”."),
+            Self::Unavailable { message } | Self::Failed { message } => f.write_str(message),
+        }
+    }
+}
+
+impl leptos::server_fn::error::FromServerFnError for AppError {
+    type Encoder = leptos::server_fn::codec::JsonEncoding;
+
+    fn from_server_fn_error(value: leptos::server_fn::error::ServerFnErrorErr) -> Self {
+        Self::Failed {
+            message: value.to_string(),
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl AppError {
+    pub fn status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Sets this error's status on the server function's response.
+    pub fn respond(self) -> Self {
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(self.status());
+        }
+        self
+    }
+}
+
+/// `/admin`: every user seen, with roles and active sessions. Admins only.
+#[server(client = CsrfClient)]
+pub async fn admin_overview() -> Result<Vec<SeenUser>, AppError> {
+    use crate::auth::authz::{server_fn_role, Admin};
+    let (state, admin) = server_fn_role::<Admin>().await?;
+    crate::auth::admin::overview(&state, &admin)
+        .await
+        .map_err(AppError::respond)
+}
+
+/// Ends every session of user `sub` (on every instance); how many ended. Admins only.
+#[server(client = CsrfClient)]
+pub async fn admin_end_user_sessions(sub: String) -> Result<usize, AppError> {
+    use crate::auth::authz::{server_fn_role, Admin};
+    let (state, admin) = server_fn_role::<Admin>().await?;
+    crate::auth::admin::end_sessions_of(&state, &admin, &sub)
+        .await
+        .map_err(AppError::respond)
+}
+
 /// The signed-in user's sessions, newest first; `None` when anonymous.
 #[server(client = CsrfClient)]
 pub async fn my_sessions() -> Result<Option<Vec<SessionSummary>>, ServerFnError> {

@@ -10,7 +10,10 @@ use leptos_router::{
 use crate::{
     api::{current_user, UserView},
     components::{session_watch::SessionWatch, user_menu::UserMenu},
-    pages::{home::HomePage, not_found::NotFound, profile::ProfilePage, sessions::SessionsPage},
+    pages::{
+        admin::AdminPage, home::HomePage, not_found::NotFound, notes::NotesPage,
+        profile::ProfilePage, sessions::SessionsPage,
+    },
 };
 
 /// The signed-in user (or `None`), loaded once per page load and shared.
@@ -54,6 +57,8 @@ pub fn App() -> impl IntoView {
                     <A href="/">"Home"</A>
                     <A href="/profile">"Profile"</A>
                     <A href="/sessions">"Sessions"</A>
+                    <A href="/notes">"Notes"</A>
+                    <AdminLink/>
                 </nav>
                 <UserMenu/>
             </header>
@@ -65,8 +70,24 @@ pub fn App() -> impl IntoView {
                     // anonymous visitor gets a real redirect, not a flash of content.
                     <Route path=path!("/profile") view=ProfilePage ssr=SsrMode::Async/>
                     <Route path=path!("/sessions") view=SessionsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/notes") view=NotesPage ssr=SsrMode::Async/>
+                    // Async too: a forbidden visitor gets a real 403 status.
+                    <Route path=path!("/admin") view=AdminPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>
+    }
+}
+
+/// "Admin" in the header, for admins only (the page checks again).
+#[component]
+fn AdminLink() -> impl IntoView {
+    let user = expect_context::<UserResource>();
+    view! {
+        <Transition>
+            {move || user.get().and_then(|u| u.ok().flatten()).filter(|u| u.has_role("admin")).map(|_| view! {
+                <A href="/admin">"Admin"</A>
+            })}
+        </Transition>
     }
 }

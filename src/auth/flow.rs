@@ -142,8 +142,21 @@ pub async fn callback(
                 .map(|ua| ua.chars().take(200).collect());
             record.ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip().to_string());
             let sub = record.sub.clone();
+            let seen = (
+                record.name.clone(),
+                record.email.clone(),
+                record.roles.clone(),
+            );
             if let Err(e) = session.sign_in(record).await {
                 return fail(LoginError::Store(e.to_string()), &return_to);
+            }
+            // For `/admin`'s user list; a failure here must not undo the login.
+            if let Err(e) = state
+                .db
+                .saw_user(&sub, &seen.0, seen.1.as_deref(), &seen.2)
+                .await
+            {
+                tracing::warn!(error = %e, "could not record the user for /admin");
             }
             tracing::info!(sub = %sub, "signed in");
             see_other(return_to.as_str())

@@ -3,6 +3,8 @@
 //! that stores tokens ([`session`]), who is signed in ([`user`]) and the
 //! anti-forgery layer ([`csrf`]).
 
+pub mod admin;
+pub mod authz;
 pub mod backchannel;
 pub mod claims;
 pub mod csrf;
@@ -11,6 +13,7 @@ pub mod events;
 pub mod flow;
 pub mod provider;
 pub mod refresh;
+pub mod relay;
 pub mod return_to;
 pub mod session;
 pub mod sessions;
@@ -18,7 +21,7 @@ pub mod user;
 
 use axum::{
     http::{header, HeaderValue},
-    routing::{get, post},
+    routing::{any, get, post},
     Router,
 };
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -44,4 +47,11 @@ pub fn routes() -> Router<AppState> {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
+}
+
+/// Token relay to the allow-listed remote APIs (`API_REMOTES`).
+pub fn relay_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/remote/{name}/", any(relay::relay_root))
+        .route("/api/remote/{name}/{*rest}", any(relay::relay))
 }

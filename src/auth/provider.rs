@@ -122,6 +122,16 @@ pub type GhClient = openidconnect::Client<
 >;
 
 /// Why talking to the IdP failed, in the terms the user-facing pages need.
+/// Why a JWT from the IdP was not accepted: the token itself (`Invalid`) or
+/// the IdP could not be asked for its keys (`Idp`).
+#[derive(Debug, thiserror::Error)]
+pub enum JwtError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Idp(IdpError),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IdpError {
     #[error("identity provider unreachable: {0}")]
@@ -374,20 +384,29 @@ impl Oidc {
         Ok(Some(provider))
     }
 
-    /// Verifies a back-channel `logout_token` (Back-Channel Logout 1.0 §2.6,
-    /// steps 1–7 except `jti` replay, which the caller checks): signature by the
-    /// IdP's keys with an allowed asymmetric algorithm (never `none`, never
-    /// HMAC), `typ` `logout+jwt` or `JWT` when present, `iss`, `aud`, `iat`,
-    /// `exp`, the back-channel-logout event, `sub` or `sid`, and no `nonce`.
-    pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutClaims, IdpError> {
-        let bad = |why: &str| IdpError::IdToken(format!("logout_token: {why}"));
-        let header = jsonwebtoken::decode_header(token).map_err(|e| bad(&e.to_string()))?;
+    /// Verifies a JWT signed by the IdP that is not an ID token (logout tokens,
+    /// JWT access tokens): `typ` (when present) must be one of `typs`, the
+    /// algorithm one the IdP advertises for ID tokens minus `none` and HMAC
+    /// (a token "signed" with a shared secret never verifies), the key from the
+    /// IdP's JWKS (re-fetched once, rate-limited, on an unknown `kid`), then
+    /// `iss` exactly, `aud` containing `audience`, `exp` and `nbf` with 60 s of
+    /// clock skew, and `iat` not in the future.
+    async fn verify_jwt<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        typs: &[&str],
+        audience: &str,
+    ) -> Result<T, JwtError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| JwtError::Invalid(e.to_string()))?;
         if let Some(typ) = header.typ.as_deref() {
-            if !typ.eq_ignore_ascii_case("logout+jwt") && !typ.eq_ignore_ascii_case("JWT") {
-                return Err(bad("typ is neither logout+jwt nor JWT"));
+            if !typs.iter().any(|t| t.eq_ignore_ascii_case(typ)) {
+                return Err(JwtError::Invalid(format!(
+                    "typ {typ:?} is not accepted here"
+                )));
             }
         }
-        let mut provider = self.provider().await?;
+        let mut provider = self.provider().await.map_err(JwtError::Idp)?;
         let alg_name = format!("{:?}", header.alg);
         let allowed = provider.allowed_algs.iter().any(|a| {
             serde_json::to_value(a)
@@ -396,29 +415,57 @@ impl Oidc {
                 == Some(alg_name.clone())
         });
         if !allowed {
-            return Err(bad("algorithm not allowed"));
+            return Err(JwtError::Invalid("algorithm not allowed".into()));
         }
         let key = loop {
-            match provider.decoding_key(header.kid.as_deref())? {
+            match provider
+                .decoding_key(header.kid.as_deref())
+                .map_err(|e| JwtError::Invalid(e.to_string()))?
+            {
                 Some(key) => break key,
-                None => match self.refresh_jwks(&provider).await? {
+                None => match self.refresh_jwks(&provider).await.map_err(JwtError::Idp)? {
                     Some(fresh) => provider = fresh,
-                    None => return Err(bad("no matching signing key")),
+                    None => return Err(JwtError::Invalid("no matching signing key".into())),
                 },
             }
         };
         let mut validation = jsonwebtoken::Validation::new(header.alg);
         validation.set_issuer(&[provider.issuer()]);
-        validation.set_audience(&[self.config.oidc.client_id.as_str()]);
+        validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["iss", "aud", "exp"]);
+        validation.validate_nbf = true;
         validation.leeway = 60;
-        let claims = jsonwebtoken::decode::<LogoutClaims>(token, &key, &validation)
-            .map_err(|e| bad(&e.to_string()))?
-            .claims;
+        let data = jsonwebtoken::decode::<Value>(token, &key, &validation)
+            .map_err(|e| JwtError::Invalid(e.to_string()))?;
         let now = OffsetDateTime::now_utc().unix_timestamp();
-        if claims.iat > now + 60 {
-            return Err(bad("iat is in the future"));
+        match data.claims.get("iat") {
+            None => {}
+            Some(iat) => match iat.as_i64() {
+                Some(iat) if iat <= now + 60 => {}
+                Some(_) => return Err(JwtError::Invalid("iat is in the future".into())),
+                None => return Err(JwtError::Invalid("iat is not a number".into())),
+            },
         }
+        serde_json::from_value(data.claims).map_err(|e| JwtError::Invalid(e.to_string()))
+    }
+
+    /// Verifies a back-channel `logout_token` (Back-Channel Logout 1.0 §2.6,
+    /// steps 1–7 except `jti` replay, which the caller checks): [`Self::verify_jwt`]
+    /// with `typ` `logout+jwt` or `JWT` and our client id as audience, then a
+    /// required `iat`, the back-channel-logout event, `sub` or `sid`, and no `nonce`.
+    pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutClaims, IdpError> {
+        let bad = |why: &str| IdpError::IdToken(format!("logout_token: {why}"));
+        let claims: LogoutClaims = self
+            .verify_jwt(
+                token,
+                &["logout+jwt", "JWT"],
+                self.config.oidc.client_id.as_str(),
+            )
+            .await
+            .map_err(|e| match e {
+                JwtError::Idp(e) => e,
+                JwtError::Invalid(why) => bad(&why),
+            })?;
         let event = claims.events.get(BACKCHANNEL_LOGOUT_EVENT);
         if !event.is_some_and(Value::is_object) {
             return Err(bad("events lacks the back-channel logout event"));
@@ -433,6 +480,20 @@ impl Oidc {
             return Err(bad("jti is empty"));
         }
         Ok(claims)
+    }
+
+    /// Verifies a JWT access token presented to our API (RFC 9068; the Logto
+    /// RBAC guide's checks): [`Self::verify_jwt`] with `typ` `at+jwt` or `JWT`
+    /// and `API_AUDIENCE` as audience. A logout token or an ID token (audience:
+    /// our client id) cannot pass for one. Returns the claims for scope, role
+    /// and organization checks.
+    pub async fn verify_access_token(&self, token: &str) -> Result<Map<String, Value>, JwtError> {
+        self.verify_jwt(
+            token,
+            &["at+jwt", "application/at+jwt", "JWT"],
+            &self.config.api_audience,
+        )
+        .await
     }
 
     /// Exchanges the authorization code (with the PKCE verifier, RFC 7636) and

@@ -54,7 +54,34 @@ pub async fn refresh_if_needed(
     user: &CurrentUser,
 ) -> Result<AccessToken, RefreshError> {
     let leeway = state.config.oidc.refresh_leeway;
-    if !needs_refresh(&user.record.tokens, leeway, OffsetDateTime::now_utc()) {
+    refresh_where(state, user, |tokens| {
+        needs_refresh(tokens, leeway, OffsetDateTime::now_utc())
+    })
+    .await
+}
+
+/// A downstream API refused `rejected` with 401: refresh once, unless a
+/// concurrent request already replaced that token (then use its new one).
+pub async fn refresh_rejected(
+    state: &AppState,
+    user: &CurrentUser,
+    rejected: &AccessToken,
+) -> Result<AccessToken, RefreshError> {
+    let leeway = state.config.oidc.refresh_leeway;
+    refresh_where(state, user, |tokens| {
+        tokens.access_token.secret() == rejected.secret()
+            || needs_refresh(tokens, leeway, OffsetDateTime::now_utc())
+    })
+    .await
+}
+
+/// Single-flight refresh of the session's tokens while `stale` says so.
+async fn refresh_where(
+    state: &AppState,
+    user: &CurrentUser,
+    stale: impl Fn(&TokenSet) -> bool,
+) -> Result<AccessToken, RefreshError> {
+    if !stale(&user.record.tokens) {
         return Ok(user.record.tokens.access_token.clone());
     }
     let Some(key) = user.session.id() else {
@@ -70,7 +97,7 @@ pub async fn refresh_if_needed(
             Ok(None) => return Err(RefreshError::SessionEnded),
             Err(e) => return Err(RefreshError::IdpUnavailable(e.to_string())),
         };
-        if !needs_refresh(&current.tokens, leeway, OffsetDateTime::now_utc()) {
+        if !stale(&current.tokens) {
             user.session.adopt_record(current.clone()).await.ok();
             return Ok(current.tokens.access_token);
         }
@@ -82,11 +109,7 @@ pub async fn refresh_if_needed(
         if let Some(lock) = lock {
             // Re-read under the lock: the holder before us may have just saved.
             match user.session.reload_record(&state.store).await {
-                Ok(Some(record))
-                    if needs_refresh(&record.tokens, leeway, OffsetDateTime::now_utc()) =>
-                {
-                    break (lock, record)
-                }
+                Ok(Some(record)) if stale(&record.tokens) => break (lock, record),
                 Ok(Some(record)) => {
                     user.session.adopt_record(record.clone()).await.ok();
                     return Ok(record.tokens.access_token);
@@ -108,9 +131,18 @@ pub async fn refresh_if_needed(
         return Ok(current.tokens.access_token);
     };
     match state.oidc.refresh(&refresh_token, &current.sub).await {
-        Ok((response, _claims)) => {
+        Ok((response, claims)) => {
             let now = OffsetDateTime::now_utc();
             let mut record: SessionRecord = current;
+            // A new (verified, same-sub) ID token carries the user's roles as
+            // they are now: a role granted or revoked at the IdP takes effect
+            // at the next refresh, not only at the next login.
+            if let Some(serde_json::Value::Object(claims)) =
+                claims.and_then(|c| serde_json::to_value(c).ok())
+            {
+                record.roles = state.config.oidc.roles_claim.roles(&claims);
+                record.id_token_claims = claims;
+            }
             record.tokens = TokenSet {
                 access_token: response.access_token().clone(),
                 // RFC 6749 §6: a new refresh token replaces the old; none means keep it.

@@ -23,12 +23,23 @@ pub async fn list(
     let Some((me, _)) = session.signed_in(state).await? else {
         return Ok(None);
     };
-    let current = session.id();
+    summaries_of(state, &me.sub, session.id().as_deref())
+        .await
+        .map(Some)
+}
+
+/// The live sessions of user `sub`, newest first; `current` marks the one
+/// with that session id.
+pub async fn summaries_of(
+    state: &AppState,
+    sub: &str,
+    current: Option<&str>,
+) -> Result<Vec<SessionSummary>, SessionError> {
     let idle = time::Duration::try_from(state.config.session.idle_timeout)
         .unwrap_or(time::Duration::minutes(30));
     let stored = state
         .store
-        .records_of(&Owner::Sub(me.sub.clone()))
+        .records_of(&Owner::Sub(sub.to_string()))
         .await
         .map_err(tower_sessions::session::Error::Store)?;
     let mut list: Vec<SessionSummary> = stored
@@ -44,12 +55,12 @@ pub async fn list(
                 last_active: last_active.unix_timestamp(),
                 browser: describe(record.user_agent.as_deref()),
                 ip: record.ip.clone(),
-                current: current.as_deref() == Some(stored.id.to_string().as_str()),
+                current: current == Some(stored.id.to_string().as_str()),
             })
         })
         .collect();
     list.sort_by_key(|s| std::cmp::Reverse(s.created_at));
-    Ok(Some(list))
+    Ok(list)
 }
 
 /// Ends the chosen sessions of the signed-in user (never anyone else's);

@@ -1,4 +1,58 @@
-//! Sending anonymous visitors to the login, on whichever side runs.
+//! Page guards: anonymous visitors go to the login (on whichever side runs),
+//! signed-in users without the page's role get a real 403 page.
+
+use leptos::prelude::*;
+
+use crate::app::UserResource;
+
+/// Renders `children` for a signed-in user with `role`; a 403 page (status 403
+/// during SSR, no redirect) for other signed-in users; the login for anonymous
+/// visitors. This only decides what to show: the data behind the page comes
+/// from server functions that check the role again on the server.
+#[component]
+pub fn RequireRole(
+    role: &'static str,
+    /// Where the login should come back to.
+    return_to: &'static str,
+    children: ChildrenFn,
+) -> impl IntoView {
+    let user = expect_context::<UserResource>();
+    view! {
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || {
+                let children = children.clone();
+                Suspend::new(async move {
+                    match user.await {
+                        Ok(Some(u)) if u.has_role(role) => children().into_any(),
+                        Ok(Some(_)) => view! { <Forbidden role/> }.into_any(),
+                        Ok(None) => {
+                            require_login(return_to);
+                            view! { <p>"Redirecting to sign in…"</p> }.into_any()
+                        }
+                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                    }
+                })
+            }}
+        </Suspense>
+    }
+}
+
+/// The 403 page: signed in, but without the role the page needs.
+#[component]
+pub fn Forbidden(role: &'static str) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(axum::http::StatusCode::FORBIDDEN);
+    }
+    view! {
+        <section class="error-page" data-testid="forbidden">
+            <h1>"Not allowed"</h1>
+            <p class="lead">"You are signed in, but this page needs the role " <code>{role}</code> "."</p>
+            <p class="reason">"403 Forbidden. Ask an administrator for the role, then sign in again."</p>
+            <p><a class="button" href="/">"Home"</a></p>
+        </section>
+    }
+}
 
 /// The login URL that comes back to `return_to` (a path on this site).
 pub fn login_url(return_to: &str) -> String {

@@ -27,6 +27,20 @@ pub struct Config {
     pub oidc: OidcConfig,
     pub session: SessionConfig,
     pub api_audience: String,
+    /// The app's own data (notes, users seen): a sqlx SQLite URL.
+    pub app_database: String,
+    /// Downstream APIs the BFF relays to with the user's access token.
+    pub remotes: Vec<Remote>,
+}
+
+/// One allow-listed downstream API: `/api/remote/<name>/<rest>` is relayed to
+/// `<upstream><rest>` for the listed methods only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Remote {
+    pub name: String,
+    /// Always ends with `/`.
+    pub upstream: Url,
+    pub methods: Vec<axum::http::Method>,
 }
 
 #[derive(Clone, Debug)]
@@ -250,6 +264,26 @@ impl Config {
         }
         let default_audience = base_url.join("/api");
         let api_audience = r.raw("API_AUDIENCE", &default_audience);
+        let app_database = r.parse(
+            "APP_DATABASE_URL",
+            "sqlite://data/gatehouse.db",
+            "sqlite://PATH or sqlite::memory:",
+            |v| {
+                if v == "sqlite::memory:"
+                    || v.strip_prefix("sqlite://").is_some_and(|p| !p.is_empty())
+                {
+                    Ok(v.to_string())
+                } else {
+                    Err("not a SQLite URL".into())
+                }
+            },
+        )?;
+        let remotes = r.parse(
+            "API_REMOTES",
+            "",
+            "entries `name=URL [METHOD,…]` separated by `;`",
+            parse_remotes,
+        )?;
 
         Ok(Self {
             base_url,
@@ -269,6 +303,8 @@ impl Config {
                 absolute_timeout,
             },
             api_audience,
+            app_database,
+            remotes,
         })
     }
 
@@ -299,6 +335,74 @@ fn parse_scopes(raw: &str) -> Result<Vec<Scope>, String> {
         }
     }
     Ok(out)
+}
+
+/// `reports=http://reports.internal/ GET,POST; inventory=http://inv:8080/v1/`:
+/// methods default to GET and HEAD; names are URL-safe and unique.
+fn parse_remotes(raw: &str) -> Result<Vec<Remote>, String> {
+    let mut remotes: Vec<Remote> = Vec::new();
+    for entry in raw.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, rest) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("{entry:?} has no `=`"))?;
+        let name = name.trim();
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid_name {
+            return Err(format!(
+                "remote name {name:?} must be letters, digits, - or _"
+            ));
+        }
+        if remotes.iter().any(|r| r.name == name) {
+            return Err(format!("remote {name:?} is listed twice"));
+        }
+        let mut parts = rest.split_whitespace();
+        let url = parts
+            .next()
+            .ok_or_else(|| format!("remote {name:?} has no URL"))?;
+        let mut upstream = Url::parse(url).map_err(|e| format!("{url:?}: {e}"))?;
+        if !matches!(upstream.scheme(), "http" | "https") || upstream.host_str().is_none() {
+            return Err(format!("{url:?} must be an http(s) URL with a host"));
+        }
+        if !upstream.username().is_empty()
+            || upstream.query().is_some()
+            || upstream.fragment().is_some()
+        {
+            return Err(format!(
+                "{url:?} must have no credentials, query or fragment"
+            ));
+        }
+        if !upstream.path().ends_with('/') {
+            let path = format!("{}/", upstream.path());
+            upstream.set_path(&path);
+        }
+        let methods = match parts.next() {
+            None => vec![axum::http::Method::GET, axum::http::Method::HEAD],
+            Some(list) => list
+                .split(',')
+                .map(|m| match m.trim().to_ascii_uppercase().as_str() {
+                    "GET" => Ok(axum::http::Method::GET),
+                    "HEAD" => Ok(axum::http::Method::HEAD),
+                    "POST" => Ok(axum::http::Method::POST),
+                    "PUT" => Ok(axum::http::Method::PUT),
+                    "PATCH" => Ok(axum::http::Method::PATCH),
+                    "DELETE" => Ok(axum::http::Method::DELETE),
+                    other => Err(format!("method {other:?} cannot be relayed")),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        if parts.next().is_some() {
+            return Err(format!("remote {name:?} has extra words"));
+        }
+        remotes.push(Remote {
+            name: name.to_string(),
+            upstream,
+            methods,
+        });
+    }
+    Ok(remotes)
 }
 
 fn parse_store(raw: &str) -> Result<StoreUrl, String> {
@@ -372,6 +476,13 @@ mod tests {
             ("SESSION_STORE", "postgres://db"),
             ("SESSION_IDLE_TIMEOUT", "0s"),
             ("SESSION_ABSOLUTE_TIMEOUT", "1m"),
+            ("APP_DATABASE_URL", "postgres://db"),
+            ("API_REMOTES", "reports"),
+            ("API_REMOTES", "a b=http://x/"),
+            ("API_REMOTES", "r=ftp://x/"),
+            ("API_REMOTES", "r=http://x/ CONNECT"),
+            ("API_REMOTES", "r=http://x/; r=http://y/"),
+            ("API_REMOTES", "r=http://u:p@x/"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).expect_err(var);
@@ -399,6 +510,30 @@ mod tests {
         );
         let r = config(&[("SESSION_STORE", "redis://127.0.0.1:6379")]).unwrap();
         assert!(matches!(r.session.store, StoreUrl::Redis(_)));
+    }
+
+    #[test]
+    fn remotes_parse_into_an_allow_list() {
+        let c = config(&[(
+            "API_REMOTES",
+            "reports=http://reports.internal/v1 GET,post; inventory=https://inv.example/",
+        )])
+        .unwrap();
+        assert_eq!(c.remotes.len(), 2);
+        assert_eq!(c.remotes[0].name, "reports");
+        assert_eq!(
+            c.remotes[0].upstream.as_str(),
+            "http://reports.internal/v1/"
+        );
+        assert_eq!(
+            c.remotes[0].methods,
+            [axum::http::Method::GET, axum::http::Method::POST]
+        );
+        assert_eq!(
+            c.remotes[1].methods,
+            [axum::http::Method::GET, axum::http::Method::HEAD]
+        );
+        assert!(config(&[]).unwrap().remotes.is_empty());
     }
 
     #[test]

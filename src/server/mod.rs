@@ -1,7 +1,9 @@
 //! Server assembly (zero2prod's `startup`): configuration → state → router → serve.
 
 pub mod config;
+pub mod db;
 pub mod health;
+pub mod notes;
 pub mod state;
 pub mod store;
 pub mod telemetry;
@@ -46,6 +48,7 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
     let config = Arc::new(config);
     let store = AnyStore::open(&config.session.store, config.session.absolute_timeout).await?;
     store.spawn_expiry_sweeper();
+    let db = db::AppDb::open(&config.app_database).await?;
     let oidc = Arc::new(Oidc::new(config.clone()));
     // Try discovery now so problems show in the log at start-up, but do not wait on it.
     {
@@ -61,6 +64,13 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
         config: config.clone(),
         oidc,
         store: store.clone(),
+        db,
+        relay_http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| format!("relay HTTP client: {e}"))?,
     };
 
     let idle = time::Duration::try_from(config.session.idle_timeout)
@@ -76,6 +86,8 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
     let routes = generate_route_list(App);
     let router = Router::new()
         .merge(auth::routes())
+        .merge(auth::relay_routes())
+        .merge(notes::routes())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .leptos_routes_with_context(&state, routes, || {}, {

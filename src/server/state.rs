@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 
-use super::{config::Config, store::AnyStore};
+use super::{config::Config, db::AppDb, store::AnyStore};
 use crate::auth::provider::Oidc;
 
 #[derive(Clone)]
@@ -14,6 +14,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub oidc: Arc<Oidc>,
     pub store: AnyStore,
+    pub db: AppDb,
+    /// The HTTP client for relayed API calls (no redirects followed).
+    pub relay_http: reqwest::Client,
 }
 
 impl FromRef<AppState> for LeptosOptions {

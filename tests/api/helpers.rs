@@ -100,6 +100,7 @@ pub async fn spawn_app_with(issuer: &str, overrides: &[(&str, &str)]) -> TestApp
         ("LEPTOS_SITE_ADDR", &addr.to_string()),
         ("OIDC_ISSUER_URL", issuer),
         ("SESSION_STORE", "memory"),
+        ("APP_DATABASE_URL", "sqlite::memory:"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

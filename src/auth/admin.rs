@@ -1,0 +1,48 @@
+//! What `/admin` does: list the users seen with their roles and live
+//! sessions, and end every session of one user (on every instance: the
+//! store's `sub` index is shared). Callers are already checked for `admin`.
+
+use super::{sessions::summaries_of, user::CurrentUser};
+use crate::{
+    api::{AppError, SeenUser},
+    server::{state::AppState, store::Owner},
+};
+
+/// Every user seen, most recent sign-in first, with their live sessions.
+pub async fn overview(state: &AppState, admin: &CurrentUser) -> Result<Vec<SeenUser>, AppError> {
+    let mut users = state.db.users_seen().await.map_err(unavailable)?;
+    let current = admin.session.id();
+    for user in &mut users {
+        user.sessions = summaries_of(state, &user.sub, current.as_deref())
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(users)
+}
+
+/// Ends every session of user `sub`; how many ended.
+pub async fn end_sessions_of(
+    state: &AppState,
+    admin: &CurrentUser,
+    sub: &str,
+) -> Result<usize, AppError> {
+    let ended = state
+        .store
+        .end_sessions_of(&Owner::Sub(sub.to_string()))
+        .await
+        .map_err(unavailable)?;
+    if sub == admin.record.sub {
+        // Our own session was among them: make sure this response does not
+        // save it back.
+        admin.session.sign_out().await.map_err(unavailable)?;
+    }
+    tracing::info!(admin = %admin.record.sub, %sub, ended, "sessions ended by an admin");
+    Ok(ended)
+}
+
+fn unavailable(e: impl std::fmt::Display) -> AppError {
+    tracing::error!(error = %e, "admin action failed");
+    AppError::Unavailable {
+        message: "The session store or database cannot be reached.".into(),
+    }
+}

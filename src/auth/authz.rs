@@ -1,0 +1,360 @@
+//! Authorization: who may do what, as extractors a handler names in its
+//! signature (and one-line helpers for `#[server]` functions), so no handler
+//! body re-checks a role or a scope.
+//!
+//! - [`RequireRole<R>`]: a signed-in session whose user has role `R`
+//!   (401 JSON when anonymous, 403 JSON when the role is missing).
+//! - [`server_fn_user`] / [`server_fn_role`]: the same inside a server function,
+//!   answering 401/403 with an [`AppError`] JSON body.
+//! - [`ApiAccess<S>`]: a caller of `/api/*` — the browser through its session,
+//!   or a non-browser client with `Authorization: Bearer <JWT>` — holding scope
+//!   `S` (RFC 6750 §3 errors with `WWW-Authenticate`).
+//!
+//! Where roles come from: for sessions, the verified ID token at sign-in
+//! (`OIDC_ROLES_CLAIM`), refreshed whenever a token refresh returns a new ID
+//! token; for bearer callers, the verified access token's claims at the same
+//! path. Never anything the browser sends.
+
+use std::marker::PhantomData;
+
+use axum::{
+    extract::FromRequestParts,
+    http::{header, request::Parts, HeaderValue, StatusCode},
+    response::Response,
+};
+use serde_json::{Map, Value};
+
+use super::{error::json_error, provider::JwtError, session::AuthSession, user::CurrentUser};
+use crate::{api::AppError, server::state::AppState};
+
+/// A role a guard can name: `RequireRole<Admin>`.
+pub trait Role: Send + Sync + 'static {
+    const NAME: &'static str;
+}
+
+/// The `admin` role: `/admin`, everyone's notes, ending anyone's sessions.
+pub struct Admin;
+impl Role for Admin {
+    const NAME: &'static str = "admin";
+}
+
+/// A signed-in user holding role `R`. The rejection is 401 or 403 JSON.
+pub struct RequireRole<R: Role> {
+    pub user: CurrentUser,
+    role: PhantomData<R>,
+}
+
+impl<R: Role> FromRequestParts<AppState> for RequireRole<R> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        if !user.record.roles.iter().any(|r| r == R::NAME) {
+            tracing::info!(sub = %user.record.sub, needed = R::NAME, "forbidden: missing role");
+            return Err(forbidden_role(R::NAME));
+        }
+        Ok(Self {
+            user,
+            role: PhantomData,
+        })
+    }
+}
+
+fn forbidden_role(role: &str) -> Response {
+    json_error(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        &format!("This needs the role {role:?}."),
+    )
+}
+
+/// The signed-in user of a server function's request, or a 401 `AppError`
+/// (503 when the session store is down).
+pub async fn server_fn_user() -> Result<(AppState, CurrentUser), AppError> {
+    use leptos::prelude::expect_context;
+    let state = expect_context::<AppState>();
+    let session: AuthSession = leptos_axum::extract().await.map_err(|e| {
+        AppError::Failed {
+            message: e.to_string(),
+        }
+        .respond()
+    })?;
+    match session.signed_in(&state).await {
+        Ok(Some((record, idle_deadline))) => Ok((
+            state,
+            CurrentUser {
+                session,
+                record,
+                idle_deadline,
+            },
+        )),
+        Ok(None) => Err(AppError::Unauthenticated.respond()),
+        Err(e) => {
+            tracing::error!(error = %e, "session store unavailable");
+            Err(AppError::Unavailable {
+                message: "The session store cannot be reached.".into(),
+            }
+            .respond())
+        }
+    }
+}
+
+/// [`server_fn_user`] that also needs role `R` (403 `AppError` otherwise).
+pub async fn server_fn_role<R: Role>() -> Result<(AppState, CurrentUser), AppError> {
+    let (state, user) = server_fn_user().await?;
+    if !user.record.roles.iter().any(|r| r == R::NAME) {
+        tracing::info!(sub = %user.record.sub, needed = R::NAME, "forbidden: missing role");
+        return Err(AppError::Forbidden {
+            needed: R::NAME.into(),
+        }
+        .respond());
+    }
+    Ok((state, user))
+}
+
+/// An API scope a guard can name: `ApiAccess<NotesRead>`.
+pub trait Scope: Send + Sync + 'static {
+    const NAME: &'static str;
+}
+
+pub struct NotesRead;
+impl Scope for NotesRead {
+    const NAME: &'static str = "notes:read";
+}
+
+pub struct NotesWrite;
+impl Scope for NotesWrite {
+    const NAME: &'static str = "notes:write";
+}
+
+/// The scopes a signed-in browser session holds on our own API: the BFF is a
+/// first-party client, so its users may use every API scope; what they may
+/// touch is then decided by role and ownership.
+const SESSION_SCOPES: &[&str] = &[NotesRead::NAME, NotesWrite::NAME];
+
+/// How an API caller authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Session,
+    Bearer,
+}
+
+/// Who is calling `/api/*`, after authentication.
+#[derive(Clone, Debug)]
+pub struct ApiCaller {
+    pub sub: String,
+    pub name: String,
+    pub roles: Vec<String>,
+    pub scopes: Vec<String>,
+    pub organizations: Vec<String>,
+    /// The organization the request names (`X-Organization`), already checked
+    /// against `organizations`.
+    pub organization: Option<String>,
+    pub via: Via,
+}
+
+impl ApiCaller {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// An authenticated API caller holding scope `S`.
+pub struct ApiAccess<S: Scope> {
+    pub caller: ApiCaller,
+    scope: PhantomData<S>,
+}
+
+/// The header a request uses to name the organization it acts for.
+pub const ORGANIZATION_HEADER: &str = "x-organization";
+
+impl<S: Scope> FromRequestParts<AppState> for ApiAccess<S> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let mut caller = match parts.headers.get(header::AUTHORIZATION) {
+            Some(value) => bearer_caller(value, state).await?,
+            None => session_caller(parts, state).await?,
+        };
+        if !caller.scopes.iter().any(|s| s == S::NAME) {
+            tracing::info!(sub = %caller.sub, needed = S::NAME, "forbidden: missing scope");
+            return Err(insufficient_scope(S::NAME));
+        }
+        if let Some(named) = parts.headers.get(ORGANIZATION_HEADER) {
+            let named = named.to_str().unwrap_or_default().trim().to_string();
+            if named.is_empty() || !caller.organizations.contains(&named) {
+                tracing::info!(sub = %caller.sub, organization = %named, "forbidden: organization mismatch");
+                return Err(json_error(
+                    StatusCode::FORBIDDEN,
+                    "organization_mismatch",
+                    "The credentials are not for the organization this request names.",
+                ));
+            }
+            caller.organization = Some(named);
+        }
+        Ok(Self {
+            caller,
+            scope: PhantomData,
+        })
+    }
+}
+
+async fn session_caller(parts: &mut Parts, state: &AppState) -> Result<ApiCaller, Response> {
+    let user = CurrentUser::from_request_parts(parts, state)
+        .await
+        .map_err(|mut rejection| {
+            if rejection.status() == StatusCode::UNAUTHORIZED {
+                // RFC 6750 §3: no credentials at all → a challenge without an error code.
+                rejection.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"gatehouse\""),
+                );
+            }
+            rejection
+        })?;
+    let record = user.record;
+    Ok(ApiCaller {
+        organizations: organizations(&record.id_token_claims),
+        sub: record.sub,
+        name: record.name,
+        roles: record.roles,
+        scopes: SESSION_SCOPES.iter().map(|s| s.to_string()).collect(),
+        organization: None,
+        via: Via::Session,
+    })
+}
+
+async fn bearer_caller(value: &HeaderValue, state: &AppState) -> Result<ApiCaller, Response> {
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| invalid_token("the Authorization header is not `Bearer <token>`"))?;
+    let claims = state
+        .oidc
+        .verify_access_token(token)
+        .await
+        .map_err(|e| match e {
+            JwtError::Invalid(why) => {
+                tracing::info!(%why, "bearer token rejected");
+                invalid_token("the access token is invalid or expired")
+            }
+            JwtError::Idp(e) => {
+                tracing::warn!(error = %e, "cannot verify bearer tokens: IdP keys unavailable");
+                json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "idp_unreachable",
+                    "The identity provider's keys cannot be fetched right now.",
+                )
+            }
+        })?;
+    let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
+    let Some(sub) = text("sub").or_else(|| text("client_id")) else {
+        return Err(invalid_token("the access token names no subject"));
+    };
+    Ok(ApiCaller {
+        name: text("name")
+            .or_else(|| text("preferred_username"))
+            .or_else(|| text("client_id"))
+            .unwrap_or_else(|| sub.clone()),
+        roles: state.config.oidc.roles_claim.roles(&claims),
+        scopes: text("scope")
+            .map(|s| s.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default(),
+        organizations: organizations(&claims),
+        sub,
+        organization: None,
+        via: Via::Bearer,
+    })
+}
+
+/// The organizations a token is for: Logto's `organization_id` (organization
+/// tokens) and `organizations` (ID tokens), Keycloak's `organization` (a list
+/// of aliases, or an object keyed by alias when attributes are mapped).
+pub fn organizations(claims: &Map<String, Value>) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut add = |v: &Value| match v {
+        Value::String(s) => found.push(s.clone()),
+        Value::Array(items) => {
+            found.extend(items.iter().filter_map(Value::as_str).map(str::to_string))
+        }
+        Value::Object(map) => found.extend(map.keys().cloned()),
+        _ => {}
+    };
+    for name in ["organization_id", "organizations", "organization"] {
+        if let Some(v) = claims.get(name) {
+            add(v);
+        }
+    }
+    found.retain(|o| !o.is_empty());
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// 401 with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3.1).
+fn invalid_token(description: &str) -> Response {
+    let mut response = json_error(StatusCode::UNAUTHORIZED, "invalid_token", description);
+    let challenge = format!(
+        "Bearer realm=\"gatehouse\", error=\"invalid_token\", error_description=\"{description}\""
+    );
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// 403 with `WWW-Authenticate: Bearer error="insufficient_scope"` (RFC 6750 §3.1).
+fn insufficient_scope(scope: &str) -> Response {
+    let mut response = json_error(
+        StatusCode::FORBIDDEN,
+        "insufficient_scope",
+        &format!("This needs the scope {scope:?}."),
+    );
+    let challenge =
+        format!("Bearer realm=\"gatehouse\", error=\"insufficient_scope\", scope=\"{scope}\"");
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// The 403 JSON for an API caller lacking role `R` (e.g. listing everyone's
+/// notes), or `None` when the caller has it.
+pub fn missing_role<R: Role>(caller: &ApiCaller) -> Option<Response> {
+    if caller.has_role(R::NAME) {
+        return None;
+    }
+    tracing::info!(sub = %caller.sub, needed = R::NAME, "forbidden: missing role");
+    Some(forbidden_role(R::NAME))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn organizations_from_logto_and_keycloak_shapes() {
+        let claims = json!({
+            "organization_id": "org-1",
+            "organizations": ["org-2", "org-1"],
+            "organization": {"acme": {"id": "x"}},
+        });
+        assert_eq!(
+            organizations(claims.as_object().unwrap()),
+            ["acme", "org-1", "org-2"]
+        );
+        let keycloak = json!({"organization": ["acme", ""]});
+        assert_eq!(organizations(keycloak.as_object().unwrap()), ["acme"]);
+        assert!(organizations(json!({"organization": 7}).as_object().unwrap()).is_empty());
+    }
+}

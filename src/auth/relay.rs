@@ -1,0 +1,305 @@
+//! Token relay (the BFF pattern's "remote APIs"): `/api/remote/<name>/<rest>`
+//! is forwarded to an allow-listed upstream (`API_REMOTES`) with the user's
+//! current access token — refreshed first if it is about to expire — in
+//! `Authorization`. The browser's cookies, its anti-forgery header, its own
+//! `Authorization` and hop-by-hop headers never leave the BFF (IETF
+//! browser-based-apps, BFF section: the BFF proxies requests "with the access
+//! token attached"; the browser never sees it).
+//!
+//! When the upstream answers 401, the token is refreshed once and the request
+//! retried once; a second 401 means the session's grant no longer works, so the
+//! session ends (401 `session_ended`) rather than staying half-alive.
+
+use axum::{
+    body::{to_bytes, Body},
+    extract::{Path, Request, State},
+    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
+    response::{IntoResponse, Response},
+};
+use openidconnect::AccessToken;
+use url::Url;
+
+use super::{
+    error::json_error,
+    refresh::{refresh_if_needed, refresh_rejected, RefreshError},
+    user::CurrentUser,
+};
+use crate::server::{config::Remote, state::AppState};
+
+/// Request bodies relayed upstream are as small as any other (the app-wide limit).
+const MAX_BODY: usize = 64 * 1024;
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
+/// plus what must never reach an upstream: the browser's credentials and our
+/// anti-forgery header. `Host` and `Content-Length` are set by the client.
+const NOT_FORWARDED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "cookie",
+    "authorization",
+    "x-csrf",
+];
+
+/// Response headers the browser must not get from an upstream: hop-by-hop
+/// ones, and cookies (an upstream must not set cookies on the app's origin).
+const NOT_RETURNED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "set-cookie",
+    "set-cookie2",
+];
+
+/// `ANY /api/remote/{name}/{*rest}`.
+pub async fn relay(
+    State(state): State<AppState>,
+    Path((name, _rest)): Path<(String, String)>,
+    user: CurrentUser,
+    request: Request,
+) -> Response {
+    forward(state, &name, user, request).await
+}
+
+/// `ANY /api/remote/{name}/` (the upstream's root).
+pub async fn relay_root(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    user: CurrentUser,
+    request: Request,
+) -> Response {
+    forward(state, &name, user, request).await
+}
+
+async fn forward(state: AppState, name: &str, user: CurrentUser, request: Request) -> Response {
+    let Some(remote) = state.config.remotes.iter().find(|r| r.name == name) else {
+        return json_error(StatusCode::NOT_FOUND, "not_found", "No such remote API.");
+    };
+    if !remote.methods.contains(request.method()) {
+        let mut response = json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "This method is not relayed to that API.",
+        );
+        let allow: Vec<&str> = remote.methods.iter().map(Method::as_str).collect();
+        if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+            response.headers_mut().insert(header::ALLOW, value);
+        }
+        return response;
+    }
+    let Some(url) = upstream_url(remote, request.uri()) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            "The path leaves the remote API's prefix.",
+        );
+    };
+    let (parts, body) = request.into_parts();
+    let body = match to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "The request body is too large to relay.",
+            )
+        }
+    };
+    let headers = forwarded_headers(&parts.headers);
+
+    let token = match refresh_if_needed(&state, &user).await {
+        Ok(token) => token,
+        Err(e) => return refresh_failed(e),
+    };
+    let send = |token: AccessToken| {
+        state
+            .relay_http
+            .request(parts.method.clone(), url.clone())
+            .headers(headers.clone())
+            .bearer_auth(token.secret())
+            .body(body.clone())
+            .send()
+    };
+    let mut upstream = match send(token.clone()).await {
+        Ok(r) => r,
+        Err(e) => return unreachable(&remote.name, e),
+    };
+    if upstream.status() == StatusCode::UNAUTHORIZED {
+        tracing::info!(remote = %remote.name, "upstream refused the access token; refreshing once");
+        let fresh = match refresh_rejected(&state, &user, &token).await {
+            Ok(fresh) => fresh,
+            Err(e) => return refresh_failed(e),
+        };
+        upstream = match send(fresh).await {
+            Ok(r) => r,
+            Err(e) => return unreachable(&remote.name, e),
+        };
+        if upstream.status() == StatusCode::UNAUTHORIZED {
+            tracing::warn!(remote = %remote.name, "upstream refused a fresh access token; ending the session");
+            let _ = user.session.sign_out().await;
+            return json_error(
+                StatusCode::UNAUTHORIZED,
+                "session_ended",
+                "Your session has ended — sign in again.",
+            );
+        }
+    }
+    respond(upstream)
+}
+
+/// The upstream URL for a request to `/api/remote/<name>/<rest>?<query>`, or
+/// `None` when the (normalised) result would leave the remote's prefix, e.g.
+/// through `..` or `%2e%2e` segments.
+fn upstream_url(remote: &Remote, uri: &axum::http::Uri) -> Option<Url> {
+    let prefix = format!("/api/remote/{}/", remote.name);
+    let rest = uri.path().strip_prefix(&prefix)?;
+    let mut raw = format!("{}{}", remote.upstream, rest);
+    if let Some(query) = uri.query() {
+        raw.push('?');
+        raw.push_str(query);
+    }
+    let url = Url::parse(&raw).ok()?;
+    let inside = url.origin() == remote.upstream.origin()
+        && url.path().starts_with(remote.upstream.path())
+        && !url.path().contains('\\');
+    inside.then_some(url)
+}
+
+fn forwarded_headers(from: &HeaderMap) -> HeaderMap {
+    // Headers the browser listed in `Connection` are hop-by-hop too.
+    let listed: Vec<String> = from
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    let mut out = HeaderMap::new();
+    for (name, value) in from {
+        let n = name.as_str();
+        if NOT_FORWARDED.contains(&n) || listed.iter().any(|l| l == n) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+fn respond(upstream: reqwest::Response) -> Response {
+    let status = upstream.status();
+    let mut headers = HeaderMap::new();
+    for (name, value) in upstream.headers() {
+        if !NOT_RETURNED.contains(&name.as_str()) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    // Relayed answers are the user's data: never cached by the browser or a proxy.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let body = Body::from_stream(upstream.bytes_stream());
+    let mut response = (status, body).into_response();
+    response.headers_mut().extend(headers);
+    response
+}
+
+fn refresh_failed(e: RefreshError) -> Response {
+    match e {
+        RefreshError::SessionEnded => json_error(
+            StatusCode::UNAUTHORIZED,
+            "session_ended",
+            "Your session has ended — sign in again.",
+        ),
+        RefreshError::IdpUnavailable(detail) => {
+            tracing::warn!(%detail, "token refresh unavailable for relay");
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "idp_unreachable",
+                "The identity provider cannot be reached right now; you are still signed in.",
+            )
+        }
+    }
+}
+
+fn unreachable(remote: &str, e: reqwest::Error) -> Response {
+    tracing::warn!(%remote, error = %e, "remote API unreachable");
+    json_error(
+        StatusCode::BAD_GATEWAY,
+        "upstream_unreachable",
+        "The remote API cannot be reached.",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderName;
+
+    fn remote() -> Remote {
+        Remote {
+            name: "reports".into(),
+            upstream: Url::parse("http://reports.internal/v1/").unwrap(),
+            methods: vec![Method::GET],
+        }
+    }
+
+    fn url(path: &str) -> Option<String> {
+        upstream_url(&remote(), &path.parse().unwrap()).map(|u| u.to_string())
+    }
+
+    #[test]
+    fn paths_map_under_the_upstream_prefix() {
+        assert_eq!(
+            url("/api/remote/reports/daily?x=1").as_deref(),
+            Some("http://reports.internal/v1/daily?x=1")
+        );
+        assert_eq!(
+            url("/api/remote/reports/").as_deref(),
+            Some("http://reports.internal/v1/")
+        );
+    }
+
+    #[test]
+    fn paths_cannot_escape_the_prefix() {
+        for path in [
+            "/api/remote/reports/../admin",
+            "/api/remote/reports/%2e%2e/admin",
+            "/api/remote/reports/.%2E/admin",
+            "/api/remote/reports/a/../../x",
+            "/api/remote/other/x",
+        ] {
+            assert_eq!(url(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn credentials_and_hop_by_hop_headers_stay_behind() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("cookie", "gatehouse_session=abc"),
+            ("authorization", "Bearer browser"),
+            ("x-csrf", "1"),
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "s"),
+            ("accept", "application/json"),
+            ("content-type", "application/json"),
+        ] {
+            h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        let out = forwarded_headers(&h);
+        let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["accept", "content-type"]);
+    }
+}

@@ -1,0 +1,113 @@
+//! `/api/notes`: a small real resource behind the BFF. The browser reaches it
+//! with its session cookie (and `X-CSRF: 1`), other clients with a bearer JWT
+//! for `API_AUDIENCE`; [`ApiAccess`] decides who may call, the handlers only
+//! decide whose notes: your own, or everyone's for an `admin`.
+
+use axum::{
+    extract::{Path, Query, State},
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{delete, get},
+    Json, Router,
+};
+use serde::Deserialize;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use super::{db::MAX_NOTE_CHARS, state::AppState};
+use crate::auth::{
+    authz::{missing_role, Admin, ApiAccess, NotesRead, NotesWrite, Role},
+    error::json_error,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/notes", get(list).post(create))
+        .route("/api/notes/{id}", delete(remove))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    /// `?all=true`: everyone's notes (admins only).
+    #[serde(default)]
+    all: bool,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    access: ApiAccess<NotesRead>,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    let caller = access.caller;
+    let owner = if query.all {
+        if let Some(forbidden) = missing_role::<Admin>(&caller) {
+            return forbidden;
+        }
+        None
+    } else {
+        Some(caller.sub.as_str())
+    };
+    match state.db.notes(owner).await {
+        Ok(notes) => Json(notes).into_response(),
+        Err(e) => database_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NewNote {
+    text: String,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    access: ApiAccess<NotesWrite>,
+    body: Result<Json<NewNote>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(note)) = body else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Send JSON: {\"text\": \"…\"}.",
+        );
+    };
+    let text = note.text.trim();
+    if text.is_empty() || text.chars().count() > MAX_NOTE_CHARS {
+        return json_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_note",
+            &format!("A note is 1 to {MAX_NOTE_CHARS} characters."),
+        );
+    }
+    let caller = access.caller;
+    match state.db.add_note(&caller.sub, &caller.name, text).await {
+        Ok(note) => (StatusCode::CREATED, Json(note)).into_response(),
+        Err(e) => database_error(e),
+    }
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    access: ApiAccess<NotesWrite>,
+    Path(id): Path<i64>,
+) -> Response {
+    let caller = access.caller;
+    let owner = (!caller.has_role(Admin::NAME)).then_some(caller.sub.as_str());
+    match state.db.delete_note(id, owner).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        // Someone else's note looks exactly like a missing one.
+        Ok(false) => json_error(StatusCode::NOT_FOUND, "not_found", "No such note of yours."),
+        Err(e) => database_error(e),
+    }
+}
+
+fn database_error(e: sqlx::Error) -> Response {
+    tracing::error!(error = %e, "notes database error");
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database_unavailable",
+        "The notes database cannot be reached.",
+    )
+}
