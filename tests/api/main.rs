@@ -9,4 +9,5 @@ mod hostile_idp;
 mod login_flow;
 mod redis;
 mod refresh;
+mod relay;
 mod sessions;
