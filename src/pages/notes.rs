@@ -16,7 +16,7 @@ pub fn NotesPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match user.await {
-                    Ok(Some(u)) => view! { <Notes user=u/> }.into_any(),
+                    Ok(Some(u)) => view! { <ClientOnly><Notes user=u.clone()/></ClientOnly> }.into_any(),
                     Ok(None) => {
                         require_login("/notes");
                         view! { <p>"Redirecting to sign in…"</p> }.into_any()
@@ -25,6 +25,20 @@ pub fn NotesPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+/// Renders its children only in the browser, after hydration: the notes
+/// panel works through `fetch` and has nothing to show before it runs, so the
+/// server sends a placeholder and hydration has nothing to match.
+#[component]
+fn ClientOnly(children: ChildrenFn) -> impl IntoView {
+    let mounted = RwSignal::new(false);
+    Effect::new(move |_| mounted.set(true));
+    view! {
+        <Show when=move || mounted.get() fallback=|| view! { <p>"Loading notes…"</p> }>
+            {children()}
+        </Show>
     }
 }
 
@@ -40,6 +54,7 @@ fn Notes(user: UserView) -> impl IntoView {
         async move { fetch_notes(all).await }
     });
     let text = RwSignal::new(String::new());
+    let form = NodeRef::<leptos::html::Form>::new();
     let add = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let body = text.get_untracked();
@@ -47,6 +62,9 @@ fn Notes(user: UserView) -> impl IntoView {
             match create_note(body).await {
                 Ok(()) => {
                     text.set(String::new());
+                    if let Some(form) = form.get_untracked() {
+                        form.reset();
+                    }
                     error.set(None);
                     version.update(|v| *v += 1);
                 }
@@ -66,14 +84,17 @@ fn Notes(user: UserView) -> impl IntoView {
         <section class="notes" data-testid="notes">
             <h1>"Notes"</h1>
             <p class="muted">"Stored by the app's own API (" <code>"/api/notes"</code> "), which this page calls with your session — the browser never holds a token."</p>
-            <form class="note-form" on:submit=add>
-                <textarea name="text" rows="3" maxlength="2000" placeholder="Write a note…" data-testid="note-text"
-                    prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev))></textarea>
+            <form class="note-form" on:submit=add node_ref=form>
+                <input type="text" name="text" maxlength="2000" placeholder="Write a note…" data-testid="note-text"
+                    on:input=move |ev| text.set(event_target_value(&ev))/>
                 <button type="submit" class="button primary" data-testid="note-add">"Add note"</button>
             </form>
             {is_admin.then(|| view! {
-                <label class="muted"><input type="checkbox" data-testid="notes-everyone"
-                    on:change=move |ev| everyone.set(event_target_checked(&ev))/> " Show everyone's notes (admin)"</label>
+                <label class="muted">
+                    <input type="checkbox" data-testid="notes-everyone"
+                        on:change=move |ev| everyone.set(event_target_checked(&ev))/>
+                    <span>"Show everyone's notes (admin)"</span>
+                </label>
             })}
             {move || error.get().map(|e| view! { <p class="error" data-testid="notes-error">{e}</p> })}
             <Suspense fallback=|| view! { <p>"Loading notes…"</p> }>
@@ -85,8 +106,9 @@ fn Notes(user: UserView) -> impl IntoView {
                                 {list.into_iter().map(|n| view! {
                                     <li data-testid="note">
                                         <p class="note-text">{n.text}</p>
-                                        <p class="muted">{n.owner_name} " · " {format_utc(n.created_at)}
-                                            " " <button class="button small" data-testid="note-delete" on:click=move |_| remove(n.id)>"Delete"</button>
+                                        <p class="muted">
+                                            <span>{format!("{} · {}", n.owner_name, format_utc(n.created_at))}</span>
+                                            <button class="button small" data-testid="note-delete" on:click=move |_| remove(n.id)>"Delete"</button>
                                         </p>
                                     </li>
                                 }).collect_view()}

@@ -32,6 +32,7 @@ export function appEnv({ appPort, idpPort }: { appPort: number; idpPort: number 
     LEPTOS_SITE_ADDR: `127.0.0.1:${appPort}`,
     OIDC_ISSUER_URL: issuerFor(idpPort),
     SESSION_STORE: 'memory',
+    APP_DATABASE_URL: 'sqlite::memory:',
     LEPTOS_SITE_ROOT: 'target/site',
   };
 }
