@@ -2,11 +2,36 @@
 //! sessions, and end every session of one user (on every instance: the
 //! store's `sub` index is shared). Callers are already checked for `admin`.
 
-use super::{sessions::summaries_of, user::CurrentUser};
+use axum::{
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+
+use super::{
+    authz::{Admin, RequireRole},
+    error::json_error,
+    sessions::summaries_of,
+    user::CurrentUser,
+};
 use crate::{
     api::{AppError, SeenUser},
     server::{state::AppState, store::Owner},
 };
+
+/// `GET /api/admin/users`: `/admin`'s list as JSON, for admin tooling that
+/// rides on an admin's session (401 anonymous, 403 without the role).
+pub async fn users(State(state): State<AppState>, admin: RequireRole<Admin>) -> Response {
+    match overview(&state, &admin.user).await {
+        Ok(users) => Json(users).into_response(),
+        Err(e) => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            &e.to_string(),
+        ),
+    }
+}
 
 /// Every user seen, most recent sign-in first, with their live sessions.
 pub async fn overview(state: &AppState, admin: &CurrentUser) -> Result<Vec<SeenUser>, AppError> {

@@ -49,9 +49,11 @@ pub fn routes() -> Router<AppState> {
         ))
 }
 
-/// Token relay to the allow-listed remote APIs (`API_REMOTES`).
-pub fn relay_routes() -> Router<AppState> {
+/// The BFF's own `/api/*` routes: token relay to the allow-listed remote APIs
+/// (`API_REMOTES`) and the admin's JSON view of the users.
+pub fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/api/remote/{name}/", any(relay::relay_root))
         .route("/api/remote/{name}/{*rest}", any(relay::relay))
+        .route("/api/admin/users", get(admin::users))
 }

@@ -86,7 +86,7 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
     let routes = generate_route_list(App);
     let router = Router::new()
         .merge(auth::routes())
-        .merge(auth::relay_routes())
+        .merge(auth::api_routes())
         .merge(notes::routes())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -91,7 +91,22 @@ async fn admin_server_functions_answer_401_and_403_json() {
     let (status, _) = json_of(bob.server_fn(end, &[("sub", "anyone")]).await).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
+    // The same list as JSON for admin tooling, behind the RequireRole<Admin> extractor.
+    let (status, body) = json_of(app.get_json("/api/admin/users").await).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::UNAUTHORIZED, &json!("unauthenticated"))
+    );
+    let (status, body) = json_of(bob.get_json("/api/admin/users").await).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::FORBIDDEN, &json!("forbidden"))
+    );
+
     let alice = signed_in(&app, "alice").await;
+    let (status, tooling) = json_of(alice.get_json("/api/admin/users").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(tooling.as_array().unwrap().len(), 2);
     let (status, body) = json_of(alice.server_fn(path, &[]).await).await;
     assert_eq!(status, StatusCode::OK);
     let users = body.as_array().unwrap();
