@@ -4,7 +4,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 IDP_PORT ?= 8080
 
-.PHONY: dev serve idp test test-idp test-rust test-e2e bench setup lint fmt
+.PHONY: dev serve idp test test-idp test-rust test-wasm-release test-e2e bench setup lint fmt
 
 setup:
 	@scripts/setup.sh
@@ -24,13 +24,18 @@ idp:
 	IDP_PORT=$(IDP_PORT) node end2end/idp/server.mjs
 
 ## test: everything — the dev IdP's self-test, unit, integration (real dev IdP over HTTP), end-to-end (real Chromium)
-test: setup test-idp test-rust test-e2e
+test: setup test-idp test-rust test-wasm-release test-e2e
 
 test-idp:
 	node end2end/idp/selftest.mjs
 
 test-rust:
 	cargo test --features ssr --no-fail-fast
+
+## the release wasm (what `make serve` ships) must build too: deep view types
+## can overflow rustc's query depth only under the size-optimised profile
+test-wasm-release:
+	cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features hydrate
 
 test-e2e:
 	cargo leptos build

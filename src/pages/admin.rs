@@ -61,7 +61,7 @@ fn UserTable(list: Vec<SeenUser>, end: ServerAction<AdminEndUserSessions>) -> im
                                         <li>{s.browser} " · " {s.ip.unwrap_or_default()} " · active " {format_utc(s.last_active)}
                                             {s.current.then(|| view! { " " <span class="badge ok">"you"</span> })}
                                         </li>
-                                    }).collect_view()}
+                                    }.into_any()).collect_view()}
                                 </ul>
                             </td>
                             <td>
@@ -72,6 +72,9 @@ fn UserTable(list: Vec<SeenUser>, end: ServerAction<AdminEndUserSessions>) -> im
                             </td>
                         </tr>
                     }
+                    // Type-erased: the nested row type is deep enough to overflow
+                    // rustc's query depth in the release wasm build.
+                    .into_any()
                 }).collect_view()}
             </tbody>
         </table>
