@@ -253,6 +253,11 @@ async fn bearer_caller(value: &HeaderValue, state: &AppState) -> Result<ApiCalle
             }
         })?;
     let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
+    // Keycloak marks its token kinds in the payload: an ID token ("ID") or a
+    // refresh token ("Refresh") is never an access token, whatever its `aud`.
+    if text("typ").is_some_and(|t| !t.eq_ignore_ascii_case("Bearer")) {
+        return Err(invalid_token("the token is not an access token"));
+    }
     let Some(sub) = text("sub").or_else(|| text("client_id")) else {
         return Err(invalid_token("the access token names no subject"));
     };

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod db;
+pub mod headers;
 pub mod health;
 pub mod notes;
 pub mod state;
@@ -97,6 +98,10 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(sessions)
         .layer(middleware::from_fn_with_state(state.clone(), csrf::guard))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            headers::security_headers,
+        ))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(middleware::from_fn(telemetry::log_request))
         .layer(PropagateRequestIdLayer::x_request_id())

@@ -474,6 +474,12 @@ async fn hostile_bearer_tokens_get_401_and_insufficient_ones_403() {
                 c.remove("client_id");
             }),
         ),
+        (
+            "a Keycloak ID token (payload typ ID) with the API audience",
+            good(&|c| {
+                c.insert("typ".into(), json!("ID"));
+            }),
+        ),
     ];
     for (case, token) in invalid {
         let response = get(token, None).await.unwrap();

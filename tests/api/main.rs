@@ -4,6 +4,7 @@ mod authz;
 mod backchannel;
 mod csrf;
 mod events;
+mod headers;
 mod helpers;
 mod hostile_idp;
 mod login_flow;
