@@ -56,7 +56,7 @@ pub async fn end_sessions_of(
         .end_sessions_of(&Owner::Sub(sub.to_string()))
         .await
         .map_err(unavailable)?;
-    if sub == admin.record.sub {
+    if sub == admin.record.subject_key() {
         // Our own session was among them: make sure this response does not
         // save it back.
         admin.session.sign_out().await.map_err(unavailable)?;

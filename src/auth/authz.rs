@@ -234,24 +234,23 @@ async fn bearer_caller(value: &HeaderValue, state: &AppState) -> Result<ApiCalle
         })
         .filter(|t| !t.is_empty())
         .ok_or_else(|| invalid_token("the Authorization header is not `Bearer <token>`"))?;
-    let claims = state
-        .oidc
-        .verify_access_token(token)
-        .await
-        .map_err(|e| match e {
-            JwtError::Invalid(why) => {
-                tracing::info!(%why, "bearer token rejected");
-                invalid_token("the access token is invalid or expired")
-            }
-            JwtError::Idp(e) => {
-                tracing::warn!(error = %e, "cannot verify bearer tokens: IdP keys unavailable");
-                json_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "idp_unreachable",
-                    "The identity provider's keys cannot be fetched right now.",
-                )
-            }
-        })?;
+    let Some(oidc) = state.idps.for_jwt(token) else {
+        return Err(invalid_token("the access token is invalid or expired"));
+    };
+    let claims = oidc.verify_access_token(token).await.map_err(|e| match e {
+        JwtError::Invalid(why) => {
+            tracing::info!(%why, "bearer token rejected");
+            invalid_token("the access token is invalid or expired")
+        }
+        JwtError::Idp(e) => {
+            tracing::warn!(error = %e, "cannot verify bearer tokens: IdP keys unavailable");
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "idp_unreachable",
+                "The identity provider's keys cannot be fetched right now.",
+            )
+        }
+    })?;
     let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
     // Keycloak marks its token kinds in the payload: an ID token ("ID") or a
     // refresh token ("Refresh") is never an access token, whatever its `aud`.
@@ -266,7 +265,7 @@ async fn bearer_caller(value: &HeaderValue, state: &AppState) -> Result<ApiCalle
             .or_else(|| text("preferred_username"))
             .or_else(|| text("client_id"))
             .unwrap_or_else(|| sub.clone()),
-        roles: state.config.oidc.roles_claim.roles(&claims),
+        roles: oidc.config().roles_claim.roles(&claims),
         scopes: text("scope")
             .map(|s| s.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default(),

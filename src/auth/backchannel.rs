@@ -11,7 +11,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::error::json_error;
+use super::{error::json_error, idps::Idps, session::owner_key};
 use crate::server::{state::AppState, store::Owner};
 
 #[derive(Debug, Deserialize)]
@@ -35,7 +35,12 @@ pub async fn backchannel_logout(
     else {
         return rejected("missing logout_token");
     };
-    let claims = match state.oidc.verify_logout_token(&token).await {
+    // With several providers, the token's (unverified) `iss` picks whose keys
+    // verify it; that provider then checks `iss` exactly.
+    let Some(oidc) = state.idps.for_jwt(&token) else {
+        return rejected("logout_token: unknown issuer");
+    };
+    let claims = match oidc.verify_logout_token(&token).await {
         Ok(claims) => claims,
         Err(e) => return rejected(&e.to_string()),
     };
@@ -52,9 +57,11 @@ pub async fn backchannel_logout(
             );
         }
     }
+    // Only this provider's sessions: another IdP may use the same sub or sid.
+    let idp = Idps::record_name(oidc);
     let owner = match (claims.sid, claims.sub) {
-        (Some(sid), _) => Owner::Sid(sid),
-        (None, Some(sub)) => Owner::Sub(sub),
+        (Some(sid), _) => Owner::Sid(owner_key(idp.as_deref(), &sid)),
+        (None, Some(sub)) => Owner::Sub(owner_key(idp.as_deref(), &sub)),
         (None, None) => return rejected("neither sub nor sid"),
     };
     match state.store.end_sessions_of(&owner).await {

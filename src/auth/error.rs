@@ -21,6 +21,9 @@ pub enum LoginError {
     /// The IdP sent the user back with an OAuth error (e.g. `access_denied`).
     Denied(String),
     MissingCode,
+    /// `?idp=` names no configured provider, or a pending login's provider
+    /// is no longer configured.
+    UnknownProvider,
     Idp(IdpError),
     Store(String),
 }
@@ -55,6 +58,12 @@ impl LoginError {
                 "missing_code",
                 "Sign-in could not be completed",
                 "The identity provider's response has no authorization code.".into(),
+            ),
+            Self::UnknownProvider => (
+                StatusCode::BAD_REQUEST,
+                "unknown_provider",
+                "Sign-in could not be started",
+                "This application has no identity provider by that name.".into(),
             ),
             Self::Idp(IdpError::Unreachable(_)) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -144,7 +153,7 @@ fn sanitize_code(code: &str) -> String {
     }
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -18,8 +18,10 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::{
+    chooser,
     error::LoginError,
-    provider::{GhIdTokenClaims, GhTokenResponse, IdpError},
+    idps::Idps,
+    provider::{GhIdTokenClaims, GhTokenResponse, IdpError, Oidc},
     return_to::ReturnTo,
     session::{AuthSession, PendingLogin, RawIdToken, SessionRecord, TokenSet},
 };
@@ -28,21 +30,18 @@ use crate::server::state::AppState;
 #[derive(Debug, Deserialize)]
 pub struct LoginParams {
     return_to: Option<String>,
+    /// Which provider (`OIDC_PROVIDERS`); without it, several providers get a
+    /// chooser page and a single one is used directly.
+    idp: Option<String>,
 }
 
-/// `GET /auth/login?return_to=/path` → 303 to the IdP.
+/// `GET /auth/login?return_to=/path[&idp=name]` → 303 to the IdP.
 pub async fn login(
     State(state): State<AppState>,
     session: AuthSession,
     Query(params): Query<LoginParams>,
 ) -> Response {
-    start_login(
-        &state,
-        &session,
-        ReturnTo::parse(params.return_to.as_deref()),
-        false,
-    )
-    .await
+    start_login(&state, &session, params, false).await
 }
 
 /// `GET /auth/signup` → the same, with `prompt=create` (OpenID Connect
@@ -52,22 +51,27 @@ pub async fn signup(
     session: AuthSession,
     Query(params): Query<LoginParams>,
 ) -> Response {
-    start_login(
-        &state,
-        &session,
-        ReturnTo::parse(params.return_to.as_deref()),
-        true,
-    )
-    .await
+    start_login(&state, &session, params, true).await
 }
 
 async fn start_login(
     state: &AppState,
     session: &AuthSession,
-    return_to: ReturnTo,
+    params: LoginParams,
     signup: bool,
 ) -> Response {
-    let provider = match state.oidc.reachable_provider().await {
+    let return_to = ReturnTo::parse(params.return_to.as_deref());
+    let oidc = match params.idp.as_deref() {
+        Some(name) => match state.idps.named(name) {
+            Some(oidc) => oidc,
+            None => return LoginError::UnknownProvider.page(&return_to),
+        },
+        None if state.idps.all().len() > 1 => {
+            return chooser::page(state.idps.all(), &return_to, signup)
+        }
+        None => state.idps.default_idp(),
+    };
+    let provider = match oidc.reachable_provider().await {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "login cannot start");
@@ -82,13 +86,19 @@ async fn start_login(
             CsrfToken::new_random,
             Nonce::new_random,
         )
-        .add_scopes(state.config.oidc.scopes.iter().cloned())
+        .add_scopes(oidc.config().scopes.iter().cloned())
         .set_pkce_challenge(pkce_challenge);
+    for (name, value) in &oidc.config().extra_auth_params {
+        if !(signup && name == "prompt") {
+            request = request.add_extra_param(name.as_str(), value.as_str());
+        }
+    }
     if signup {
         request = request.add_extra_param("prompt", "create");
     }
     let (url, csrf_state, nonce) = request.url();
     let pending = PendingLogin {
+        idp: Idps::record_name(oidc),
         nonce,
         pkce_verifier,
         return_to: return_to.clone(),
@@ -141,7 +151,7 @@ pub async fn callback(
                 .and_then(|v| v.to_str().ok())
                 .map(|ua| ua.chars().take(200).collect());
             record.ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip().to_string());
-            let sub = record.sub.clone();
+            let sub = record.subject_key();
             let seen = (
                 record.name.clone(),
                 record.email.clone(),
@@ -175,7 +185,12 @@ async fn complete_login(
     params: &CallbackParams,
     pending: PendingLogin,
 ) -> Result<SessionRecord, LoginError> {
-    let provider = state.oidc.provider().await.map_err(LoginError::Idp)?;
+    // The provider this login was sent to, and no other (RFC 9700 §4.4).
+    let oidc = state
+        .idps
+        .of(pending.idp.as_deref())
+        .ok_or(LoginError::UnknownProvider)?;
+    let provider = oidc.provider().await.map_err(LoginError::Idp)?;
     // RFC 9207 §2.4: compare `iss` with the issuer this login went to; when the
     // IdP advertises support, a response without `iss` is rejected too.
     match params.iss.as_deref() {
@@ -191,16 +206,16 @@ async fn complete_login(
         .clone()
         .filter(|c| !c.is_empty())
         .ok_or(LoginError::MissingCode)?;
-    let (response, claims) = state
-        .oidc
+    let (response, claims) = oidc
         .exchange_code(code, pending.pkce_verifier, &pending.nonce)
         .await
         .map_err(LoginError::Idp)?;
-    build_record(state, &response, &claims).map_err(LoginError::Idp)
+    build_record(state, oidc, &response, &claims).map_err(LoginError::Idp)
 }
 
 fn build_record(
     state: &AppState,
+    oidc: &Oidc,
     response: &GhTokenResponse,
     claims: &GhIdTokenClaims,
 ) -> Result<SessionRecord, IdpError> {
@@ -235,6 +250,7 @@ fn build_record(
         .or_else(|| text("email"))
         .unwrap_or_else(|| claims.subject().to_string());
     Ok(SessionRecord {
+        idp: Idps::record_name(oidc),
         sub: claims.subject().to_string(),
         sid: text("sid"),
         name,
@@ -242,7 +258,7 @@ fn build_record(
         email: claims.email().map(|e| e.to_string()),
         email_verified: claims.email_verified(),
         picture: text("picture").filter(|p| p.starts_with("https://") || p.starts_with("http://")),
-        roles: state.config.oidc.roles_claim.roles(&all_claims),
+        roles: oidc.config().roles_claim.roles(&all_claims),
         id_token_claims: all_claims,
         tokens: TokenSet {
             access_token: response.access_token().clone(),
@@ -278,11 +294,10 @@ pub async fn logout(State(state): State<AppState>, session: AuthSession) -> Resp
         return see_other("/");
     };
     tracing::info!(sub = %record.sub, "signed out");
-    match state
-        .oidc
-        .end_session_url(record.tokens.id_token.secret())
-        .await
-    {
+    let Some(oidc) = state.idps.of(record.idp.as_deref()) else {
+        return see_other("/");
+    };
+    match oidc.end_session_url(record.tokens.id_token.secret()).await {
         Some(url) => see_other(&url),
         None => see_other("/"),
     }

@@ -6,11 +6,14 @@
 pub mod admin;
 pub mod authz;
 pub mod backchannel;
+pub mod chooser;
 pub mod claims;
 pub mod csrf;
 pub mod error;
 pub mod events;
 pub mod flow;
+pub mod idp_http;
+pub mod idps;
 pub mod provider;
 pub mod refresh;
 pub mod relay;

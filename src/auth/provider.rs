@@ -16,7 +16,7 @@ use openidconnect::{
         CoreResponseMode, CoreResponseType, CoreRevocableToken, CoreRevocationErrorResponse,
         CoreSubjectIdentifierType, CoreTokenIntrospectionResponse, CoreTokenType,
     },
-    AccessToken, AccessTokenHash, AdditionalClaims, AdditionalProviderMetadata, AuthType,
+    AccessToken, AccessTokenHash, AdditionalClaims, AdditionalProviderMetadata, AuthType, AuthUrl,
     AuthorizationCode, ClaimsVerificationError, EndSessionUrl, EndpointMaybeSet, EndpointNotSet,
     EndpointSet, IdToken, IdTokenClaims, IdTokenFields, IdTokenVerifier, JsonWebKeySet,
     JwsSigningAlgorithm, LogoutProviderMetadata, LogoutRequest, Nonce, OAuth2TokenResponse,
@@ -29,7 +29,8 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, RwLock};
 
-use crate::server::config::Config;
+use super::idp_http::IdpHttp;
+use crate::server::config::{Config, OidcConfig};
 
 /// Claims beyond the standard ones (roles, `sid`, anything the IdP adds), kept
 /// as JSON so the configured roles path can reach them.
@@ -157,7 +158,11 @@ pub struct Provider {
 }
 
 impl Provider {
-    fn new(metadata: ProviderMetadataWithExtras, config: &Config) -> Result<Self, IdpError> {
+    fn new(
+        metadata: ProviderMetadataWithExtras,
+        config: &Config,
+        idp: &OidcConfig,
+    ) -> Result<Self, IdpError> {
         let redirect = RedirectUrl::new(config.redirect_uri())
             .map_err(|e| IdpError::Misconfigured(format!("redirect URI: {e}")))?;
         if let Some(methods) = &metadata
@@ -189,8 +194,8 @@ impl Provider {
         };
         let client = GhClient::from_provider_metadata(
             metadata.clone(),
-            config.oidc.client_id.clone(),
-            Some(config.oidc.client_secret.clone()),
+            idp.client_id.clone(),
+            Some(idp.client_secret.clone()),
         )
         .set_redirect_uri(redirect)
         .set_auth_type(AuthType::BasicAuth);
@@ -254,11 +259,11 @@ impl Provider {
         .transpose()
     }
 
-    fn verifier(&self, config: &Config) -> IdTokenVerifier<'_, CoreJsonWebKey> {
+    fn verifier(&self, idp: &OidcConfig) -> IdTokenVerifier<'_, CoreJsonWebKey> {
         // A public-client verifier never holds the client secret, so HMAC
         // signatures cannot verify even if an algorithm slipped through.
         IdTokenVerifier::new_public_client(
-            config.oidc.client_id.clone(),
+            idp.client_id.clone(),
             self.metadata.issuer().clone(),
             self.metadata.jwks().clone(),
         )
@@ -271,7 +276,8 @@ impl Provider {
 /// pages while the IdP is down and recovers without a restart.
 pub struct Oidc {
     config: Arc<Config>,
-    http: reqwest::Client,
+    idp: OidcConfig,
+    http: IdpHttp,
     current: RwLock<Option<Arc<Provider>>>,
     discovery: Mutex<()>,
     last_jwks_refresh: Mutex<Option<Instant>>,
@@ -282,7 +288,7 @@ pub struct Oidc {
 const JWKS_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Oidc {
-    pub fn new(config: Arc<Config>) -> Self {
+    pub fn new(config: Arc<Config>, idp: OidcConfig) -> Self {
         let http = reqwest::Client::builder()
             // openidconnect: never follow redirects (SSRF, token leakage).
             .redirect(reqwest::redirect::Policy::none())
@@ -291,8 +297,10 @@ impl Oidc {
             .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("static reqwest configuration is valid");
+        let http = IdpHttp::new(http, &idp.issuer, idp.backchannel_base_url.as_ref());
         Self {
             config,
+            idp,
             http,
             current: RwLock::new(None),
             discovery: Mutex::new(()),
@@ -300,8 +308,9 @@ impl Oidc {
         }
     }
 
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// This provider's settings.
+    pub fn config(&self) -> &OidcConfig {
+        &self.idp
     }
 
     /// The provider, but only if the IdP answers right now: the cached
@@ -316,7 +325,7 @@ impl Oidc {
         );
         let response = self
             .http
-            .get(url)
+            .get(&url)
             .timeout(Duration::from_secs(3))
             .send()
             .await
@@ -349,7 +358,7 @@ impl Oidc {
         // Discovery checks that the document's issuer equals ours exactly
         // (OIDC Discovery §4.3), which is what defeats issuer confusion.
         let metadata =
-            ProviderMetadataWithExtras::discover_async(self.config.oidc.issuer.clone(), &self.http)
+            ProviderMetadataWithExtras::discover_async(self.idp.issuer.clone(), &self.http)
                 .await
                 .map_err(|e| match e {
                     openidconnect::DiscoveryError::Request(e) => {
@@ -362,7 +371,27 @@ impl Oidc {
                     }
                     other => IdpError::Misconfigured(other.to_string()),
                 })?;
-        Provider::new(metadata, &self.config)
+        let metadata = self.browser_facing_urls_public(metadata)?;
+        Provider::new(metadata, &self.config, &self.idp)
+    }
+
+    /// On a split network, an IdP that builds discovery from the request's
+    /// host names its authorize and end-session endpoints on the internal
+    /// origin; the browser cannot reach that, so they go back to the public one.
+    fn browser_facing_urls_public(
+        &self,
+        metadata: ProviderMetadataWithExtras,
+    ) -> Result<ProviderMetadataWithExtras, IdpError> {
+        let bad = |e: url::ParseError| IdpError::Misconfigured(e.to_string());
+        let authorize = AuthUrl::new(self.http.public(metadata.authorization_endpoint().as_str()))
+            .map_err(bad)?;
+        let mut metadata = metadata.set_authorization_endpoint(authorize);
+        let extra = metadata.additional_metadata_mut();
+        if let Some(end) = &extra.end_session_endpoint {
+            extra.end_session_endpoint =
+                Some(EndSessionUrl::new(self.http.public(end.as_str())).map_err(bad)?);
+        }
+        Ok(metadata)
     }
 
     /// Replaces the key set after the IdP rotated its keys (OIDC Core §10.1.1).
@@ -378,7 +407,7 @@ impl Oidc {
             .await
             .map_err(|e| IdpError::Unreachable(format!("JWKS: {e}")))?;
         let metadata = stale.metadata.clone().set_jwks(jwks);
-        let provider = Arc::new(Provider::new(metadata, &self.config)?);
+        let provider = Arc::new(Provider::new(metadata, &self.config, &self.idp)?);
         *self.current.write().await = Some(provider.clone());
         tracing::info!("identity provider signing keys re-fetched");
         Ok(Some(provider))
@@ -456,11 +485,7 @@ impl Oidc {
     pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutClaims, IdpError> {
         let bad = |why: &str| IdpError::IdToken(format!("logout_token: {why}"));
         let claims: LogoutClaims = self
-            .verify_jwt(
-                token,
-                &["logout+jwt", "JWT"],
-                self.config.oidc.client_id.as_str(),
-            )
+            .verify_jwt(token, &["logout+jwt", "JWT"], self.idp.client_id.as_str())
             .await
             .map_err(|e| match e {
                 JwtError::Idp(e) => e,
@@ -534,7 +559,7 @@ impl Oidc {
         let mut provider = provider;
         let claims = loop {
             let result = id_token
-                .claims(&provider.verifier(&self.config), nonce)
+                .claims(&provider.verifier(&self.idp), nonce)
                 .cloned();
             match result {
                 Ok(claims) => break claims,
@@ -548,7 +573,7 @@ impl Oidc {
             }
         };
         if let Some(expected) = claims.access_token_hash() {
-            let verifier = provider.verifier(&self.config);
+            let verifier = provider.verifier(&self.idp);
             let alg = id_token
                 .signing_alg()
                 .map_err(|e| IdpError::IdToken(e.to_string()))?;
@@ -585,7 +610,7 @@ impl Oidc {
         let claims = match response.id_token() {
             None => None,
             Some(id_token) => {
-                let verifier = provider.verifier(&self.config);
+                let verifier = provider.verifier(&self.idp);
                 let claims = id_token
                     .claims(&verifier, |_: Option<&Nonce>| Ok(()))
                     .map_err(|e| IdpError::IdToken(e.to_string()))?;
@@ -641,7 +666,7 @@ impl Oidc {
         let provider = self.provider().await.ok()?;
         let endpoint = provider.end_session_endpoint()?.clone();
         let mut request = LogoutRequest::from(endpoint)
-            .set_client_id(self.config.oidc.client_id.clone())
+            .set_client_id(self.idp.client_id.clone())
             .set_post_logout_redirect_uri(
                 PostLogoutRedirectUrl::new(self.config.base_url.join("/")).ok()?,
             );

@@ -130,7 +130,12 @@ async fn refresh_where(
         // on until its own deadlines (calls needing the token will get 401s).
         return Ok(current.tokens.access_token);
     };
-    match state.oidc.refresh(&refresh_token, &current.sub).await {
+    let Some(oidc) = state.idps.of(current.idp.as_deref()).cloned() else {
+        // The provider this session came from is no longer configured.
+        let _ = user.session.sign_out().await;
+        return Err(RefreshError::SessionEnded);
+    };
+    match oidc.refresh(&refresh_token, &current.sub).await {
         Ok((response, claims)) => {
             let now = OffsetDateTime::now_utc();
             let mut record: SessionRecord = current;
@@ -140,7 +145,7 @@ async fn refresh_where(
             if let Some(serde_json::Value::Object(claims)) =
                 claims.and_then(|c| serde_json::to_value(c).ok())
             {
-                record.roles = state.config.oidc.roles_claim.roles(&claims);
+                record.roles = oidc.config().roles_claim.roles(&claims);
                 record.id_token_claims = claims;
             }
             record.tokens = TokenSet {

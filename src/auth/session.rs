@@ -38,6 +38,10 @@ pub const MAX_PENDING_LOGINS: usize = 8;
 /// A login that went to the IdP and has not come back yet.
 #[derive(Serialize, Deserialize)]
 pub struct PendingLogin {
+    /// The provider this login was sent to (`None`: the default one). The
+    /// callback talks to it and accepts its `iss` only (RFC 9700 §4.4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<String>,
     pub nonce: Nonce,
     pub pkce_verifier: PkceCodeVerifier,
     pub return_to: ReturnTo,
@@ -90,6 +94,9 @@ pub struct TokenSet {
 /// What a signed-in session holds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SessionRecord {
+    /// The provider that signed this user in (`None`: the default one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<String>,
     pub sub: String,
     /// The IdP's session id (`sid`), used by back-channel logout.
     pub sid: Option<String>,
@@ -118,6 +125,13 @@ pub struct SessionRecord {
     pub ip: Option<String>,
 }
 
+impl SessionRecord {
+    /// This user's key in the session index and in `/admin`'s user list.
+    pub fn subject_key(&self) -> String {
+        owner_key(self.idp.as_deref(), &self.sub)
+    }
+}
+
 /// The signed-in record inside a stored session's data, if there is one.
 pub fn record_from_data(data: &HashMap<String, Value>) -> Option<SessionRecord> {
     serde_json::from_value(data.get(RECORD_KEY)?.clone()).ok()
@@ -136,12 +150,24 @@ const KEEP_ALIVE_EVERY: time::Duration = time::Duration::minutes(1);
 /// session that is not signed in (e.g. one holding only pending logins).
 pub fn index_entry(data: &HashMap<String, Value>) -> Option<(String, Option<String>)> {
     let record = data.get(RECORD_KEY)?;
-    let sub = record.get("sub")?.as_str()?.to_string();
+    let idp = record.get("idp").and_then(Value::as_str);
+    let sub = owner_key(idp, record.get("sub")?.as_str()?);
     let sid = record
         .get("sid")
         .and_then(Value::as_str)
-        .map(str::to_string);
+        .map(|sid| owner_key(idp, sid));
     Some((sub, sid))
+}
+
+/// How the session index names a user (`sub`) or an IdP session (`sid`) of
+/// provider `idp`: two providers may hand out the same `sub`, and a logout
+/// token from one must never end the other's sessions. The default provider's
+/// keys are the bare values, as before `OIDC_PROVIDERS` existed.
+pub fn owner_key(idp: Option<&str>, value: &str) -> String {
+    match idp {
+        None => value.to_string(),
+        Some(name) => format!("{name}|{value}"),
+    }
 }
 
 /// The request's session, typed.

@@ -23,12 +23,13 @@ pub async fn list(
     let Some((me, _)) = session.signed_in(state).await? else {
         return Ok(None);
     };
-    summaries_of(state, &me.sub, session.id().as_deref())
+    summaries_of(state, &me.subject_key(), session.id().as_deref())
         .await
         .map(Some)
 }
 
-/// The live sessions of user `sub`, newest first; `current` marks the one
+/// The live sessions of the user with subject key `sub`
+/// (`SessionRecord::subject_key`), newest first; `current` marks the one
 /// with that session id.
 pub async fn summaries_of(
     state: &AppState,
@@ -76,7 +77,7 @@ pub async fn end(
     let current = session.id();
     let stored = state
         .store
-        .records_of(&Owner::Sub(me.sub.clone()))
+        .records_of(&Owner::Sub(me.subject_key()))
         .await
         .map_err(tower_sessions::session::Error::Store)?;
     let mut ended = 0;

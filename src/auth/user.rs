@@ -93,9 +93,12 @@ pub async fn userinfo(State(state): State<AppState>, user: CurrentUser) -> Respo
             );
         }
     };
-    match state.oidc.userinfo(&access_token, &user.record.sub).await {
+    let Some(oidc) = state.idps.of(user.record.idp.as_deref()) else {
+        return session_ended();
+    };
+    match oidc.userinfo(&access_token, &user.record.sub).await {
         Ok(claims) => {
-            let roles = state.config.oidc.roles_claim.roles(&claims);
+            let roles = oidc.config().roles_claim.roles(&claims);
             let body = json!({ "claims": Value::Object(claims), "roles": roles });
             (StatusCode::OK, Json(body)).into_response()
         }

@@ -14,7 +14,7 @@ use crate::auth::claims::ClaimPath;
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {var}={value:?} is invalid: expected {expected}")]
 pub struct ConfigError {
-    pub var: &'static str,
+    pub var: String,
     pub value: String,
     pub expected: String,
 }
@@ -24,7 +24,10 @@ pub struct Config {
     /// The public origin of the app, e.g. `http://localhost:3000` (no path, no trailing slash).
     pub base_url: BaseUrl,
     pub site_addr: SocketAddr,
+    /// The provider configured by the unprefixed `OIDC_*` variables.
     pub oidc: OidcConfig,
+    /// More providers from `OIDC_PROVIDERS` (each with `OIDC_<NAME>_*`).
+    pub extra_providers: Vec<OidcConfig>,
     pub session: SessionConfig,
     pub api_audience: String,
     /// The app's own data (notes, users seen): a sqlx SQLite URL.
@@ -45,13 +48,22 @@ pub struct Remote {
 
 #[derive(Clone, Debug)]
 pub struct OidcConfig {
+    /// How sessions, pending logins and `/auth/login?idp=` name this provider:
+    /// `default` for the one configured by the unprefixed `OIDC_*` variables.
+    pub name: String,
+    /// What the sign-in chooser shows when several providers are configured.
+    pub label: String,
     pub issuer: IssuerUrl,
     pub client_id: ClientId,
     pub client_secret: ClientSecret,
     pub scopes: Vec<Scope>,
     pub roles_claim: ClaimPath,
-    /// Server-to-IdP base URL for split networks (the browser keeps the public URLs).
-    pub backchannel_base_url: Option<Url>,
+    /// Server-to-IdP origin for split networks: discovery, token, JWKS and
+    /// userinfo calls go there; the browser keeps the public URLs.
+    pub backchannel_base_url: Option<BaseUrl>,
+    /// Extra authorization-request parameters (Logto's `resource`, Keycloak's
+    /// `kc_idp_hint`, Auth0's `audience`); never a protocol parameter.
+    pub extra_auth_params: Vec<(String, String)>,
     pub refresh_leeway: Duration,
 }
 
@@ -127,14 +139,14 @@ impl<F: Fn(&str) -> Option<String>> Lookup for F {
 struct Reader<'a, L: Lookup>(&'a L);
 
 impl<L: Lookup> Reader<'_, L> {
-    fn raw(&self, var: &'static str, default: &str) -> String {
+    fn raw(&self, var: &str, default: &str) -> String {
         match self.0.get(var) {
             Some(v) if !v.trim().is_empty() => v.trim().to_string(),
             _ => default.to_string(),
         }
     }
 
-    fn optional(&self, var: &'static str) -> Option<String> {
+    fn optional(&self, var: &str) -> Option<String> {
         self.0
             .get(var)
             .map(|v| v.trim().to_string())
@@ -143,14 +155,14 @@ impl<L: Lookup> Reader<'_, L> {
 
     fn parse<T>(
         &self,
-        var: &'static str,
+        var: &str,
         default: &str,
         expected: &str,
         f: impl FnOnce(&str) -> Result<T, String>,
     ) -> Result<T, ConfigError> {
         let value = self.raw(var, default);
         f(&value).map_err(|why| ConfigError {
-            var,
+            var: var.to_string(),
             value: value.clone(),
             expected: format!("{expected} ({why})"),
         })
@@ -187,56 +199,32 @@ impl Config {
             "a socket address such as 127.0.0.1:3000",
             |v| v.parse::<SocketAddr>().map_err(|e| e.to_string()),
         )?;
-        let issuer = r.parse(
-            "OIDC_ISSUER_URL",
-            "http://localhost:8080/realms/demo",
-            "the IdP's issuer URL, exactly as its discovery document states it",
-            |v| {
-                let url = Url::parse(v).map_err(|e| e.to_string())?;
-                if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
-                    return Err("an http(s) URL without query".into());
-                }
-                IssuerUrl::new(v.to_string()).map_err(|e| e.to_string())
-            },
-        )?;
-        let client_id = r.parse("OIDC_CLIENT_ID", "gatehouse", "a client id", |v| {
-            Ok(ClientId::new(v.to_string()))
-        })?;
-        let client_secret = ClientSecret::new(r.raw("OIDC_CLIENT_SECRET", "gatehouse-dev-secret"));
-        let scopes = r.parse(
-            "OIDC_SCOPES",
-            "openid profile email offline_access",
-            "space-separated scopes including openid",
-            parse_scopes,
-        )?;
-        let roles_claim = r.parse(
-            "OIDC_ROLES_CLAIM",
-            "realm_access.roles",
-            "a dotted claim path such as realm_access.roles or roles",
-            ClaimPath::parse,
-        )?;
-        let backchannel_base_url = match r.optional("OIDC_BACKCHANNEL_BASE_URL") {
-            None => None,
-            Some(v) => Some(r.parse(
-                "OIDC_BACKCHANNEL_BASE_URL",
-                &v,
-                "an http(s) base URL such as http://keycloak:8080",
-                |v| {
-                    let url = Url::parse(v).map_err(|e| e.to_string())?;
-                    if matches!(url.scheme(), "http" | "https") {
-                        Ok(url)
-                    } else {
-                        Err("scheme must be http or https".into())
-                    }
-                },
-            )?),
-        };
         let refresh_leeway = r.parse(
             "OIDC_REFRESH_LEEWAY",
             "30s",
             "a duration such as 30s",
             parse_duration,
         )?;
+        let oidc = read_provider(&r, None, refresh_leeway)?;
+        let names = r.parse(
+            "OIDC_PROVIDERS",
+            "",
+            "provider names (letters, digits, -) separated by spaces or commas, not `default`",
+            parse_provider_names,
+        )?;
+        let mut extra_providers: Vec<OidcConfig> = Vec::new();
+        for name in names {
+            let p = read_provider(&r, Some(&name), refresh_leeway)?;
+            // Mix-up defence (RFC 9700 §4.4.2) tells providers apart by issuer.
+            if p.issuer == oidc.issuer || extra_providers.iter().any(|o| o.issuer == p.issuer) {
+                return Err(ConfigError {
+                    var: format!("{}ISSUER_URL", provider_prefix(Some(&name))),
+                    value: p.issuer.to_string(),
+                    expected: "an issuer no other configured provider has".into(),
+                });
+            }
+            extra_providers.push(p);
+        }
         let store = r.parse(
             "SESSION_STORE",
             "sqlite://data/sessions.db",
@@ -257,7 +245,7 @@ impl Config {
         )?;
         if absolute_timeout < idle_timeout {
             return Err(ConfigError {
-                var: "SESSION_ABSOLUTE_TIMEOUT",
+                var: "SESSION_ABSOLUTE_TIMEOUT".into(),
                 value: humantime::format_duration(absolute_timeout).to_string(),
                 expected: "a duration at least as long as SESSION_IDLE_TIMEOUT".into(),
             });
@@ -288,15 +276,8 @@ impl Config {
         Ok(Self {
             base_url,
             site_addr,
-            oidc: OidcConfig {
-                issuer,
-                client_id,
-                client_secret,
-                scopes,
-                roles_claim,
-                backchannel_base_url,
-                refresh_leeway,
-            },
+            oidc,
+            extra_providers,
             session: SessionConfig {
                 store,
                 idle_timeout,
@@ -312,6 +293,157 @@ impl Config {
     pub fn redirect_uri(&self) -> String {
         self.base_url.join("/auth/callback")
     }
+}
+
+/// `OIDC_` for the default provider, `OIDC_<NAME>_` for one named in `OIDC_PROVIDERS`.
+fn provider_prefix(name: Option<&str>) -> String {
+    match name {
+        None => "OIDC_".into(),
+        Some(n) => format!("OIDC_{}_", n.to_ascii_uppercase().replace('-', "_")),
+    }
+}
+
+/// One provider's variables. The default provider has development defaults;
+/// a named one must give its issuer, client id and secret.
+fn read_provider<L: Lookup>(
+    r: &Reader<'_, L>,
+    name: Option<&str>,
+    refresh_leeway: Duration,
+) -> Result<OidcConfig, ConfigError> {
+    let prefix = provider_prefix(name);
+    let var = |suffix: &str| format!("{prefix}{suffix}");
+    let required = |suffix: &str| -> Result<(), ConfigError> {
+        match (name, r.optional(&var(suffix))) {
+            (Some(n), None) => Err(ConfigError {
+                var: var(suffix),
+                value: String::new(),
+                expected: format!("a value: provider {n:?} is listed in OIDC_PROVIDERS"),
+            }),
+            _ => Ok(()),
+        }
+    };
+    required("ISSUER_URL")?;
+    required("CLIENT_ID")?;
+    required("CLIENT_SECRET")?;
+    let issuer = r.parse(
+        &var("ISSUER_URL"),
+        "http://localhost:8080/realms/demo",
+        "the IdP's issuer URL, exactly as its discovery document states it",
+        |v| {
+            let url = Url::parse(v).map_err(|e| e.to_string())?;
+            if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
+                return Err("an http(s) URL without query".into());
+            }
+            IssuerUrl::new(v.to_string()).map_err(|e| e.to_string())
+        },
+    )?;
+    let client_id = r.parse(&var("CLIENT_ID"), "gatehouse", "a client id", |v| {
+        Ok(ClientId::new(v.to_string()))
+    })?;
+    let client_secret = ClientSecret::new(r.raw(&var("CLIENT_SECRET"), "gatehouse-dev-secret"));
+    let scopes = r.parse(
+        &var("SCOPES"),
+        "openid profile email offline_access",
+        "space-separated scopes including openid",
+        parse_scopes,
+    )?;
+    let roles_claim = r.parse(
+        &var("ROLES_CLAIM"),
+        "realm_access.roles",
+        "a dotted claim path such as realm_access.roles or roles",
+        ClaimPath::parse,
+    )?;
+    let backchannel_base_url = match r.optional(&var("BACKCHANNEL_BASE_URL")) {
+        None => None,
+        Some(v) => Some(r.parse(
+            &var("BACKCHANNEL_BASE_URL"),
+            &v,
+            "an http(s) origin such as http://keycloak:8080",
+            BaseUrl::parse,
+        )?),
+    };
+    let extra_auth_params = r.parse(
+        &var("EXTRA_AUTH_PARAMS"),
+        "",
+        "query syntax such as resource=https%3A%2F%2Fapi&kc_idp_hint=github",
+        parse_extra_auth_params,
+    )?;
+    let default_label = Url::parse(issuer.as_str())
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| u.port().map_or(h.to_string(), |p| format!("{h}:{p}")))
+        })
+        .unwrap_or_else(|| issuer.to_string());
+    let label = r.raw(&var("LABEL"), name.unwrap_or(&default_label));
+    Ok(OidcConfig {
+        name: name.unwrap_or(DEFAULT_PROVIDER).to_string(),
+        label,
+        issuer,
+        client_id,
+        client_secret,
+        scopes,
+        roles_claim,
+        backchannel_base_url,
+        extra_auth_params,
+        refresh_leeway,
+    })
+}
+
+/// The name of the provider the unprefixed `OIDC_*` variables configure.
+pub const DEFAULT_PROVIDER: &str = "default";
+
+fn parse_provider_names(raw: &str) -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in raw
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|n| !n.is_empty())
+    {
+        let name = name.to_ascii_lowercase();
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(format!("{name:?} must be letters, digits or -"));
+        }
+        if name == DEFAULT_PROVIDER {
+            return Err("`default` is the unprefixed OIDC_* provider".into());
+        }
+        if names.contains(&name) {
+            return Err(format!("{name:?} is listed twice"));
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// Parameters the flow itself sets: configuration may not override them
+/// (OIDC Core §3.1.2.1, RFC 7636, RFC 9700 §2.1.1). `prompt` is allowed
+/// (Logto needs `prompt=consent` for refresh tokens); sign-up replaces it.
+const PROTOCOL_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "response_mode",
+    "request",
+    "request_uri",
+    "id_token_hint",
+];
+
+fn parse_extra_auth_params(raw: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
+        if key.is_empty() {
+            return Err("a parameter has no name".into());
+        }
+        if PROTOCOL_PARAMS.contains(&key.as_ref()) {
+            return Err(format!("{key} is set by the sign-in flow itself"));
+        }
+        out.push((key.into_owned(), value.into_owned()));
+    }
+    Ok(out)
 }
 
 fn parse_scopes(raw: &str) -> Result<Vec<Scope>, String> {
@@ -472,6 +604,15 @@ mod tests {
             ("OIDC_SCOPES", "profile email"),
             ("OIDC_ROLES_CLAIM", "a..b"),
             ("OIDC_BACKCHANNEL_BASE_URL", "keycloak:8080"),
+            (
+                "OIDC_BACKCHANNEL_BASE_URL",
+                "http://keycloak:8080/realms/demo",
+            ),
+            ("OIDC_EXTRA_AUTH_PARAMS", "kc_idp_hint=github&state=x"),
+            ("OIDC_EXTRA_AUTH_PARAMS", "=x"),
+            ("OIDC_PROVIDERS", "default"),
+            ("OIDC_PROVIDERS", "a b a"),
+            ("OIDC_PROVIDERS", "logto!"),
             ("OIDC_REFRESH_LEEWAY", "soon"),
             ("SESSION_STORE", "postgres://db"),
             ("SESSION_IDLE_TIMEOUT", "0s"),
@@ -505,8 +646,8 @@ mod tests {
         assert!(c.base_url.is_https());
         assert_eq!(c.api_audience, "https://app.example.com/api");
         assert_eq!(
-            c.oidc.backchannel_base_url.unwrap().as_str(),
-            "http://keycloak:8080/"
+            c.oidc.backchannel_base_url.unwrap().origin(),
+            "http://keycloak:8080"
         );
         let r = config(&[("SESSION_STORE", "redis://127.0.0.1:6379")]).unwrap();
         assert!(matches!(r.session.store, StoreUrl::Redis(_)));
@@ -541,5 +682,67 @@ mod tests {
         let c = config(&[("OIDC_SCOPES", "openid email email profile")]).unwrap();
         let scopes: Vec<&str> = c.oidc.scopes.iter().map(|s| s.as_str()).collect();
         assert_eq!(scopes, ["email", "profile"]);
+    }
+
+    #[test]
+    fn named_providers_need_their_own_issuer_and_client() {
+        let err = config(&[("OIDC_PROVIDERS", "logto")]).unwrap_err();
+        assert_eq!(err.var, "OIDC_LOGTO_ISSUER_URL");
+        let err = config(&[
+            ("OIDC_PROVIDERS", "logto"),
+            ("OIDC_LOGTO_ISSUER_URL", "https://t.logto.app/oidc"),
+            ("OIDC_LOGTO_CLIENT_ID", "abc"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "OIDC_LOGTO_CLIENT_SECRET");
+        // Two providers with one issuer could not be told apart (mix-up).
+        let err = config(&[
+            ("OIDC_PROVIDERS", "again"),
+            ("OIDC_AGAIN_ISSUER_URL", "http://localhost:8080/realms/demo"),
+            ("OIDC_AGAIN_CLIENT_ID", "x"),
+            ("OIDC_AGAIN_CLIENT_SECRET", "y"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "OIDC_AGAIN_ISSUER_URL");
+    }
+
+    #[test]
+    fn named_providers_parse_with_their_own_settings() {
+        let c = config(&[
+            ("OIDC_PROVIDERS", "logto, my-idp"),
+            ("OIDC_LOGTO_ISSUER_URL", "https://t.logto.app/oidc"),
+            ("OIDC_LOGTO_CLIENT_ID", "abc"),
+            ("OIDC_LOGTO_CLIENT_SECRET", "s3"),
+            ("OIDC_LOGTO_ROLES_CLAIM", "roles"),
+            ("OIDC_LOGTO_LABEL", "Logto"),
+            (
+                "OIDC_LOGTO_EXTRA_AUTH_PARAMS",
+                "resource=http%3A%2F%2Flocalhost%3A3000%2Fapi&prompt=consent",
+            ),
+            ("OIDC_MY_IDP_ISSUER_URL", "https://idp.example.com/"),
+            ("OIDC_MY_IDP_CLIENT_ID", "c"),
+            ("OIDC_MY_IDP_CLIENT_SECRET", "d"),
+        ])
+        .unwrap();
+        assert_eq!(c.oidc.name, DEFAULT_PROVIDER);
+        assert_eq!(c.oidc.label, "localhost:8080");
+        let names: Vec<&str> = c.extra_providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["logto", "my-idp"]);
+        let logto = &c.extra_providers[0];
+        assert_eq!(logto.label, "Logto");
+        assert_eq!(logto.client_secret.secret(), "s3");
+        assert_eq!(logto.roles_claim.to_string(), "roles");
+        assert_eq!(
+            logto.extra_auth_params,
+            [
+                (
+                    "resource".to_string(),
+                    "http://localhost:3000/api".to_string()
+                ),
+                ("prompt".to_string(), "consent".to_string())
+            ]
+        );
+        assert_eq!(c.extra_providers[1].label, "my-idp");
+        assert!(c.oidc.extra_auth_params.is_empty());
     }
 }

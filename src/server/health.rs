@@ -11,12 +11,14 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let idp = state
-        .oidc
-        .reachable_provider()
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string());
+    // Ready only when every configured provider answers.
+    let mut idp: Result<(), String> = Ok(());
+    for oidc in state.idps.all() {
+        if let Err(e) = oidc.reachable_provider().await {
+            idp = Err(format!("{}: {e}", oidc.config().name));
+            break;
+        }
+    }
     let store = state.store.ping().await;
     let ready = idp.is_ok() && store.is_ok();
     let status = if ready {

@@ -23,7 +23,7 @@ use tower_sessions::{cookie::SameSite, Expiry, SessionManagerLayer};
 
 use crate::{
     app::{shell, App},
-    auth::{self, csrf, provider::Oidc},
+    auth::{self, csrf, idps::Idps},
 };
 use config::Config;
 use state::AppState;
@@ -50,20 +50,20 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
     let store = AnyStore::open(&config.session.store, config.session.absolute_timeout).await?;
     store.spawn_expiry_sweeper();
     let db = db::AppDb::open(&config.app_database).await?;
-    let oidc = Arc::new(Oidc::new(config.clone()));
+    let idps = Arc::new(Idps::new(config.clone()));
     // Try discovery now so problems show in the log at start-up, but do not wait on it.
-    {
-        let oidc = oidc.clone();
+    for oidc in idps.all().iter().cloned() {
         tokio::spawn(async move {
             if let Err(e) = oidc.provider().await {
-                tracing::warn!(error = %e, "identity provider not available yet; will retry on first login");
+                let idp = oidc.config().name.clone();
+                tracing::warn!(%idp, error = %e, "identity provider not available yet; will retry on first login");
             }
         });
     }
     let state = AppState {
         leptos_options: leptos_options.clone(),
         config: config.clone(),
-        oidc,
+        idps,
         store: store.clone(),
         db,
         relay_http: reqwest::Client::builder()

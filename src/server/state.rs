@@ -6,13 +6,14 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 
 use super::{config::Config, db::AppDb, store::AnyStore};
-use crate::auth::provider::Oidc;
+use crate::auth::idps::Idps;
 
 #[derive(Clone)]
 pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub config: Arc<Config>,
-    pub oidc: Arc<Oidc>,
+    /// Every configured identity provider.
+    pub idps: Arc<Idps>,
     pub store: AnyStore,
     pub db: AppDb,
     /// The HTTP client for relayed API calls (no redirects followed).

@@ -25,6 +25,7 @@ pub fn free_port() -> u16 {
 
 /// The dev identity provider (`end2end/idp/server.mjs`), killed on drop.
 pub struct Idp {
+    pub host: String,
     pub port: u16,
     pub issuer: String,
     child: Child,
@@ -36,21 +37,28 @@ impl Idp {
     }
 
     pub async fn start_on(port: u16, env: &[(&str, &str)]) -> Self {
+        Self::start_at("127.0.0.1", port, env).await
+    }
+
+    /// On another loopback address (`IDP_LISTEN_HOST`), for split-network tests.
+    pub async fn start_at(host: &str, port: u16, env: &[(&str, &str)]) -> Self {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/end2end/idp/server.mjs");
         let child = Command::new("node")
             .arg(script)
             .env("IDP_PORT", port.to_string())
+            .env("IDP_LISTEN_HOST", host)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("node must be installed (make test runs scripts/setup.sh)");
         let idp = Self {
+            host: host.to_string(),
             port,
             issuer: format!("http://localhost:{port}/realms/demo"),
             child,
         };
-        let health = format!("http://127.0.0.1:{port}/dev/health");
+        let health = format!("http://{host}:{port}/dev/health");
         for _ in 0..100 {
             if reqwest::get(&health)
                 .await
@@ -64,7 +72,7 @@ impl Idp {
     }
 
     pub async fn stats(&self) -> serde_json::Value {
-        reqwest::get(format!("http://127.0.0.1:{}/dev/stats", self.port))
+        reqwest::get(format!("http://{}:{}/dev/stats", self.host, self.port))
             .await
             .unwrap()
             .json()
@@ -125,6 +133,26 @@ pub async fn spawn_app_with(issuer: &str, overrides: &[(&str, &str)]) -> TestApp
     });
     let (http, jar) = browser();
     TestApp { base, http, jar }
+}
+
+impl TestApp {
+    /// This app as seen by a browser on another network: `localhost` resolves
+    /// to `addrs` in order (the app itself listens on 127.0.0.1).
+    pub fn with_browser_resolving_localhost_to(mut self, addrs: &[std::net::IpAddr]) -> Self {
+        let jar = Arc::new(Jar::default());
+        let addrs: Vec<std::net::SocketAddr> = addrs
+            .iter()
+            .map(|ip| std::net::SocketAddr::new(*ip, 0))
+            .collect();
+        self.http = reqwest::Client::builder()
+            .redirect(redirect::Policy::none())
+            .cookie_provider(jar.clone())
+            .resolve_to_addrs("localhost", &addrs)
+            .build()
+            .unwrap();
+        self.jar = jar;
+        self
+    }
 }
 
 /// A browser-like client: its own cookie jar, redirects walked by hand.
@@ -267,6 +295,17 @@ impl TestApp {
             None => "/auth/login".to_string(),
         };
         let response = self.get(&path).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::SEE_OTHER,
+            "login must redirect"
+        );
+        location(&response)
+    }
+
+    /// `GET /auth/login?idp=<name>` → the authorization URL of that provider.
+    pub async fn start_login_at(&self, idp: &str) -> String {
+        let response = self.get(&format!("/auth/login?idp={idp}")).await;
         assert_eq!(
             response.status(),
             StatusCode::SEE_OTHER,

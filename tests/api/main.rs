@@ -8,6 +8,7 @@ mod headers;
 mod helpers;
 mod hostile_idp;
 mod login_flow;
+mod providers;
 mod redis;
 mod refresh;
 mod relay;

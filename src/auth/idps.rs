@@ -1,0 +1,71 @@
+//! Every configured identity provider: the default one (`OIDC_*`) and any named
+//! in `OIDC_PROVIDERS` (`OIDC_<NAME>_*`). A session and a pending login record
+//! which provider they belong to; everything later (callback, refresh,
+//! userinfo, logout) goes to that provider and no other, which is the mix-up
+//! defence of RFC 9700 §4.4.2 together with the RFC 9207 `iss` check.
+
+use std::sync::Arc;
+
+use super::provider::Oidc;
+use crate::server::config::{Config, DEFAULT_PROVIDER};
+
+pub struct Idps {
+    /// The default provider first, then `OIDC_PROVIDERS` in order.
+    all: Vec<Arc<Oidc>>,
+}
+
+impl Idps {
+    pub fn new(config: Arc<Config>) -> Self {
+        let all = std::iter::once(&config.oidc)
+            .chain(&config.extra_providers)
+            .map(|idp| Arc::new(Oidc::new(config.clone(), idp.clone())))
+            .collect();
+        Self { all }
+    }
+
+    pub fn all(&self) -> &[Arc<Oidc>] {
+        &self.all
+    }
+
+    /// The provider configured by the unprefixed `OIDC_*` variables.
+    pub fn default_idp(&self) -> &Arc<Oidc> {
+        &self.all[0]
+    }
+
+    pub fn named(&self, name: &str) -> Option<&Arc<Oidc>> {
+        self.all.iter().find(|o| o.config().name == name)
+    }
+
+    /// The provider a session or pending login recorded (`None`: the default
+    /// one, which is also what records written before `OIDC_PROVIDERS` mean).
+    /// A name no longer configured gives `None`: the caller fails closed.
+    pub fn of(&self, idp: Option<&str>) -> Option<&Arc<Oidc>> {
+        match idp {
+            None => Some(self.default_idp()),
+            Some(name) => self.named(name),
+        }
+    }
+
+    /// The provider whose issuer a JWT claims to come from, for choosing which
+    /// keys to verify it with. The claim is *unverified* here; the chosen
+    /// provider then checks the signature and `iss` exactly, so a token that
+    /// names one issuer and is signed by another fails.
+    pub fn for_jwt(&self, token: &str) -> Option<&Arc<Oidc>> {
+        if self.all.len() == 1 {
+            return Some(self.default_idp());
+        }
+        #[derive(serde::Deserialize)]
+        struct Iss {
+            iss: String,
+        }
+        let Iss { iss } = jsonwebtoken::dangerous::insecure_decode_claims(token).ok()?;
+        let iss = iss.as_str();
+        self.all.iter().find(|o| o.config().issuer.as_str() == iss)
+    }
+
+    /// What a session records for `idp`: nothing for the default provider.
+    pub fn record_name(idp: &Oidc) -> Option<String> {
+        let name = &idp.config().name;
+        (name != DEFAULT_PROVIDER).then(|| name.clone())
+    }
+}

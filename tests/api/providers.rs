@@ -1,0 +1,223 @@
+//! Deployment shapes: a split network (`OIDC_BACKCHANNEL_BASE_URL`), several
+//! providers at once (`OIDC_PROVIDERS`) with the mix-up defence, and extra
+//! authorization parameters (`OIDC_EXTRA_AUTH_PARAMS`). All against real dev
+//! IdPs over HTTP.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+const INTERNAL: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+
+/// The IdP listens on 127.0.0.2 only. The browser reaches its public URL
+/// (`http://localhost:P`) because its `localhost` resolves there; the app's
+/// `localhost` is 127.0.0.1, where nothing listens — as in docker compose,
+/// where `localhost:8080` inside the app container is not Keycloak. Only the
+/// back-channel base URL makes sign-in, userinfo, refresh and readiness work.
+#[tokio::test]
+async fn backchannel_base_url_carries_every_server_call_while_the_browser_uses_the_public_url() {
+    let port = free_port();
+    let idp = Idp::start_at("127.0.0.2", port, &[("IDP_ACCESS_TOKEN_TTL", "1")]).await;
+    assert_eq!(idp.issuer, format!("http://localhost:{port}/realms/demo"));
+
+    // Without the base URL, the app cannot reach the IdP at its public URL.
+    let cut_off = spawn_app(&idp.issuer)
+        .await
+        .with_browser_resolving_localhost_to(&[INTERNAL, LOCAL]);
+    assert_eq!(
+        cut_off.get("/readyz").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let page = cut_off.get("/auth/login").await;
+    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(page.text().await.unwrap().contains("idp_unreachable"));
+
+    let internal = format!("http://127.0.0.2:{port}");
+    let app = spawn_app_with(
+        &idp.issuer,
+        &[
+            ("OIDC_BACKCHANNEL_BASE_URL", internal.as_str()),
+            ("OIDC_REFRESH_LEEWAY", "1s"),
+        ],
+    )
+    .await
+    .with_browser_resolving_localhost_to(&[INTERNAL, LOCAL]);
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+
+    // The browser is sent to the public authorize URL, never the internal one.
+    let authorize = app.start_login(None).await;
+    assert!(authorize.starts_with(&idp.issuer), "{authorize}");
+    let callback = match app.at_idp(&authorize, "alice", "alice").await {
+        IdpOutcome::Callback(url) => url,
+        IdpOutcome::StayedOnIdp(html) => panic!("{html}"),
+    };
+    // The token exchange and ID-token check (issuer still the public one).
+    let response = app.http.get(&callback).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let user: Value = app.get_json("/auth/user").await.json().await.unwrap();
+    assert_eq!(user["sub"].as_str().map(str::len), Some(36), "{user}");
+
+    // The access token lives 1 s: userinfo first refreshes (token endpoint),
+    // then calls userinfo — both through the internal address.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let info = app.get_json("/auth/userinfo").await;
+    assert_eq!(info.status(), StatusCode::OK);
+    let info: Value = info.json().await.unwrap();
+    assert_eq!(info["claims"]["preferred_username"], "alice");
+    assert_eq!(idp.stats().await["token_requests"]["refresh_token"], 1);
+
+    // Logout sends the browser to the public end-session URL.
+    let logout = app.logout().await;
+    assert!(location(&logout).starts_with(&idp.issuer));
+}
+
+/// Two real IdPs behind one app: a chooser, a login at either, and a response
+/// from one delivered to a login started at the other is refused.
+#[tokio::test]
+async fn several_providers_choose_sign_in_and_refuse_mixed_up_responses() {
+    let first = Idp::start().await;
+    let second = Idp::start().await;
+    let app = spawn_app_with(
+        &first.issuer,
+        &[
+            ("OIDC_LABEL", "First IdP"),
+            ("OIDC_PROVIDERS", "second"),
+            ("OIDC_SECOND_ISSUER_URL", second.issuer.as_str()),
+            ("OIDC_SECOND_CLIENT_ID", "gatehouse"),
+            ("OIDC_SECOND_CLIENT_SECRET", "gatehouse-dev-secret"),
+            ("OIDC_SECOND_LABEL", "Second <IdP>"),
+        ],
+    )
+    .await;
+
+    // "Sign in" shows a chooser (escaped labels, links carry return_to).
+    let chooser = app.get("/auth/login?return_to=/profile").await;
+    assert_eq!(chooser.status(), StatusCode::OK);
+    let html = chooser.text().await.unwrap();
+    assert!(
+        html.contains(r#"href="/auth/login?idp=default&amp;return_to=%2Fprofile""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"href="/auth/login?idp=second&amp;return_to=%2Fprofile""#),
+        "{html}"
+    );
+    assert!(
+        html.contains("First IdP") && html.contains("Second &lt;IdP&gt;"),
+        "{html}"
+    );
+    let unknown = app.get("/auth/login?idp=nope").await;
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    assert!(unknown.text().await.unwrap().contains("unknown_provider"));
+
+    // A login started at the first IdP (state A), and one at the second
+    // whose authorization response (code B, iss B) the attacker replays
+    // against state A: refused before any code is redeemed.
+    let to_first = app.start_login_at("default").await;
+    assert!(to_first.starts_with(&first.issuer), "{to_first}");
+    let to_second = app.start_login_at("second").await;
+    assert!(to_second.starts_with(&second.issuer), "{to_second}");
+    let from_second = match app.at_idp(&to_second, "bob", "bob").await {
+        IdpOutcome::Callback(url) => url,
+        IdpOutcome::StayedOnIdp(html) => panic!("{html}"),
+    };
+    let state_a = query_param(&to_first, "state").unwrap();
+    let mixed = with_param(&from_second, "state", Some(&state_a));
+    let refused = app.http.get(&mixed).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(refused.text().await.unwrap().contains("issuer_mismatch"));
+    assert_eq!(
+        app.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Stripping `iss` does not help (the first IdP advertises RFC 9207), and
+    // claiming the first IdP's `iss` sends code B to the first IdP, which
+    // refuses it.
+    for iss in [None, Some(first.issuer.as_str())] {
+        let state = query_param(&app.start_login_at("default").await, "state").unwrap();
+        let forged = with_param(&with_param(&from_second, "state", Some(&state)), "iss", iss);
+        let refused = app.http.get(&forged).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "iss {iss:?}");
+        let reason = if iss.is_none() {
+            "issuer_mismatch"
+        } else {
+            "code_rejected"
+        };
+        assert!(
+            refused.text().await.unwrap().contains(reason),
+            "iss {iss:?}"
+        );
+        assert_eq!(
+            app.get_json("/auth/user").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    // The genuine response to the second login still signs bob in there.
+    let response = app.http.get(&from_second).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let user: Value = app.get_json("/auth/user").await.json().await.unwrap();
+    assert_eq!(user["name"], "Bob Builder", "{user}");
+    // Userinfo and logout go to the provider the session came from.
+    assert_eq!(
+        app.get_json("/auth/userinfo").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        first.stats().await["token_requests"]["authorization_code"],
+        1
+    );
+    assert_eq!(
+        second.stats().await["token_requests"]["authorization_code"],
+        1
+    );
+    let logout = app.logout().await;
+    assert!(
+        location(&logout).starts_with(&second.issuer),
+        "{}",
+        location(&logout)
+    );
+}
+
+#[tokio::test]
+async fn extra_auth_params_reach_the_idp_but_never_override_the_flow() {
+    let idp = Idp::start().await;
+    let app = spawn_app_with(
+        &idp.issuer,
+        &[(
+            "OIDC_EXTRA_AUTH_PARAMS",
+            "kc_idp_hint=github&ui_locales=de&prompt=login",
+        )],
+    )
+    .await;
+    let authorize = app.start_login(None).await;
+    assert_eq!(
+        query_param(&authorize, "kc_idp_hint").as_deref(),
+        Some("github")
+    );
+    assert_eq!(query_param(&authorize, "ui_locales").as_deref(), Some("de"));
+    assert_eq!(query_param(&authorize, "prompt").as_deref(), Some("login"));
+    // The IdP accepts them and the login completes.
+    let callback = match app.at_idp(&authorize, "alice", "alice").await {
+        IdpOutcome::Callback(url) => url,
+        IdpOutcome::StayedOnIdp(html) => panic!("{html}"),
+    };
+    assert_eq!(
+        app.http.get(&callback).send().await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+    // Sign-up replaces a configured prompt with `create`, once.
+    let signup = location(&app.second_browser().get("/auth/signup").await);
+    let prompts: Vec<_> = url::Url::parse(&signup)
+        .unwrap()
+        .query_pairs()
+        .filter(|(k, _)| k == "prompt")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    assert_eq!(prompts, ["create"]);
+}
