@@ -52,7 +52,8 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
     let db = db::AppDb::open(&config.app_database).await?;
     let idps = Arc::new(Idps::new(config.clone()));
     // Try discovery now so problems show in the log at start-up, but do not wait on it.
-    for oidc in idps.all().iter().cloned() {
+    for oidc in idps.all() {
+        let oidc = oidc.clone();
         tokio::spawn(async move {
             if let Err(e) = oidc.provider().await {
                 let idp = oidc.config().name.clone();

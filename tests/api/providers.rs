@@ -221,3 +221,76 @@ async fn extra_auth_params_reach_the_idp_but_never_override_the_flow() {
         .collect();
     assert_eq!(prompts, ["create"]);
 }
+
+/// Alice signs in through both IdPs (the dev IdP gives her the same `sub` in
+/// both); logging out at the second IdP ends only the session from there.
+#[tokio::test]
+async fn backchannel_logout_from_one_provider_ends_only_its_sessions() {
+    let (first_port, second_port) = (free_port(), free_port());
+    let first_issuer = format!("http://localhost:{first_port}/realms/demo");
+    let second_issuer = format!("http://localhost:{second_port}/realms/demo");
+    let via_first = spawn_app_with(
+        &first_issuer,
+        &[
+            ("OIDC_PROVIDERS", "second"),
+            ("OIDC_SECOND_ISSUER_URL", second_issuer.as_str()),
+            ("OIDC_SECOND_CLIENT_ID", "gatehouse"),
+            ("OIDC_SECOND_CLIENT_SECRET", "gatehouse-dev-secret"),
+        ],
+    )
+    .await;
+    let via_second = via_first.second_browser();
+    let logout_uri = via_first.url("/auth/backchannel-logout");
+    let env = [("IDP_BACKCHANNEL_LOGOUT_URI", logout_uri.as_str())];
+    let _first = Idp::start_on(first_port, &env).await;
+    let second = Idp::start_on(second_port, &env).await;
+
+    for (browser, idp) in [(&via_first, "default"), (&via_second, "second")] {
+        let authorize = browser.start_login_at(idp).await;
+        let callback = match browser.at_idp(&authorize, "alice", "alice").await {
+            IdpOutcome::Callback(url) => url,
+            IdpOutcome::StayedOnIdp(html) => panic!("{html}"),
+        };
+        let response = browser.http.get(&callback).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    }
+    let sub = |v: Value| v["sub"].as_str().unwrap().to_string();
+    assert_eq!(
+        sub(via_first.get_json("/auth/user").await.json().await.unwrap()),
+        sub(via_second
+            .get_json("/auth/user")
+            .await
+            .json()
+            .await
+            .unwrap()),
+        "the same sub at both IdPs"
+    );
+
+    walk_idp_logout(
+        &via_second.http,
+        &format!("{second_issuer}/protocol/openid-connect/logout"),
+    )
+    .await;
+    let mut ended = false;
+    for _ in 0..30 {
+        if via_second.get_json("/auth/user").await.status() == StatusCode::UNAUTHORIZED {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        ended,
+        "the second IdP's back-channel logout ends its session"
+    );
+    assert!(
+        second.stats().await["backchannel_logouts_sent"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(
+        via_first.get_json("/auth/user").await.status(),
+        StatusCode::OK
+    );
+}
