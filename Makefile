@@ -4,7 +4,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 IDP_PORT ?= 8080
 
-.PHONY: dev serve idp test test-idp test-rust test-wasm-release test-e2e bench setup lint fmt
+.PHONY: dev serve idp test test-idp test-compose test-rust test-wasm-release test-e2e bench setup lint fmt
 
 setup:
 	@scripts/setup.sh
@@ -24,10 +24,14 @@ idp:
 	IDP_PORT=$(IDP_PORT) node end2end/idp/server.mjs
 
 ## test: everything — the dev IdP's self-test, unit, integration (real dev IdP over HTTP), end-to-end (real Chromium)
-test: setup test-idp test-rust test-wasm-release test-e2e
+test: setup test-idp test-compose test-rust test-wasm-release test-e2e
 
 test-idp:
 	node end2end/idp/selftest.mjs
+
+## the compose file's schema and interpolation (no Docker engine needed)
+test-compose:
+	docker-compose -f docker-compose.yaml config -q
 
 test-rust:
 	cargo test --features ssr --no-fail-fast

@@ -9,16 +9,22 @@ export PATH="$HOME/.cargo/bin:$PATH"
 say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
 # Debian packages: Chromium for the browser tests, binaryen for wasm-opt,
-# redis-server for the multi-instance tests.
+# redis-server for the multi-instance tests, docker-compose (1.29, Python) to
+# validate docker-compose.yaml — no Docker engine is needed or installed.
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v wasm-opt >/dev/null || need_apt+=(binaryen)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "apt-get install ${need_apt[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if ! command -v docker-compose >/dev/null; then
+  say "apt-get install docker-compose (without the Docker engine it recommends)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
 fi
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then

@@ -5,6 +5,10 @@
 // "N passed, N failed". Exits non-zero on any failure.
 //
 //   node end2end/idp/selftest.mjs
+//
+// It ends by checking that the Keycloak realm of `docker compose up`
+// (deploy/keycloak/realm-demo.json, or SELFTEST_REALM_FILE) agrees with this
+// IdP: see realm-agreement.mjs.
 
 import { spawn } from 'node:child_process';
 import {
@@ -12,6 +16,8 @@ import {
 } from 'node:crypto';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
+
+import { checkRealmAgreement } from './realm-agreement.mjs';
 
 const SERVER = fileURLToPath(new URL('./server.mjs', import.meta.url));
 const CLIENT = { id: 'gatehouse', secret: 'gatehouse-dev-secret' };
@@ -212,6 +218,10 @@ async function main() {
 
 async function runFlows({ base, issuer, logoutTokens }) {
   const jar = new CookieJar();
+  // What this run saw the IdP do, for the Keycloak realm agreement at the end.
+  const live = {
+    issuer, idTokens: {}, userinfo: {},
+  };
   const basic = (c) => `Basic ${Buffer.from(`${encodeURIComponent(c.id)}:${encodeURIComponent(c.secret)}`).toString('base64')}`;
 
   async function request(url, { method = 'GET', form, headers = {} } = {}) {
@@ -268,6 +278,7 @@ async function runFlows({ base, issuer, logoutTokens }) {
   // -- discovery -------------------------------------------------------------
   await request(`${base}/dev/stats/reset`, { method: 'POST' });
   const disco = JSON.parse((await request(`${issuer}/.well-known/openid-configuration`)).text);
+  live.disco = disco;
   check('discovery issuer equals the issuer string', disco.issuer === issuer, disco.issuer);
   const oidc = `${issuer}/protocol/openid-connect`;
   check('Keycloak endpoint layout', disco.authorization_endpoint === `${oidc}/auth`
@@ -294,9 +305,10 @@ async function runFlows({ base, issuer, logoutTokens }) {
   {
     const r = await request(authorizeUrl({ code_challenge: undefined, code_challenge_method: undefined }).url);
     const loc = r.location && new URL(r.location);
-    check('authorization without PKCE is refused', loc?.origin === APP && loc.searchParams.get('error') === 'invalid_request', r.location);
+    const noPkce = check('authorization without PKCE is refused', loc?.origin === APP && loc.searchParams.get('error') === 'invalid_request', r.location);
     const p = await request(authorizeUrl({ code_challenge_method: 'plain' }).url);
-    check('PKCE plain is refused', new URL(p.location ?? 'http://x').searchParams.get('error') === 'invalid_request', p.location);
+    const noPlain = check('PKCE plain is refused', new URL(p.location ?? 'http://x').searchParams.get('error') === 'invalid_request', p.location);
+    live.pkceRequired = Boolean(noPkce && noPlain);
   }
 
   // -- login: wrong password, then right ------------------------------------
@@ -333,6 +345,7 @@ async function runFlows({ base, issuer, logoutTokens }) {
   const idt = verifyRs256(tokens.json.id_token, jwks);
   check('ID token signature verifies with the JWKS (RS256)', idt.ok, idt.reason);
   const claims = idt.payload;
+  live.idTokens.alice = claims;
   check('ID token iss, aud, nonce', claims.iss === issuer && claims.aud === CLIENT.id && claims.nonce === first.params.nonce, claims);
   check('ID token has name, email, picture, sid', claims.name === 'Alice Liddell' && claims.email === 'alice@example.com'
     && claims.email_verified === true && claims.picture?.startsWith(issuer) && typeof claims.sid === 'string'
@@ -346,6 +359,7 @@ async function runFlows({ base, issuer, logoutTokens }) {
   // -- userinfo ------------------------------------------------------------------
   const ui = await request(`${oidc}/userinfo`, { headers: { authorization: `Bearer ${tokens.json.access_token}` } });
   const userinfo = JSON.parse(ui.text);
+  live.userinfo.alice = userinfo;
   check('userinfo returns the user with realm_access', ui.status === 200 && userinfo.sub === claims.sub
     && userinfo.email === 'alice@example.com' && JSON.stringify(userinfo.realm_access?.roles) === '["admin","user"]', userinfo);
   check('userinfo adds updated_at and locale', typeof userinfo.updated_at === 'number' && userinfo.locale === 'en-GB', userinfo);
@@ -369,6 +383,7 @@ async function runFlows({ base, issuer, logoutTokens }) {
   // -- machine-to-machine client ----------------------------------------------------
   const m2m = await token(M2M, { grant_type: 'client_credentials', scope: 'notes:read' });
   const m2mJwt = m2m.json.access_token && verifyRs256(m2m.json.access_token, jwks);
+  live.m2mAccessToken = m2mJwt?.ok ? m2mJwt.payload : undefined;
   check('client_credentials gives an RS256 JWT for the API audience with notes:read', m2m.status === 200 && m2mJwt?.ok
     && m2mJwt.payload.aud === 'http://localhost:3000/api' && m2mJwt.payload.scope === 'notes:read'
     && m2mJwt.payload.iss === issuer && m2mJwt.payload.client_id === M2M.id, { json: m2m.json, payload: m2mJwt?.payload });
@@ -400,6 +415,7 @@ async function runFlows({ base, issuer, logoutTokens }) {
   check('one back-channel logout token delivered to the app', logoutTokens.length === 1, logoutTokens.length);
   if (logoutTokens.length) {
     const lt = verifyRs256(logoutTokens[0], jwks);
+    if (lt.ok) live.logoutTokenSid = lt.payload.sid;
     check('logout token is signed, carries sid/sub/events and no nonce', lt.ok && lt.payload.sid === claims.sid
       && lt.payload.sub === claims.sub && lt.payload.aud === CLIENT.id && lt.payload.iss === issuer
       && lt.payload.events?.['http://schemas.openid.net/event/backchannel-logout'] && !('nonce' in lt.payload), lt.payload);
@@ -458,6 +474,7 @@ async function runFlows({ base, issuer, logoutTokens }) {
     grant_type: 'authorization_code', code: bobCode, redirect_uri: REDIRECT_URI, code_verifier: bobLogin.verifier,
   });
   const bobClaims = decodeJwt(bob.json.id_token).payload;
+  live.idTokens.bob = bobClaims;
   check('bob: Bob Builder, email_verified false, roles [user]', bobClaims.name === 'Bob Builder' && bobClaims.email === 'bob@example.com'
     && bobClaims.email_verified === false && JSON.stringify(bobClaims.realm_access.roles) === '["user"]', bobClaims);
   check('no offline_access requested: no refresh token', !('refresh_token' in bob.json), Object.keys(bob.json));
@@ -480,13 +497,27 @@ async function runFlows({ base, issuer, logoutTokens }) {
 
   // Reusing an already-rotated refresh token is refused.
   const reuse = await token(CLIENT, { grant_type: 'refresh_token', refresh_token: tokens.json.refresh_token });
-  check('an already-rotated refresh token is refused', reuse.status === 400 && reuse.json.error === 'invalid_grant', reuse.json);
+  live.rotatedRefreshRefused = check('an already-rotated refresh token is refused', reuse.status === 400 && reuse.json.error === 'invalid_grant', reuse.json);
 
   await request(`${base}/dev/stats/reset`, { method: 'POST' });
   stats = JSON.parse((await request(`${base}/dev/stats`)).text);
   check('POST /dev/stats/reset zeroes the counters', stats.token_requests.authorization_code === 0
     && stats.token_requests.refresh_token === 0 && stats.token_requests.client_credentials === 0
     && stats.backchannel_logouts_sent === 0, stats);
+
+  // -- the Keycloak realm of `docker compose up` agrees with this IdP ------------------
+  live.accepts = {
+    // An allowed redirect_uri gets a redirect; a refused one a 400 page on the IdP.
+    redirectUri: async (uri) => {
+      const res = await request(authorizeUrl({ redirect_uri: uri }).url);
+      return res.status === 303 && Boolean(res.location);
+    },
+    postLogoutUri: async (uri) => {
+      const res = await request(`${oidc}/logout?${new URLSearchParams({ client_id: CLIENT.id, post_logout_redirect_uri: uri })}`);
+      return res.status === 200;
+    },
+  };
+  await checkRealmAgreement(check, live);
 }
 
 main().catch((err) => {

@@ -16,6 +16,9 @@ import http from 'node:http';
 
 import Provider, { errors, interactionPolicy } from 'oidc-provider';
 
+import {
+  API_SCOPES, CLIENT_ID, CLIENT_SECRET, M2M_CLIENT_ID, M2M_CLIENT_SECRET, clientMetadata,
+} from './clients.mjs';
 import { ConfigError, loadConfig } from './config.mjs';
 import {
   UserDirectory, USERNAME_PATTERN, claimsFor, seedUsers,
@@ -43,15 +46,8 @@ const {
   exposeTokensForTests,
 } = config;
 
-const CLIENT_ID = 'gatehouse';
-const CLIENT_SECRET = 'gatehouse-dev-secret';
-const M2M_CLIENT_ID = 'gatehouse-m2m';
-const M2M_CLIENT_SECRET = 'gatehouse-m2m-secret';
-const API_SCOPES = 'notes:read notes:write';
 const OIDC = '/protocol/openid-connect';
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
-const REGISTERED_REDIRECT_URI = 'http://localhost:3000/auth/callback';
-const REGISTERED_POST_LOGOUT_URI = 'http://localhost:3000/';
 
 const issuerUrl = issuer.endsWith('/') ? issuer.slice(0, -1) : issuer;
 const users = new UserDirectory({ avatarUrl: (username) => `${issuerUrl}/avatars/${encodeURIComponent(username)}.svg` });
@@ -189,31 +185,7 @@ function keepOfflineAccess(ctx) {
 // the provider
 
 const provider = new Provider(issuer, {
-  clients: [
-    {
-      client_id: CLIENT_ID,
-      client_secret: CLIENT_SECRET,
-      client_name: 'Gatehouse',
-      application_type: 'web',
-      token_endpoint_auth_method: 'client_secret_basic',
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      redirect_uris: [REGISTERED_REDIRECT_URI],
-      post_logout_redirect_uris: [REGISTERED_POST_LOGOUT_URI],
-      backchannel_logout_uri: backchannelLogoutUri,
-      backchannel_logout_session_required: true,
-      id_token_signed_response_alg: 'RS256',
-    },
-    {
-      client_id: M2M_CLIENT_ID,
-      client_secret: M2M_CLIENT_SECRET,
-      client_name: 'Gatehouse machine-to-machine',
-      token_endpoint_auth_method: 'client_secret_basic',
-      grant_types: ['client_credentials'],
-      response_types: [],
-      redirect_uris: [],
-    },
-  ],
+  clients: clientMetadata({ backchannelLogoutUri }),
   jwks: { keys: [signingKey()] },
   cookies: { keys: [randomBytes(32).toString('base64url')] },
   enabledJWA: {

@@ -1,0 +1,42 @@
+// The clients the dev identity provider registers, and the API it issues
+// machine-to-machine tokens for. server.mjs builds its provider from these;
+// the self-test compares them with the Keycloak realm in
+// deploy/keycloak/realm-demo.json (see realm-agreement.mjs), so the two
+// cannot drift apart unnoticed.
+
+export const CLIENT_ID = 'gatehouse';
+export const CLIENT_SECRET = 'gatehouse-dev-secret';
+export const M2M_CLIENT_ID = 'gatehouse-m2m';
+export const M2M_CLIENT_SECRET = 'gatehouse-m2m-secret';
+export const API_SCOPES = 'notes:read notes:write';
+export const REGISTERED_REDIRECT_URI = 'http://localhost:3000/auth/callback';
+export const REGISTERED_POST_LOGOUT_URI = 'http://localhost:3000/';
+
+// oidc-provider client metadata of both clients.
+export function clientMetadata({ backchannelLogoutUri }) {
+  return [
+    {
+      client_id: CLIENT_ID,
+      client_secret: CLIENT_SECRET,
+      client_name: 'Gatehouse',
+      application_type: 'web',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: [REGISTERED_REDIRECT_URI],
+      post_logout_redirect_uris: [REGISTERED_POST_LOGOUT_URI],
+      backchannel_logout_uri: backchannelLogoutUri,
+      backchannel_logout_session_required: true,
+      id_token_signed_response_alg: 'RS256',
+    },
+    {
+      client_id: M2M_CLIENT_ID,
+      client_secret: M2M_CLIENT_SECRET,
+      client_name: 'Gatehouse machine-to-machine',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+    },
+  ];
+}
