@@ -303,6 +303,18 @@ impl TestApp {
         location(&response)
     }
 
+    /// Whether `/auth/user` turns 401 within `tries` polls 100 ms apart (a
+    /// back-channel logout arrives asynchronously).
+    pub async fn signed_out_within(&self, tries: u32) -> bool {
+        for _ in 0..tries {
+            if self.get_json("/auth/user").await.status() == StatusCode::UNAUTHORIZED {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     /// `GET /auth/login?idp=<name>` → the authorization URL of that provider.
     pub async fn start_login_at(&self, idp: &str) -> String {
         let response = self.get(&format!("/auth/login?idp={idp}")).await;
