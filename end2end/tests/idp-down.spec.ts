@@ -39,6 +39,8 @@ test.afterEach(async ({}, testInfo) => {
   if (testInfo.status !== testInfo.expectedStatus) {
     await testInfo.attach('app.log', { body: app?.output() ?? '', contentType: 'text/plain' });
     await testInfo.attach('idp.log', { body: idpLogs + (idp?.output() ?? ''), contentType: 'text/plain' });
+    // CI keeps only the console: put the app's last lines there too.
+    console.error(`--- app log (last 4000 chars) ---\n${(app?.output() ?? '').slice(-4000)}`);
   }
   await app?.stop();
   app = undefined;
@@ -52,6 +54,11 @@ async function expectUnreachablePage(page: Page): Promise<void> {
   await expect(errorPage).toBeVisible();
   await expect(errorPage.locator('h1')).toHaveText('Identity provider unreachable');
   expect(new URL(page.url()).origin).toBe(APP);
+}
+
+/** `/readyz` turns 200 (the IdP answers the app), on a slow machine too. */
+async function expectReady(page: Page): Promise<void> {
+  await expect.poll(async () => (await page.request.get(`${APP}/readyz`)).status(), { timeout: 30_000 }).toBe(200);
 }
 
 async function expectPublicHome(page: Page): Promise<void> {
@@ -91,6 +98,7 @@ test('IdP restarted (new signing key, sessions lost): sign-in works again withou
 
   await stopIdp();
   idp = await startIdp(ports);
+  await expectReady(page);
 
   const fresh = await browser.newContext();
   try {
@@ -109,22 +117,25 @@ test('IdP restarted (new signing key, sessions lost): sign-in works again withou
 test('IdP goes down after the app discovered it: "Sign in" shows the unreachable page', async ({ page }) => {
   idp = await startIdp(ports);
   app = await startApp(ports);
-  await expect.poll(async () => (await page.request.get(`${APP}/readyz`)).status()).toBe(200);
+  await expectReady(page);
   await stopIdp();
 
   await expectPublicHome(page);
   await expectUnreachablePage(page);
 
+  // The IdP comes back (new process, new signing key): the app notices
+  // without a restart, and the login verifies the new key.
   idp = await startIdp(ports);
+  await expectReady(page);
   await page.getByRole('link', { name: 'Try again' }).click();
   await submitIdpLogin(page, { appOrigin: APP, idpOrigin: IDP });
-  await expect(page.getByTestId('user-menu')).toContainText(ALICE.name);
+  await expect(page.getByTestId('user-menu')).toContainText(ALICE.name, { timeout: 30_000 });
 });
 
 test('IdP goes down after the app discovered it: /readyz says not ready', async ({ request }) => {
   idp = await startIdp(ports);
   app = await startApp(ports);
-  await expect.poll(async () => (await request.get(`${APP}/readyz`)).status()).toBe(200);
+  await expect.poll(async () => (await request.get(`${APP}/readyz`)).status(), { timeout: 30_000 }).toBe(200);
   await stopIdp();
 
   const ready = await request.get(`${APP}/readyz`);
