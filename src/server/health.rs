@@ -1,5 +1,5 @@
-//! `GET /healthz` (the process is up) and `GET /readyz` (the IdP and the
-//! session store both answer).
+//! `GET /healthz` (the process is up) and `GET /readyz` (the session store
+//! and an identity provider answer).
 
 use axum::{extract::State, http::StatusCode, response::IntoResponse, Json};
 use serde_json::json;
@@ -11,27 +11,51 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    // Ready only when every configured provider answers.
-    let mut idp: Result<(), String> = Ok(());
-    for oidc in state.idps.all() {
-        if let Err(e) = oidc.reachable_provider().await {
-            idp = Err(format!("{}: {e}", oidc.config().name));
-            break;
-        }
-    }
+    let check = |r: &Result<(), String>| match r {
+        Ok(()) => json!({ "ok": true }),
+        Err(e) => json!({ "ok": false, "error": e }),
+    };
+    // All providers are asked at once; each check has its own short timeout.
+    let results = futures::future::join_all(state.idps.all().iter().map(|oidc| async move {
+        let result = oidc
+            .reachable_provider()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        (oidc.config().name.clone(), result)
+    }))
+    .await;
     let store = state.store.ping().await;
-    let ready = idp.is_ok() && store.is_ok();
+    // With several providers, one IdP being down must not take every instance
+    // out of the load balancer: the others still sign people in. So the app
+    // is ready when the store answers and at least one provider does; `idp`
+    // says whether all do, `providers` which.
+    let any_idp = results.iter().any(|(_, r)| r.is_ok());
+    let first_error = results
+        .iter()
+        .find_map(|(name, r)| r.as_ref().err().map(|e| (name, e)));
+    let idp = match first_error {
+        None => Ok(()),
+        Some((name, e)) if results.len() > 1 => Err(format!("{name}: {e}")),
+        Some((_, e)) => Err(e.clone()),
+    };
+    let ready = any_idp && store.is_ok();
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let check = |r: &Result<(), String>| match r {
-        Ok(()) => json!({ "ok": true }),
-        Err(e) => json!({ "ok": false, "error": e }),
-    };
+    let providers: serde_json::Map<String, serde_json::Value> = results
+        .iter()
+        .map(|(name, r)| (name.clone(), check(r)))
+        .collect();
     (
         status,
-        Json(json!({ "ready": ready, "idp": check(&idp), "session_store": check(&store) })),
+        Json(json!({
+            "ready": ready,
+            "idp": check(&idp),
+            "providers": providers,
+            "session_store": check(&store),
+        })),
     )
 }

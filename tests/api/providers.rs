@@ -182,6 +182,17 @@ async fn several_providers_choose_sign_in_and_refuse_mixed_up_responses() {
         "{}",
         location(&logout)
     );
+    // One provider down: still ready (the other signs people in), and
+    // /readyz says which one is down.
+    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["providers"]["second"]["ok"], true, "{ready}");
+    drop(second);
+    let response = app.get("/readyz").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let ready: Value = response.json().await.unwrap();
+    assert_eq!(ready["idp"]["ok"], false, "{ready}");
+    assert_eq!(ready["providers"]["default"]["ok"], true, "{ready}");
+    assert_eq!(ready["providers"]["second"]["ok"], false, "{ready}");
 }
 
 #[tokio::test]
