@@ -118,6 +118,16 @@ impl BaseUrl {
         self.url.scheme() == "https"
     }
 
+    /// `localhost`, `127.0.0.1` or `[::1]`: only this machine can reach it.
+    pub fn is_loopback(&self) -> bool {
+        match self.url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        }
+    }
+
     /// An absolute URL for a path on this origin (`path` must start with `/`).
     pub fn join(&self, path: &str) -> String {
         debug_assert!(path.starts_with('/'));
@@ -272,6 +282,17 @@ impl Config {
             "entries `name=URL [METHOD,…]` separated by `;`",
             parse_remotes,
         )?;
+        let allow_insecure = r.parse(
+            "GATEHOUSE_ALLOW_INSECURE",
+            "0",
+            "1 (downgrade the start-up security checks to warnings) or 0",
+            |v| match v {
+                "0" => Ok(false),
+                "1" => Ok(true),
+                _ => Err("only 0 or 1".into()),
+            },
+        )?;
+        refuse_insecure(&base_url, &oidc, &extra_providers, allow_insecure)?;
 
         Ok(Self {
             base_url,
@@ -293,6 +314,57 @@ impl Config {
     pub fn redirect_uri(&self) -> String {
         self.base_url.join("/auth/callback")
     }
+}
+
+/// The development client secret, which is public (it is in this repository).
+pub const DEV_CLIENT_SECRET: &str = "gatehouse-dev-secret";
+
+/// The start-up self-check on the configuration alone (OWASP ASVS 5.0 §3.3:
+/// cookies only over TLS; no shared default credentials). Outside loopback,
+/// plain http would send the session cookie in clear text and the dev client
+/// secret is known to everyone: both refuse to start, unless
+/// `GATEHOUSE_ALLOW_INSECURE=1` turns them into warnings. (A session cookie
+/// without `Secure` on https cannot happen: `Secure` and the `__Host-` prefix
+/// follow from an https `APP_BASE_URL` by construction.)
+fn refuse_insecure(
+    base_url: &BaseUrl,
+    oidc: &OidcConfig,
+    extra: &[OidcConfig],
+    allow_insecure: bool,
+) -> Result<(), ConfigError> {
+    let mut problems: Vec<ConfigError> = Vec::new();
+    if !base_url.is_https() && !base_url.is_loopback() {
+        problems.push(ConfigError {
+            var: "APP_BASE_URL".into(),
+            value: base_url.origin().to_string(),
+            expected: "https outside localhost (the session cookie must not travel in clear text; \
+                       GATEHOUSE_ALLOW_INSECURE=1 overrides)"
+                .into(),
+        });
+    }
+    if !base_url.is_loopback() {
+        for p in std::iter::once(oidc).chain(extra) {
+            if p.client_secret.secret() == DEV_CLIENT_SECRET {
+                problems.push(ConfigError {
+                    var: format!(
+                        "{}CLIENT_SECRET",
+                        provider_prefix((p.name != DEFAULT_PROVIDER).then_some(p.name.as_str()),)
+                    ),
+                    value: "(the development default)".into(),
+                    expected: "the client's real secret outside localhost \
+                               (GATEHOUSE_ALLOW_INSECURE=1 overrides)"
+                        .into(),
+                });
+            }
+        }
+    }
+    if allow_insecure {
+        for problem in &problems {
+            tracing::warn!("GATEHOUSE_ALLOW_INSECURE=1: starting anyway: {problem}");
+        }
+        return Ok(());
+    }
+    problems.into_iter().next().map_or(Ok(()), Err)
 }
 
 /// `OIDC_` for the default provider, `OIDC_<NAME>_` for one named in `OIDC_PROVIDERS`.
@@ -340,7 +412,7 @@ fn read_provider<L: Lookup>(
     let client_id = r.parse(&var("CLIENT_ID"), "gatehouse", "a client id", |v| {
         Ok(ClientId::new(v.to_string()))
     })?;
-    let client_secret = ClientSecret::new(r.raw(&var("CLIENT_SECRET"), "gatehouse-dev-secret"));
+    let client_secret = ClientSecret::new(r.raw(&var("CLIENT_SECRET"), DEV_CLIENT_SECRET));
     let scopes = r.parse(
         &var("SCOPES"),
         "openid profile email offline_access",
@@ -638,6 +710,7 @@ mod tests {
         let c = config(&[
             ("SESSION_STORE", "memory"),
             ("APP_BASE_URL", "https://app.example.com/"),
+            ("OIDC_CLIENT_SECRET", "a-real-secret"),
             ("OIDC_BACKCHANNEL_BASE_URL", "http://keycloak:8080"),
         ])
         .unwrap();
@@ -744,5 +817,49 @@ mod tests {
         );
         assert_eq!(c.extra_providers[1].label, "my-idp");
         assert!(c.oidc.extra_auth_params.is_empty());
+    }
+
+    #[test]
+    fn insecure_deployments_refuse_to_start_unless_allowed() {
+        // Plain http outside loopback: the session cookie would travel in clear.
+        for base in ["http://app.example.com", "http://10.0.0.5:3000"] {
+            let err = config(&[("APP_BASE_URL", base), ("OIDC_CLIENT_SECRET", "s")]).unwrap_err();
+            assert_eq!(err.var, "APP_BASE_URL", "{base}");
+        }
+        // The public development secret outside loopback, for any provider.
+        let err = config(&[("APP_BASE_URL", "https://app.example.com")]).unwrap_err();
+        assert_eq!(err.var, "OIDC_CLIENT_SECRET");
+        let err = config(&[
+            ("APP_BASE_URL", "https://app.example.com"),
+            ("OIDC_CLIENT_SECRET", "s"),
+            ("OIDC_PROVIDERS", "partner"),
+            ("OIDC_PARTNER_ISSUER_URL", "https://idp.example.com"),
+            ("OIDC_PARTNER_CLIENT_ID", "c"),
+            ("OIDC_PARTNER_CLIENT_SECRET", DEV_CLIENT_SECRET),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "OIDC_PARTNER_CLIENT_SECRET");
+        assert!(!err.to_string().contains(DEV_CLIENT_SECRET), "{err}");
+        // Loopback is development: both are fine.
+        for base in [
+            "http://localhost:3000",
+            "http://127.0.0.1:3000",
+            "http://[::1]:3000",
+        ] {
+            config(&[("APP_BASE_URL", base)]).unwrap();
+        }
+        // The documented override, and nothing but 0 or 1.
+        config(&[
+            ("APP_BASE_URL", "http://app.example.com"),
+            ("GATEHOUSE_ALLOW_INSECURE", "1"),
+        ])
+        .unwrap();
+        let err = config(&[("GATEHOUSE_ALLOW_INSECURE", "yes")]).unwrap_err();
+        assert_eq!(err.var, "GATEHOUSE_ALLOW_INSECURE");
+        config(&[
+            ("APP_BASE_URL", "https://app.example.com"),
+            ("OIDC_CLIENT_SECRET", "a-real-secret"),
+        ])
+        .unwrap();
     }
 }

@@ -23,7 +23,7 @@ use tower_sessions::{cookie::SameSite, Expiry, SessionManagerLayer};
 
 use crate::{
     app::{shell, App},
-    auth::{self, csrf, idps::Idps},
+    auth::{self, csrf, idps::Idps, provider::IdpError},
 };
 use config::Config;
 use state::AppState;
@@ -42,6 +42,37 @@ pub fn cookie_name(config: &Config) -> &'static str {
     }
 }
 
+/// The start-up self-check against each IdP that answers: its discovery
+/// document must name exactly our issuer (OIDC Discovery §4.3) and it must
+/// support PKCE S256 (RFC 9700 §2.1.1); otherwise Gatehouse refuses to start,
+/// with one line saying why. An IdP that does not answer yet is not a reason:
+/// the app serves public pages and discovers it on the next login.
+async fn check_identity_providers(idps: &Idps) -> Result<(), String> {
+    let checks = idps.all().iter().map(|oidc| async move {
+        let idp = &oidc.config().name;
+        match tokio::time::timeout(std::time::Duration::from_secs(10), oidc.provider()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(IdpError::Misconfigured(why))) => Err(format!(
+                "identity provider {idp} ({}): {why}",
+                oidc.config().issuer.as_str()
+            )),
+            Ok(Err(e)) => {
+                tracing::warn!(%idp, error = %e, "identity provider not available yet; will retry on first login");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::warn!(%idp, "identity provider discovery timed out; will retry on first login");
+                Ok(())
+            }
+        }
+    });
+    futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, String>>()
+        .map(|_| ())
+}
+
 /// Builds the whole application for `config`. Fails only on problems the
 /// operator must fix (e.g. an unusable session store); an unreachable IdP is
 /// not one of them: discovery is retried on the first login.
@@ -51,16 +82,7 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
     store.spawn_expiry_sweeper();
     let db = db::AppDb::open(&config.app_database).await?;
     let idps = Arc::new(Idps::new(config.clone()));
-    // Try discovery now so problems show in the log at start-up, but do not wait on it.
-    for oidc in idps.all() {
-        let oidc = oidc.clone();
-        tokio::spawn(async move {
-            if let Err(e) = oidc.provider().await {
-                let idp = oidc.config().name.clone();
-                tracing::warn!(%idp, error = %e, "identity provider not available yet; will retry on first login");
-            }
-        });
-    }
+    check_identity_providers(&idps).await?;
     let state = AppState {
         leptos_options: leptos_options.clone(),
         config: config.clone(),

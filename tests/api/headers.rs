@@ -58,7 +58,15 @@ async fn every_response_carries_the_security_headers() {
 async fn https_deployments_get_hsts() {
     let idp = Idp::start().await;
     // Served over plain HTTP here, as behind a TLS-terminating proxy.
-    let app = spawn_app_with(&idp.issuer, &[("APP_BASE_URL", "https://app.example.com")]).await;
+    // (A non-loopback origin needs a real client secret: the start-up check.)
+    let app = spawn_app_with(
+        &idp.issuer,
+        &[
+            ("APP_BASE_URL", "https://app.example.com"),
+            ("OIDC_CLIENT_SECRET", "not-the-development-secret"),
+        ],
+    )
+    .await;
     let response = app.get("/healthz").await;
     assert_eq!(
         header(&response, "strict-transport-security"),

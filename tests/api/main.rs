@@ -12,4 +12,5 @@ mod providers;
 mod redis;
 mod refresh;
 mod relay;
+mod selfcheck;
 mod sessions;
