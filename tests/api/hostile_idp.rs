@@ -1,4 +1,4 @@
-//! A hostile OpenID Provider: discovery and JWKS are honest, but the token
+//! A hostile OpenID Provider: discovery is honest, but the token
 //! endpoint returns an ID token broken in one specific way. Every one of them
 //! must end on an error page with no session. A well-formed token from the same
 //! fake OP must succeed, which proves the rejections are about the defect.
@@ -39,12 +39,30 @@ pub enum Defect {
     HmacWithClientSecret,
     AtHashMismatch,
     NotAJwt,
+    // OpenID Foundation RP tests (rp-id_token-*, rp-key-rotation-*).
+    /// `rp-id_token-sub`: no `sub`.
+    SubMissing,
+    /// `rp-id_token-aud`, missing variant: no `aud`.
+    AudMissing,
+    /// `rp-id_token-iat`: no `iat`.
+    IatMissing,
+    /// `rp-id_token-kid-absent-single-jwks`: no `kid`, one key — accept.
+    KidAbsentSingleKey,
+    /// `rp-id_token-kid-absent-multiple-jwks`: no `kid`, two keys — reject.
+    KidAbsentMultipleKeys,
+    /// A `kid` the OP never published, even after a re-fetch — reject.
+    UnknownKid,
+    /// `rp-key-rotation-op-sign-key`: the OP rotates its key after the app
+    /// fetched the JWKS; the token names the new `kid` — accept after re-fetch.
+    RotatedKey,
 }
 
 #[derive(Clone)]
 pub struct Op {
     pub issuer: String,
     defect: Defect,
+    /// How often the JWKS was fetched (key rotation happens after the first).
+    jwks_fetches: Arc<std::sync::atomic::AtomicUsize>,
     /// The nonce of the pending login, learned from the authorization URL.
     nonce: Arc<Mutex<String>>,
 }
@@ -153,7 +171,46 @@ fn id_token(op: &Op) -> String {
             format!("{header}.{}.", URL_SAFE_NO_PAD.encode(payload.to_string()))
         }
         Defect::NotAJwt => "this.is-not-a.jwt".into(),
+        Defect::SubMissing => raw(op, &nonce, Some("op-key"), OP_KEY, |c| {
+            c.remove("sub");
+        }),
+        Defect::AudMissing => raw(op, &nonce, Some("op-key"), OP_KEY, |c| {
+            c.remove("aud");
+        }),
+        Defect::IatMissing => raw(op, &nonce, Some("op-key"), OP_KEY, |c| {
+            c.remove("iat");
+        }),
+        Defect::KidAbsentSingleKey | Defect::KidAbsentMultipleKeys => {
+            raw(op, &nonce, None, OP_KEY, |_| {})
+        }
+        Defect::UnknownKid => raw(op, &nonce, Some("never-published"), OP_KEY, |_| {}),
+        Defect::RotatedKey => raw(op, &nonce, Some("op-key-2"), ATTACKER_KEY, |_| {}),
     }
+}
+
+/// An RS256 ID token built by hand (jsonwebtoken), for shapes the
+/// openidconnect types refuse to produce: claims removed, `kid` absent.
+fn raw(
+    op: &Op,
+    nonce: &str,
+    kid: Option<&str>,
+    pem: &str,
+    edit: impl FnOnce(&mut serde_json::Map<String, Value>),
+) -> String {
+    let iat = now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let mut claims = json!({
+        "iss": op.issuer, "aud": "gatehouse", "sub": "mallory", "nonce": nonce,
+        "exp": iat + 300, "iat": iat,
+    });
+    edit(claims.as_object_mut().unwrap());
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = kid.map(str::to_string);
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
 }
 
 async fn discovery(State(op): State<Op>) -> Json<Value> {
@@ -169,9 +226,21 @@ async fn discovery(State(op): State<Op>) -> Json<Value> {
     }))
 }
 
-async fn jwks() -> Json<Value> {
-    let jwk = rsa(OP_KEY).as_verification_key();
-    Json(json!({ "keys": [jwk] }))
+async fn jwks(State(op): State<Op>) -> Json<Value> {
+    let fetches = op
+        .jwks_fetches
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let key = |pem: &str, kid: &str| {
+        CoreRsaPrivateSigningKey::from_pem(pem, Some(JsonWebKeyId::new(kid.into())))
+            .unwrap()
+            .as_verification_key()
+    };
+    let keys = match op.defect {
+        Defect::KidAbsentMultipleKeys => json!([key(OP_KEY, "op-key"), key(ATTACKER_KEY, "other")]),
+        Defect::RotatedKey if fetches > 0 => json!([key(ATTACKER_KEY, "op-key-2")]),
+        _ => json!([key(OP_KEY, "op-key")]),
+    };
+    Json(json!({ "keys": keys }))
 }
 
 async fn token(State(op): State<Op>) -> Json<Value> {
@@ -189,6 +258,7 @@ pub async fn start_op(defect: Defect) -> Op {
     let op = Op {
         issuer,
         defect,
+        jwks_fetches: Default::default(),
         nonce: Arc::new(Mutex::new(String::new())),
     };
     let router = Router::new()
@@ -237,6 +307,11 @@ async fn every_malformed_id_token_ends_with_no_session() {
         Defect::HmacWithClientSecret,
         Defect::AtHashMismatch,
         Defect::NotAJwt,
+        Defect::SubMissing,
+        Defect::AudMissing,
+        Defect::IatMissing,
+        Defect::KidAbsentMultipleKeys,
+        Defect::UnknownKid,
     ] {
         let (app, response) = login_through(defect).await;
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "{defect:?}");
@@ -250,5 +325,27 @@ async fn every_malformed_id_token_ends_with_no_session() {
             StatusCode::UNAUTHORIZED,
             "{defect:?} must leave no session"
         );
+    }
+}
+
+/// The two OpenID RP tests whose right answer is "accept": a token without
+/// `kid` when the OP publishes one key, and a token signed with a key the OP
+/// rotated to after the app had fetched its JWKS (one re-fetch, OIDC Core §10.1.1).
+#[tokio::test]
+async fn kid_absent_with_one_key_and_a_rotated_signing_key_are_accepted() {
+    for defect in [Defect::KidAbsentSingleKey, Defect::RotatedKey] {
+        let op = start_op(defect).await;
+        let app = spawn_app(&op.issuer).await;
+        let response = login_at(&op, &app).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{defect:?}");
+        let user: Value = app.get_json("/auth/user").await.json().await.unwrap();
+        assert_eq!(user["sub"], "mallory", "{defect:?}");
+        if let Defect::RotatedKey = defect {
+            assert_eq!(
+                op.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst),
+                2,
+                "the old key set at start-up, the rotated one on the unknown kid"
+            );
+        }
     }
 }
