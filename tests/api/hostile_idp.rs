@@ -1,7 +1,9 @@
-//! A hostile OpenID Provider: discovery is honest, but the token
-//! endpoint returns an ID token broken in one specific way. Every one of them
-//! must end on an error page with no session. A well-formed token from the same
-//! fake OP must succeed, which proves the rejections are about the defect.
+//! A hostile OpenID Provider: discovery is honest, but one answer is broken
+//! in one specific way — the ID token from the code exchange, the JWKS (key
+//! cases), or, after a good login, the refresh answer or userinfo. A broken
+//! login must end on an error page with no session; a broken refresh ends the
+//! session. Well-formed answers from the same fake OP succeed, which proves
+//! the rejections are about the defect.
 
 use std::{
     sync::{Arc, Mutex},
@@ -55,6 +57,28 @@ pub enum Defect {
     /// `rp-key-rotation-op-sign-key`: the OP rotates its key after the app
     /// fetched the JWKS; the token names the new `kid` — accept after re-fetch.
     RotatedKey,
+    /// Login is fine; the refresh answer's ID token is fine too (control).
+    RefreshGood,
+    /// The refresh answer's ID token names another `sub` (OIDC Core §12.2).
+    RefreshOtherSub,
+    /// The refresh answer's ID token names another `iss` (OIDC Core §12.2).
+    RefreshOtherIss,
+    /// `rp-userinfo-bad-sub-claim`: userinfo names another `sub`.
+    UserinfoOtherSub,
+}
+
+impl Defect {
+    /// Defects in what comes after a good login: the access token lives 1 s
+    /// so the next call refreshes.
+    fn after_login(self) -> bool {
+        matches!(
+            self,
+            Self::RefreshGood
+                | Self::RefreshOtherSub
+                | Self::RefreshOtherIss
+                | Self::UserinfoOtherSub
+        )
+    }
 }
 
 #[derive(Clone)]
@@ -111,7 +135,13 @@ fn id_token(op: &Op) -> String {
     let key = rsa(OP_KEY);
     let c = |iss: &str, aud: &str, nonce: &str, exp, iat| claims(iss, aud, nonce, exp, iat);
     match op.defect {
-        Defect::None => good(c(&op.issuer, "gatehouse", &nonce, in_5m, now()), &key, &at),
+        Defect::None
+        | Defect::RefreshGood
+        | Defect::RefreshOtherSub
+        | Defect::RefreshOtherIss
+        | Defect::UserinfoOtherSub => {
+            good(c(&op.issuer, "gatehouse", &nonce, in_5m, now()), &key, &at)
+        }
         Defect::WrongAudience => good(
             c(&op.issuer, "someone-else", &nonce, in_5m, now()),
             &key,
@@ -218,6 +248,7 @@ async fn discovery(State(op): State<Op>) -> Json<Value> {
         "issuer": op.issuer,
         "authorization_endpoint": format!("{}/authorize", op.issuer),
         "token_endpoint": format!("{}/token", op.issuer),
+        "userinfo_endpoint": format!("{}/userinfo", op.issuer),
         "jwks_uri": format!("{}/jwks", op.issuer),
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
@@ -243,13 +274,43 @@ async fn jwks(State(op): State<Op>) -> Json<Value> {
     Json(json!({ "keys": keys }))
 }
 
-async fn token(State(op): State<Op>) -> Json<Value> {
+async fn token(
+    State(op): State<Op>,
+    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
+) -> Json<Value> {
+    let id_token = if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
+        // A refresh answer carries no nonce (OIDC Core §12.2).
+        match op.defect {
+            Defect::RefreshOtherSub => raw(&op, "", Some("op-key"), OP_KEY, |c| {
+                c.insert("sub".into(), json!("someone-else"));
+                c.remove("nonce");
+            }),
+            Defect::RefreshOtherIss => raw(&op, "", Some("op-key"), OP_KEY, |c| {
+                c.insert("iss".into(), json!("https://evil.example"));
+                c.remove("nonce");
+            }),
+            _ => raw(&op, "", Some("op-key"), OP_KEY, |c| {
+                c.remove("nonce");
+            }),
+        }
+    } else {
+        id_token(&op)
+    };
     Json(json!({
         "access_token": ACCESS_TOKEN,
         "token_type": "Bearer",
-        "expires_in": 300,
-        "id_token": id_token(&op),
+        "expires_in": if op.defect.after_login() { 1 } else { 300 },
+        "refresh_token": "hostile-refresh-token",
+        "id_token": id_token,
     }))
+}
+
+async fn userinfo(State(op): State<Op>) -> Json<Value> {
+    let sub = match op.defect {
+        Defect::UserinfoOtherSub => "someone-else",
+        _ => "mallory",
+    };
+    Json(json!({ "sub": sub, "name": "Mallory" }))
 }
 
 pub async fn start_op(defect: Defect) -> Op {
@@ -265,6 +326,7 @@ pub async fn start_op(defect: Defect) -> Op {
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/jwks", get(jwks))
         .route("/token", post(token))
+        .route("/userinfo", get(userinfo))
         .with_state(op.clone());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     op
@@ -346,6 +408,46 @@ async fn kid_absent_with_one_key_and_a_rotated_signing_key_are_accepted() {
                 2,
                 "the old key set at start-up, the rotated one on the unknown kid"
             );
+        }
+    }
+}
+
+/// After a good login: a refresh answer whose ID token names another `sub` or
+/// `iss` ends the session (OIDC Core §12.2), a good one keeps it; a userinfo
+/// answer about another `sub` is discarded (`rp-userinfo-bad-sub-claim`).
+#[tokio::test]
+async fn refresh_and_userinfo_answers_about_someone_else_are_refused() {
+    for defect in [
+        Defect::RefreshGood,
+        Defect::RefreshOtherSub,
+        Defect::RefreshOtherIss,
+        Defect::UserinfoOtherSub,
+    ] {
+        let (app, response) = login_through(defect).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{defect:?}");
+        // The 1 s access token has expired: userinfo refreshes first.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let info = app.get_json("/auth/userinfo").await;
+        let status = info.status();
+        let body: Value = info.json().await.unwrap();
+        let user = app.get_json("/auth/user").await.status();
+        match defect {
+            Defect::RefreshGood => {
+                assert_eq!(status, StatusCode::OK, "{body}");
+                assert_eq!(body["claims"]["sub"], "mallory");
+                assert_eq!(user, StatusCode::OK);
+            }
+            Defect::UserinfoOtherSub => {
+                assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+                assert_eq!(body["error"], "userinfo_invalid");
+                assert!(!body.to_string().contains("someone-else"), "{body}");
+                assert_eq!(user, StatusCode::OK, "the session stays");
+            }
+            _ => {
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{defect:?}: {body}");
+                assert_eq!(body["error"], "session_ended", "{defect:?}");
+                assert_eq!(user, StatusCode::UNAUTHORIZED, "{defect:?}");
+            }
         }
     }
 }
