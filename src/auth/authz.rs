@@ -24,7 +24,13 @@ use axum::{
 };
 use serde_json::{Map, Value};
 
-use super::{error::json_error, provider::JwtError, session::AuthSession, user::CurrentUser};
+use super::{
+    error::json_error,
+    idps::Idps,
+    provider::JwtError,
+    session::{owner_key, AuthSession},
+    user::CurrentUser,
+};
 use crate::{api::AppError, server::state::AppState};
 
 /// A role a guard can name: `RequireRole<Admin>`.
@@ -142,6 +148,9 @@ pub enum Via {
 /// Who is calling `/api/*`, after authentication.
 #[derive(Clone, Debug)]
 pub struct ApiCaller {
+    /// Who owns what this caller creates: the `sub`, qualified by provider
+    /// for a provider named in `OIDC_PROVIDERS` (two IdPs may issue the same
+    /// `sub` to different people), as `SessionRecord::subject_key` does.
     pub sub: String,
     pub name: String,
     pub roles: Vec<String>,
@@ -215,7 +224,7 @@ async fn session_caller(parts: &mut Parts, state: &AppState) -> Result<ApiCaller
     let record = user.record;
     Ok(ApiCaller {
         organizations: organizations(&record.id_token_claims),
-        sub: record.sub,
+        sub: record.subject_key(),
         name: record.name,
         roles: record.roles,
         scopes: SESSION_SCOPES.iter().map(|s| s.to_string()).collect(),
@@ -270,7 +279,7 @@ async fn bearer_caller(value: &HeaderValue, state: &AppState) -> Result<ApiCalle
             .map(|s| s.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default(),
         organizations: organizations(&claims),
-        sub,
+        sub: owner_key(Idps::record_name(oidc).as_deref(), &sub),
         organization: None,
         via: Via::Bearer,
     })

@@ -234,7 +234,8 @@ async fn extra_auth_params_reach_the_idp_but_never_override_the_flow() {
 }
 
 /// Alice signs in through both IdPs (the dev IdP gives her the same `sub` in
-/// both); logging out at the second IdP ends only the session from there.
+/// both): to Gatehouse they are two people. Notes one creates are not the
+/// other's, and logging out at the second IdP ends only the session from there.
 #[tokio::test]
 async fn backchannel_logout_from_one_provider_ends_only_its_sessions() {
     let (first_port, second_port) = (free_port(), free_port());
@@ -276,6 +277,28 @@ async fn backchannel_logout_from_one_provider_ends_only_its_sessions() {
             .unwrap()),
         "the same sub at both IdPs"
     );
+    // Same `sub`, different people: the notes of one are not the other's.
+    let created = via_first
+        .http
+        .post(via_first.url("/api/notes"))
+        .header("X-CSRF", "1")
+        .json(&serde_json::json!({ "text": "first IdP's alice" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let texts = |v: Value| v.to_string();
+    let mine = texts(via_first.get_json("/api/notes").await.json().await.unwrap());
+    assert!(mine.contains("first IdP's alice"), "{mine}");
+    let theirs = texts(
+        via_second
+            .get_json("/api/notes")
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(theirs, "[]", "the second IdP's alice sees no notes");
 
     walk_idp_logout(
         &via_second.http,
