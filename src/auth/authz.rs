@@ -24,13 +24,7 @@ use axum::{
 };
 use serde_json::{Map, Value};
 
-use super::{
-    error::json_error,
-    idps::Idps,
-    provider::JwtError,
-    session::{owner_key, AuthSession},
-    user::CurrentUser,
-};
+use super::{error::json_error, provider::JwtError, session::AuthSession, user::CurrentUser};
 use crate::{api::AppError, server::state::AppState};
 
 /// A role a guard can name: `RequireRole<Admin>`.
@@ -279,7 +273,7 @@ async fn bearer_caller(value: &HeaderValue, state: &AppState) -> Result<ApiCalle
             .map(|s| s.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default(),
         organizations: organizations(&claims),
-        sub: owner_key(Idps::record_name(oidc).as_deref(), &sub),
+        sub: oidc.owner_key(&sub),
         organization: None,
         via: Via::Bearer,
     })

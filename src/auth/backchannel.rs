@@ -11,7 +11,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{error::json_error, idps::Idps, session::owner_key};
+use super::error::json_error;
 use crate::server::{state::AppState, store::Owner};
 
 #[derive(Debug, Deserialize)]
@@ -58,10 +58,9 @@ pub async fn backchannel_logout(
         }
     }
     // Only this provider's sessions: another IdP may use the same sub or sid.
-    let idp = Idps::record_name(oidc);
     let owner = match (claims.sid, claims.sub) {
-        (Some(sid), _) => Owner::Sid(owner_key(idp.as_deref(), &sid)),
-        (None, Some(sub)) => Owner::Sub(owner_key(idp.as_deref(), &sub)),
+        (Some(sid), _) => Owner::Sid(oidc.owner_key(&sid)),
+        (None, Some(sub)) => Owner::Sub(oidc.owner_key(&sub)),
         (None, None) => return rejected("neither sub nor sid"),
     };
     match state.store.end_sessions_of(&owner).await {

@@ -113,29 +113,55 @@ impl LoginError {
     /// The error page, with a "Try again" link that starts a fresh login.
     pub fn page(&self, return_to: &ReturnTo) -> Response {
         let (status, reason, title, message) = self.parts();
-        let retry = format!(
-            "/auth/login?return_to={}",
-            url::form_urlencoded::byte_serialize(return_to.as_str().as_bytes()).collect::<String>()
-        );
-        let body = format!(
-            r#"<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · Gatehouse</title><link rel="stylesheet" href="/pkg/gatehouse.css"></head>
-<body><main class="page error-page" data-reason="{reason}">
-<h1>{title}</h1><p class="lead">{message}</p><p class="reason">Reason: <code>{reason}</code></p>
-<p><a class="button primary" href="{retry}">Try again</a> <a class="button" href="/">Home</a></p>
-</main></body></html>"#,
+        let inner = format!(
+            r#"<h1>{title}</h1><p class="lead">{message}</p><p class="reason">Reason: <code>{reason}</code></p>
+<p><a class="button primary" href="{retry}">Try again</a> <a class="button" href="/">Home</a></p>"#,
             title = escape(title),
             message = escape(&message),
-            reason = reason,
-            retry = escape(&retry),
+            retry = escape(&login_href("/auth/login", None, return_to)),
         );
-        let mut response = (status, Html(body)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
+        standalone_page(
+            status,
+            title,
+            &format!(r#"class="page error-page" data-reason="{reason}""#),
+            &inner,
+        )
     }
+}
+
+/// `/auth/login` or `/auth/signup` with `idp` (when given) and `return_to`,
+/// URL-encoded (not yet HTML-escaped).
+pub(crate) fn login_href(path: &str, idp: Option<&str>, return_to: &ReturnTo) -> String {
+    let encode = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let idp = idp
+        .map(|i| format!("idp={}&", encode(i)))
+        .unwrap_or_default();
+    format!("{path}?{idp}return_to={}", encode(return_to.as_str()))
+}
+
+/// A small self-contained HTML page for the auth flow (error, provider
+/// chooser), never cached. `main_attrs` are the `<main>` element's attributes
+/// and `inner` its content, both already-escaped HTML.
+pub(crate) fn standalone_page(
+    status: StatusCode,
+    title: &str,
+    main_attrs: &str,
+    inner: &str,
+) -> Response {
+    let body = format!(
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · Gatehouse</title><link rel="stylesheet" href="/pkg/gatehouse.css"></head>
+<body><main {main_attrs}>
+{inner}
+</main></body></html>"#,
+        title = escape(title),
+    );
+    let mut response = (status, Html(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// OAuth error codes are `%x20-21 / %x23-5B / %x5D-7E` (RFC 6749 §4.1.2.1); we

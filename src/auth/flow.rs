@@ -20,7 +20,6 @@ use time::OffsetDateTime;
 use super::{
     chooser,
     error::LoginError,
-    idps::Idps,
     provider::{GhIdTokenClaims, GhTokenResponse, IdpError, Oidc},
     return_to::ReturnTo,
     session::{AuthSession, PendingLogin, RawIdToken, SessionRecord, TokenSet},
@@ -98,7 +97,7 @@ async fn start_login(
     }
     let (url, csrf_state, nonce) = request.url();
     let pending = PendingLogin {
-        idp: Idps::record_name(oidc),
+        idp: oidc.session_name(),
         nonce,
         pkce_verifier,
         return_to: return_to.clone(),
@@ -250,7 +249,7 @@ fn build_record(
         .or_else(|| text("email"))
         .unwrap_or_else(|| claims.subject().to_string());
     Ok(SessionRecord {
-        idp: Idps::record_name(oidc),
+        idp: oidc.session_name(),
         sub: claims.subject().to_string(),
         sid: text("sid"),
         name,

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::provider::Oidc;
-use crate::server::config::{Config, DEFAULT_PROVIDER};
+use crate::server::config::Config;
 
 pub struct Idps {
     /// The default provider first, then `OIDC_PROVIDERS` in order.
@@ -59,13 +59,6 @@ impl Idps {
             iss: String,
         }
         let Iss { iss } = jsonwebtoken::dangerous::insecure_decode_claims(token).ok()?;
-        let iss = iss.as_str();
         self.all.iter().find(|o| o.config().issuer.as_str() == iss)
-    }
-
-    /// What a session records for `idp`: nothing for the default provider.
-    pub fn record_name(idp: &Oidc) -> Option<String> {
-        let name = &idp.config().name;
-        (name != DEFAULT_PROVIDER).then(|| name.clone())
     }
 }

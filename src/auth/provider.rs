@@ -29,8 +29,8 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, RwLock};
 
-use super::idp_http::IdpHttp;
-use crate::server::config::{Config, OidcConfig};
+use super::{idp_http::IdpHttp, session::owner_key};
+use crate::server::config::{Config, OidcConfig, DEFAULT_PROVIDER};
 
 /// Claims beyond the standard ones (roles, `sid`, anything the IdP adds), kept
 /// as JSON so the configured roles path can reach them.
@@ -311,6 +311,18 @@ impl Oidc {
     /// This provider's settings.
     pub fn config(&self) -> &OidcConfig {
         &self.idp
+    }
+
+    /// What sessions and pending logins record as their provider: nothing for
+    /// the default one, so records from before `OIDC_PROVIDERS` still match.
+    pub fn session_name(&self) -> Option<String> {
+        (self.idp.name != DEFAULT_PROVIDER).then(|| self.idp.name.clone())
+    }
+
+    /// This provider's key for a `sub` or `sid` in the session index and for
+    /// what a user owns (two IdPs may issue the same `sub`).
+    pub fn owner_key(&self, value: &str) -> String {
+        owner_key(self.session_name().as_deref(), value)
     }
 
     /// The provider, but only if the IdP answers right now: the cached
