@@ -32,8 +32,19 @@ pub struct Idp {
 }
 
 impl Idp {
+    /// On a free port. A port picked free can be taken by another process before
+    /// node binds it, so a start that fails with "address already in use" is
+    /// retried on a fresh port.
     pub async fn start() -> Self {
-        Self::start_on(free_port(), &[]).await
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start_at("127.0.0.1", free_port(), &[]).await {
+                Ok(idp) => return idp,
+                Err(why) if why.contains("address already in use") => last = why,
+                Err(why) => panic!("{why}"),
+            }
+        }
+        panic!("{last}");
     }
 
     pub async fn start_on(port: u16, env: &[(&str, &str)]) -> Self {
@@ -42,33 +53,59 @@ impl Idp {
 
     /// On another loopback address (`IDP_LISTEN_HOST`), for split-network tests.
     pub async fn start_at(host: &str, port: u16, env: &[(&str, &str)]) -> Self {
+        Self::try_start_at(host, port, env)
+            .await
+            .unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// Starts node and waits for `/dev/health`. Node's stderr goes to a file so
+    /// that a failed start says why (the machine is shared by parallel tests,
+    /// so a start can be slow: the wait is generous and ends early if node exits).
+    async fn try_start_at(host: &str, port: u16, env: &[(&str, &str)]) -> Result<Self, String> {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/end2end/idp/server.mjs");
+        let log_path = std::env::temp_dir().join(format!(
+            "gatehouse-test-idp-{}-{host}-{port}.log",
+            std::process::id()
+        ));
+        let log = std::fs::File::create(&log_path).expect("create the dev IdP log file");
         let child = Command::new("node")
             .arg(script)
             .env("IDP_PORT", port.to_string())
             .env("IDP_LISTEN_HOST", host)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("node must be installed (make test runs scripts/setup.sh)");
-        let idp = Self {
+        let mut idp = Self {
             host: host.to_string(),
             port,
             issuer: format!("http://localhost:{port}/realms/demo"),
             child,
         };
         let health = format!("http://{host}:{port}/dev/health");
-        for _ in 0..100 {
+        let log_text = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        for _ in 0..300 {
             if reqwest::get(&health)
                 .await
                 .is_ok_and(|r| r.status().is_success())
             {
-                return idp;
+                let _ = std::fs::remove_file(&log_path);
+                return Ok(idp);
+            }
+            if let Ok(Some(status)) = idp.child.try_wait() {
+                let why = log_text();
+                let _ = std::fs::remove_file(&log_path);
+                return Err(format!(
+                    "the dev IdP on {host}:{port} exited ({status}) before answering: {why}"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("the dev IdP did not start on port {port}");
+        Err(format!(
+            "the dev IdP did not answer on {host}:{port} within 30 s; its stderr: {}",
+            log_text()
+        ))
     }
 
     pub async fn stats(&self) -> serde_json::Value {
