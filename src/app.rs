@@ -20,6 +20,8 @@ use crate::{
 pub type UserResource = Resource<Result<Option<UserView>, ServerFnError>>;
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    crate::server::headers::adopt_csp_nonce();
     view! {
         <!DOCTYPE html>
         <html lang="en">

@@ -46,8 +46,16 @@ pub fn decide(method: &Method, path: &str, headers: &HeaderMap, app_origin: &str
         return Verdict::Allow;
     }
     let origin = headers.get(header::ORIGIN).map(|v| v.as_bytes());
-    // A request that names a foreign origin is refused whatever else it carries.
+    // A request that names a foreign origin is refused whatever else it carries;
+    // so is one the browser itself marks as coming from another origin (Fetch
+    // Metadata: `same-site` is a sibling subdomain, still another origin).
     if origin.is_some_and(|o| o != app_origin.as_bytes()) {
+        return Verdict::Deny("cross-origin request");
+    }
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| matches!(v.as_bytes(), b"cross-site" | b"same-site"))
+    {
         return Verdict::Deny("cross-origin request");
     }
     if headers.get("x-csrf").is_some_and(|v| v.as_bytes() == b"1") {
@@ -192,6 +200,39 @@ mod tests {
                     Verdict::Deny(_)
                 ),
                 "{origin}"
+            );
+        }
+    }
+
+    #[test]
+    fn fetch_metadata_naming_another_origin_is_refused_even_with_the_header() {
+        for site in ["cross-site", "same-site"] {
+            for (method, path) in [
+                (Method::POST, "/auth/logout"),
+                (Method::GET, "/auth/user"),
+                (Method::PUT, "/api/notes/1"),
+                (Method::POST, "/api/current_user"),
+            ] {
+                assert!(
+                    matches!(
+                        check(
+                            method.clone(),
+                            path,
+                            &[("x-csrf", "1"), ("sec-fetch-site", site)]
+                        ),
+                        Verdict::Deny(_)
+                    ),
+                    "{site} {method} {path}"
+                );
+            }
+        }
+        // Links from other sites still lead to sign-in, and the IdP's
+        // redirect back (a cross-site navigation) still reaches the callback.
+        for path in ["/auth/login", "/auth/callback", "/"] {
+            assert_eq!(
+                check(Method::GET, path, &[("sec-fetch-site", "cross-site")]),
+                Verdict::Allow,
+                "{path}"
             );
         }
     }

@@ -70,6 +70,9 @@ async fn start_login(
         }
         None => state.idps.default_idp(),
     };
+    if let Some(too_many) = state.login_budget.refusal() {
+        return too_many;
+    }
     let provider = match oidc.reachable_provider().await {
         Ok(p) => p,
         Err(e) => {
@@ -277,6 +280,15 @@ fn build_record(
 /// `POST /auth/logout` → ends the local session, then 303 to the IdP's
 /// end-session endpoint with `id_token_hint` and `post_logout_redirect_uri`
 /// (RP-Initiated Logout 1.0). The local session is gone whatever the IdP does.
+///
+/// The answer carries `Clear-Site-Data` (OWASP ASVS 5.0 §7.4) so nothing the
+/// app left in the browser outlives the session. `"cookies"` is left out when
+/// the answer is the redirect to the IdP: browsers clear cookies for the whole
+/// registrable domain (every port of `localhost` in development, and e.g.
+/// `sso.example.com` beside `app.example.com`), which would delete the IdP's
+/// own session cookie before the end-session request reaches it: the IdP could
+/// then neither end its SSO session nor tell the other apps (Back-Channel
+/// Logout). Our own cookie is expired by the session layer either way.
 pub async fn logout(State(state): State<AppState>, session: AuthSession) -> Response {
     let record = match session.sign_out().await {
         Ok(r) => r,
@@ -289,17 +301,25 @@ pub async fn logout(State(state): State<AppState>, session: AuthSession) -> Resp
             );
         }
     };
-    let Some(record) = record else {
-        return see_other("/");
+    let end_session = match &record {
+        Some(record) => {
+            tracing::info!(sub = %record.sub, "signed out");
+            match state.idps.of(record.idp.as_deref()) {
+                Some(oidc) => oidc.end_session_url(record.tokens.id_token.secret()).await,
+                None => None,
+            }
+        }
+        None => None,
     };
-    tracing::info!(sub = %record.sub, "signed out");
-    let Some(oidc) = state.idps.of(record.idp.as_deref()) else {
-        return see_other("/");
+    let (mut response, clear) = match end_session {
+        Some(url) => (see_other(&url), r#""storage""#),
+        None => (see_other("/"), r#""cookies", "storage""#),
     };
-    match oidc.end_session_url(record.tokens.id_token.secret()).await {
-        Some(url) => see_other(&url),
-        None => see_other("/"),
-    }
+    response.headers_mut().insert(
+        header::HeaderName::from_static("clear-site-data"),
+        HeaderValue::from_static(clear),
+    );
+    response
 }
 
 /// 303 See Other, never cached (the Location may carry one-time values).

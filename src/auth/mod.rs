@@ -29,15 +29,19 @@ use axum::{
 };
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::server::state::AppState;
+use crate::server::{limits::AuthRateLimit, state::AppState};
 
 /// The `/auth/*` routes of the contract. Nothing they answer may be cached:
 /// redirects carry one-time values and JSON carries the user.
-pub fn routes() -> Router<AppState> {
-    Router::new()
+/// The routes that start or finish a login are rate-limited per client IP.
+pub fn routes(login_limit: AuthRateLimit) -> Router<AppState> {
+    let login = Router::new()
         .route("/auth/login", get(flow::login))
         .route("/auth/signup", get(flow::signup))
         .route("/auth/callback", get(flow::callback))
+        .layer(login_limit);
+    Router::new()
+        .merge(login)
         .route("/auth/logout", post(flow::logout))
         .route("/auth/user", get(user::user))
         .route("/auth/userinfo", get(user::userinfo))

@@ -34,6 +34,20 @@ pub struct Config {
     pub app_database: String,
     /// Downstream APIs the BFF relays to with the user's access token.
     pub remotes: Vec<Remote>,
+    pub limits: LimitsConfig,
+}
+
+/// Abuse limits on the login flow (see `server::limits`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// `/auth/login`, `/auth/signup` and `/auth/callback` requests per client IP
+    /// and minute (also the burst allowed at once).
+    pub auth_per_minute: u32,
+    /// Take the client IP from `X-Forwarded-For`/`X-Real-IP`/`Forwarded`
+    /// (only behind a proxy that sets them; otherwise anyone can pick an IP).
+    pub trust_forwarded: bool,
+    /// Login transactions one instance starts per pending-login lifetime (10 min).
+    pub pending_logins_max: u32,
 }
 
 /// One allow-listed downstream API: `/api/remote/<name>/<rest>` is relayed to
@@ -293,6 +307,35 @@ impl Config {
             },
         )?;
         refuse_insecure(&base_url, &oidc, &extra_providers, allow_insecure)?;
+        let positive = |v: &str| match v.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            Ok(_) => Err("must be greater than zero".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let limits = LimitsConfig {
+            auth_per_minute: r.parse(
+                "AUTH_RATE_LIMIT_PER_MINUTE",
+                "60",
+                "a whole number of requests per client IP and minute",
+                positive,
+            )?,
+            trust_forwarded: r.parse(
+                "TRUST_FORWARDED_FOR",
+                "0",
+                "1 (behind a proxy that sets X-Forwarded-For) or 0",
+                |v| match v {
+                    "0" => Ok(false),
+                    "1" => Ok(true),
+                    _ => Err("only 0 or 1".into()),
+                },
+            )?,
+            pending_logins_max: r.parse(
+                "PENDING_LOGINS_MAX",
+                "10000",
+                "a whole number of login transactions",
+                positive,
+            )?,
+        };
 
         Ok(Self {
             base_url,
@@ -307,6 +350,7 @@ impl Config {
             api_audience,
             app_database,
             remotes,
+            limits,
         })
     }
 

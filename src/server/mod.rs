@@ -4,6 +4,7 @@ pub mod config;
 pub mod db;
 pub mod headers;
 pub mod health;
+pub mod limits;
 pub mod notes;
 pub mod state;
 pub mod store;
@@ -28,9 +29,6 @@ use crate::{
 use config::Config;
 use state::AppState;
 use store::AnyStore;
-
-/// Request bodies are small here (forms, JSON); anything bigger is refused (413).
-const BODY_LIMIT: usize = 64 * 1024;
 
 /// The session cookie's name: `__Host-` prefixed on https, which makes the
 /// browser insist on Secure, Path=/ and no Domain.
@@ -95,6 +93,18 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(|e| format!("relay HTTP client: {e}"))?,
+        login_budget: Arc::new(limits::LoginBudget::new(&config.limits)),
+        page_policy: Arc::new(headers::PagePolicy::new(
+            &config,
+            // cargo-leptos' live reload (`cargo leptos watch` sets LEPTOS_WATCH).
+            // Its script connects to the page's own host name on the reload port.
+            std::env::var_os("LEPTOS_WATCH").map(|_| {
+                let port = leptos_options
+                    .reload_external_port
+                    .unwrap_or(leptos_options.reload_port);
+                format!("ws://*:{port} wss://*:{port}")
+            }),
+        )),
     };
 
     let idle = time::Duration::try_from(config.session.idle_timeout)
@@ -109,7 +119,7 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
 
     let routes = generate_route_list(App);
     let router = Router::new()
-        .merge(auth::routes())
+        .merge(auth::routes(limits::auth_rate_limit(&config.limits)))
         .merge(auth::api_routes())
         .merge(notes::routes())
         .route("/healthz", get(health::healthz))
@@ -125,7 +135,8 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
             state.clone(),
             headers::security_headers,
         ))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(RequestBodyLimitLayer::new(limits::BODY_LIMIT))
+        .layer(middleware::from_fn(limits::explain_too_large))
         .layer(middleware::from_fn(telemetry::log_request))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

@@ -66,12 +66,19 @@ async fn create(
     access: ApiAccess<NotesWrite>,
     body: Result<Json<NewNote>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let Ok(Json(note)) = body else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Send JSON: {\"text\": \"…\"}.",
-        );
+    let note = match body {
+        Ok(Json(note)) => note,
+        // Over the body limit while reading: the limits layer explains the 413.
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return rejection.into_response()
+        }
+        Err(_) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "Send JSON: {\"text\": \"…\"}.",
+            )
+        }
     };
     let text = note.text.trim();
     if text.is_empty() || text.chars().count() > MAX_NOTE_CHARS {

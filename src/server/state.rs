@@ -18,6 +18,10 @@ pub struct AppState {
     pub db: AppDb,
     /// The HTTP client for relayed API calls (no redirects followed).
     pub relay_http: reqwest::Client,
+    /// The pages' Content-Security-Policy around the per-response nonce.
+    pub page_policy: Arc<super::headers::PagePolicy>,
+    /// The cap on login transactions this instance starts.
+    pub login_budget: Arc<super::limits::LoginBudget>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -7,6 +7,7 @@ mod events;
 mod headers;
 mod helpers;
 mod hostile_idp;
+mod limits;
 mod login_flow;
 mod providers;
 mod redis;
