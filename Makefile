@@ -45,8 +45,12 @@ test-e2e:
 	cargo leptos build
 	cd end2end && npx playwright test
 
-bench: setup
-	@echo "make bench arrives with the benchmarking issue" && exit 1
+## bench: performance against a bare-axum baseline measured in the same run;
+## writes bench/results.json and bench/results.md (see README "Performance")
+bench:
+	@scripts/setup.sh --bench
+	cargo leptos build --release
+	cargo bench --features ssr --bench bff
 
 lint:
 	cargo fmt --all -- --check

@@ -15,6 +15,11 @@ need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v wasm-opt >/dev/null || need_apt+=(binaryen)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+# `make bench` (scripts/setup.sh --bench) also needs the load generator and brotli.
+if [ "${1:-}" = "--bench" ]; then
+  command -v wrk >/dev/null || need_apt+=(wrk)
+  command -v brotli >/dev/null || need_apt+=(brotli)
+fi
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "apt-get install ${need_apt[*]}"

@@ -18,4 +18,11 @@ pub mod server;
 pub fn hydrate() {
     console_error_panic_hook::set_once();
     leptos::mount::hydrate_body(app::App);
+    // When hydration finished, for `make bench` and anyone measuring.
+    if let Some(window) = web_sys::window() {
+        let at = window.performance().map_or(0.0, |p| p.now());
+        if let Some(root) = window.document().and_then(|d| d.document_element()) {
+            let _ = root.set_attribute("data-hydrated-at", &format!("{at:.1}"));
+        }
+    }
 }

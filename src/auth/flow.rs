@@ -193,26 +193,37 @@ async fn complete_login(
         .of(pending.idp.as_deref())
         .ok_or(LoginError::UnknownProvider)?;
     let provider = oidc.provider().await.map_err(LoginError::Idp)?;
-    // RFC 9207 §2.4: compare `iss` with the issuer this login went to; when the
-    // IdP advertises support, a response without `iss` is rejected too.
-    match params.iss.as_deref() {
-        Some(iss) if iss != provider.issuer() => return Err(LoginError::IssuerMismatch),
-        None if provider.requires_iss_parameter() => return Err(LoginError::IssuerMismatch),
-        _ => {}
-    }
-    if let Some(error) = &params.error {
-        return Err(LoginError::Denied(error.clone()));
-    }
-    let code = params
-        .code
-        .clone()
-        .filter(|c| !c.is_empty())
-        .ok_or(LoginError::MissingCode)?;
+    let code = authorization_code(params, provider.issuer(), provider.requires_iss_parameter())?;
     let (response, claims) = oidc
         .exchange_code(code, pending.pkce_verifier, &pending.nonce)
         .await
         .map_err(LoginError::Idp)?;
     build_record(state, oidc, &response, &claims).map_err(LoginError::Idp)
+}
+
+/// The code from an authorization response whose pending login was found,
+/// or why there is none. RFC 9207 §2.4: `iss` must equal the issuer this login
+/// went to, and must be present when the IdP advertises
+/// `authorization_response_iss_parameter_supported`; checked before the error
+/// member, so even an error page is only shown for our own IdP's answer.
+pub fn authorization_code(
+    params: &CallbackParams,
+    issuer: &str,
+    iss_required: bool,
+) -> Result<String, LoginError> {
+    match params.iss.as_deref() {
+        Some(iss) if iss != issuer => return Err(LoginError::IssuerMismatch),
+        None if iss_required => return Err(LoginError::IssuerMismatch),
+        _ => {}
+    }
+    if let Some(error) = &params.error {
+        return Err(LoginError::Denied(error.clone()));
+    }
+    params
+        .code
+        .clone()
+        .filter(|c| !c.is_empty())
+        .ok_or(LoginError::MissingCode)
 }
 
 fn build_record(

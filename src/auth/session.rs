@@ -28,7 +28,8 @@ use crate::{
 };
 
 const PENDING_KEY: &str = "gatehouse.pending_logins";
-const RECORD_KEY: &str = "gatehouse.user";
+/// Where a signed-in session keeps its [`SessionRecord`] in the session data.
+pub const RECORD_KEY: &str = "gatehouse.user";
 
 /// How long a started login may take at the IdP.
 pub const PENDING_LOGIN_TTL: time::Duration = time::Duration::minutes(10);

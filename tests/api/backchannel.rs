@@ -166,6 +166,20 @@ async fn hostile_logout_tokens_are_refused_and_a_valid_one_ends_the_session() {
                 c.remove("jti");
             }),
         ),
+        // Both found by the logout_token fuzz target.
+        (
+            "a null nonce",
+            with(&op, "n", |c| {
+                c.insert("nonce".into(), Value::Null);
+            }),
+        ),
+        (
+            "an empty sub and no sid",
+            with(&op, "e", |c| {
+                c.insert("sub".into(), json!(""));
+                c.remove("sid");
+            }),
+        ),
         ("empty", String::new()),
     ];
     for (name, token) in &hostile {

@@ -252,6 +252,18 @@ pub enum IdpOutcome {
 }
 
 impl TestApp {
+    /// A browser for an app that is already running at `base` (`make bench`
+    /// drives the release binary as its own process).
+    #[allow(dead_code)] // only benches/bff.rs calls it
+    pub fn at(base: &str) -> TestApp {
+        let (http, jar) = browser();
+        TestApp {
+            base: base.to_string(),
+            http,
+            jar,
+        }
+    }
+
     /// Another browser (its own cookie jar) on the same app.
     pub fn second_browser(&self) -> TestApp {
         let (http, jar) = browser();

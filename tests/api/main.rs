@@ -4,6 +4,7 @@ mod authz;
 mod backchannel;
 mod csrf;
 mod events;
+mod fuzz_corpus;
 mod headers;
 mod helpers;
 mod hostile_idp;

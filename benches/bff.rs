@@ -1,0 +1,688 @@
+//! `make bench`: what the BFF costs per request, per login, per refresh storm,
+//! per stored session, and what the browser downloads, each against a baseline
+//! measured in the same run. Writes `bench/results.json` and
+//! `bench/results.md` and prints every budget missed. Benchmarks are not
+//! tests: nothing here fails on a number.
+//!
+//! Runs the release binary (`target/release/gatehouse`, built by `make bench`)
+//! as its own process against the dev IdP, with `wrk` (Debian) as the load
+//! generator, all on loopback. The baseline is this same executable started
+//! with `--bare`: a plain axum handler answering `/auth/user` with the same
+//! JSON bytes and no session, on the same runtime.
+
+#[path = "../tests/api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use gatehouse::{
+    auth::session::{RawIdToken, SessionRecord, TokenSet, RECORD_KEY},
+    server::{config::StoreUrl, store::AnyStore},
+};
+use helpers::{free_port, Idp, Redis, TestApp};
+use leptos::server_fn::ServerFn;
+use openidconnect::{AccessToken, RefreshToken};
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+use tower_sessions::{
+    session::{Id, Record},
+    SessionStore,
+};
+
+const APP_BINARY: &str = "target/release/gatehouse";
+const SITE_ROOT: &str = "target/site";
+const CONNECTIONS: u32 = 64;
+const DURATION_SECS: u32 = 10;
+const LOGINS: u32 = 100;
+const STORM: usize = 200;
+const MEMORY_SESSIONS: usize = 100_000;
+const SQLITE_SESSIONS: usize = 20_000;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--bare") {
+        let port: u16 = args[i + 1].parse().expect("--bare PORT BODY_FILE");
+        let body = std::fs::read(&args[i + 2]).expect("--bare PORT BODY_FILE");
+        return bare_server(port, body);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run());
+}
+
+/// The ceiling: axum alone, the same JSON, no session, no layers.
+fn bare_server(port: u16, body: Vec<u8>) {
+    use axum::{http::header, routing::get, Router};
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            let app = Router::new().route(
+                "/auth/user",
+                get(move || {
+                    let body = body.clone();
+                    async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+}
+
+/// A child process killed on drop.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Process {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// User + system CPU time so far, from /proc (clock ticks of 10 ms).
+    fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_millis(ticks * 10)
+    }
+}
+
+async fn wait_until_up(url: &str) {
+    for _ in 0..200 {
+        if reqwest::get(url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not come up");
+}
+
+/// The release app as its own process, on a free port.
+async fn start_app(issuer: &str, store: &str) -> (Process, TestApp) {
+    let port = free_port();
+    let base = format!("http://localhost:{port}");
+    let child = Command::new(APP_BINARY)
+        .env("APP_BASE_URL", &base)
+        .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
+        .env("LEPTOS_SITE_ROOT", SITE_ROOT)
+        .env("OIDC_ISSUER_URL", issuer)
+        .env("SESSION_STORE", store)
+        .env("APP_DATABASE_URL", "sqlite::memory:")
+        // The login benchmark signs in from one address many times a second.
+        .env("AUTH_RATE_LIMIT_PER_MINUTE", "1000000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{APP_BINARY}: {e} (make bench builds it)"));
+    let process = Process(child);
+    wait_until_up(&format!("{base}/healthz")).await;
+    (process, TestApp::at(&base))
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct Load {
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    non_2xx: u64,
+}
+
+/// `wrk --latency` against `url`; `script` sets method, body and headers.
+fn wrk(url: &str, headers: &[(&str, &str)], post: bool) -> Load {
+    let mut lua = String::new();
+    if post {
+        lua.push_str("wrk.method = \"POST\"\nwrk.body = \"\"\n");
+        lua.push_str("wrk.headers[\"Content-Type\"] = \"application/x-www-form-urlencoded\"\n");
+    }
+    for (k, v) in headers {
+        lua.push_str(&format!("wrk.headers[\"{k}\"] = \"{v}\"\n"));
+    }
+    let script = std::env::temp_dir().join(format!("gatehouse-bench-{}.lua", std::process::id()));
+    std::fs::write(&script, lua).unwrap();
+    let output = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{CONNECTIONS}"),
+            &format!("-d{DURATION_SECS}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(&script)
+        .arg(url)
+        .output()
+        .expect("wrk must be installed (make bench installs it)");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let number = |prefix: &str| -> Option<&str> {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1))
+    };
+    let millis = |v: &str| -> f64 {
+        let (n, unit) = v.split_at(v.find(|c: char| c.is_alphabetic()).unwrap_or(v.len()));
+        let n: f64 = n.parse().unwrap_or(f64::NAN);
+        match unit {
+            "us" => n / 1000.0,
+            "ms" => n,
+            "s" => n * 1000.0,
+            "m" => n * 60_000.0,
+            _ => f64::NAN,
+        }
+    };
+    let non_2xx = text
+        .lines()
+        .find(|l| l.contains("Non-2xx or 3xx responses:"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    Load {
+        requests_per_sec: number("Requests/sec:")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no wrk result: {text}")),
+        p50_ms: number("50%").map(millis).unwrap_or(f64::NAN),
+        p99_ms: number("99%").map(millis).unwrap_or(f64::NAN),
+        non_2xx,
+    }
+}
+
+async fn run() {
+    assert!(
+        Path::new(APP_BINARY).exists() && Path::new(SITE_ROOT).join("pkg").exists(),
+        "run `make bench` (it builds {APP_BINARY} and {SITE_ROOT} first)"
+    );
+    let started = OffsetDateTime::now_utc();
+    let idp = Idp::start_on(free_port(), &[("IDP_ACCESS_TOKEN_TTL", "3600")]).await;
+    let redis = Redis::start().await;
+    let sqlite_dir = tempdir("sqlite");
+    let stores = [
+        ("memory", "memory".to_string()),
+        (
+            "sqlite",
+            format!("sqlite://{}/sessions.db", sqlite_dir.display()),
+        ),
+        ("redis", redis.url.clone()),
+    ];
+    let current_user = <gatehouse::api::CurrentUser as ServerFn>::PATH;
+
+    let mut ceiling_runs = Vec::new();
+    let mut per_store = Map::new();
+    let mut user_json = Vec::new();
+    let mut login = Value::Null;
+    let mut frontend = Value::Null;
+    for (i, (name, url)) in stores.iter().enumerate() {
+        let (process, app) = start_app(&idp.issuer, url).await;
+        app.login("alice", "alice").await;
+        let cookie = format!(
+            "gatehouse_session={}",
+            app.session_cookie().expect("signed in")
+        );
+        let user = app.get_json("/auth/user").await;
+        assert_eq!(user.status(), 200);
+        user_json = user.bytes().await.unwrap().to_vec();
+        if i == 0 {
+            // The ceiling, before and after the app runs, so drift shows.
+            ceiling_runs.push(bare_ceiling(&user_json));
+        }
+        let auth = [("Cookie", cookie.as_str()), ("X-CSRF", "1")];
+        let page = [("Cookie", cookie.as_str()), ("Accept", "text/html")];
+        eprintln!("bench: {name} store");
+        let results = json!({
+            "auth_user": wrk(&app.url("/auth/user"), &auth, false),
+            "server_fn": wrk(&app.url(current_user), &auth, true),
+            "ssr_profile": wrk(&app.url("/profile"), &page, false),
+        });
+        per_store.insert(name.to_string(), results);
+        if *name == "memory" {
+            login = login_cost(&process, &app).await;
+            frontend = front_end(&app, &idp).await;
+        }
+    }
+    ceiling_runs.push(bare_ceiling(&user_json));
+    let ceiling =
+        ceiling_runs.iter().map(|l| l.requests_per_sec).sum::<f64>() / ceiling_runs.len() as f64;
+
+    let storm = refresh_storm().await;
+    let memory = memory_per_session().await;
+    let sqlite = sqlite_size().await;
+
+    let results = json!({
+        "date": started.date().to_string(),
+        "machine": machine(),
+        "connections": CONNECTIONS,
+        "duration_secs": DURATION_SECS,
+        "ceiling": { "runs": ceiling_runs, "requests_per_sec": ceiling },
+        "stores": per_store,
+        "login": login,
+        "refresh_storm": storm,
+        "memory_store": memory,
+        "sqlite_store": sqlite,
+        "front_end": frontend,
+    });
+    std::fs::create_dir_all("bench").unwrap();
+    std::fs::write(
+        "bench/results.json",
+        serde_json::to_string_pretty(&results).unwrap() + "\n",
+    )
+    .unwrap();
+    let (markdown, misses) = report(&results);
+    std::fs::write("bench/results.md", &markdown).unwrap();
+    println!("{markdown}");
+    if misses.is_empty() {
+        println!("All budgets met.");
+    } else {
+        for miss in &misses {
+            println!("BUDGET MISSED: {miss}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(sqlite_dir);
+}
+
+fn tempdir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("gatehouse-bench-{what}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn bare_ceiling(body: &[u8]) -> Load {
+    let port = free_port();
+    let body_file = std::env::temp_dir().join(format!("gatehouse-bench-body-{port}.json"));
+    std::fs::write(&body_file, body).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let _bare = Process(
+        Command::new(exe)
+            .arg("--bare")
+            .arg(port.to_string())
+            .arg(&body_file)
+            .spawn()
+            .unwrap(),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("bench: bare axum ceiling");
+    wrk(&format!("http://127.0.0.1:{port}/auth/user"), &[], false)
+}
+
+/// Full logins per second through the BFF (one browser after another, JWKS
+/// cached by a warm-up login), and the BFF's own CPU time per login.
+async fn login_cost(process: &Process, app: &TestApp) -> Value {
+    for _ in 0..3 {
+        TestApp::at(&app.base).login("bob", "bob").await;
+    }
+    let cpu_before = process.cpu_time();
+    let started = Instant::now();
+    for _ in 0..LOGINS {
+        let browser = TestApp::at(&app.base);
+        let response = browser.login("bob", "bob").await;
+        assert_eq!(response.status(), 303);
+    }
+    let wall = started.elapsed();
+    let cpu = process.cpu_time() - cpu_before;
+    json!({
+        "logins": LOGINS,
+        "logins_per_sec": f64::from(LOGINS) / wall.as_secs_f64(),
+        "bff_cpu_ms_per_login": cpu.as_secs_f64() * 1000.0 / f64::from(LOGINS),
+    })
+}
+
+/// 200 concurrent requests on one session whose access token has expired.
+async fn refresh_storm() -> Value {
+    let idp = Idp::start_on(free_port(), &[("IDP_ACCESS_TOKEN_TTL", "2")]).await;
+    let (_process, app) = start_app(&idp.issuer, "memory").await;
+    app.login("alice", "alice").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = idp.stats().await["token_requests"]["refresh_token"]
+        .as_u64()
+        .unwrap();
+    let started = Instant::now();
+    let calls = (0..STORM).map(|_| app.get_json("/auth/userinfo"));
+    let statuses: Vec<u16> = futures::future::join_all(calls)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    let wall = started.elapsed();
+    let after = idp.stats().await["token_requests"]["refresh_token"]
+        .as_u64()
+        .unwrap();
+    json!({
+        "requests": STORM,
+        "ok": statuses.iter().filter(|s| **s == 200).count(),
+        "wall_ms": wall.as_secs_f64() * 1000.0,
+        "token_endpoint_calls": after - before,
+    })
+}
+
+/// A session as a Keycloak login leaves it: tokens of Keycloak's usual sizes
+/// (RS256 access token ~1.5 KB with realm and client roles, refresh token
+/// ~0.9 KB, ID token ~1.4 KB) and the ID token's claims.
+fn keycloak_sized_record(i: usize) -> SessionRecord {
+    let filler = |len: usize, seed: usize| -> String {
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        (0..len)
+            .map(|k| alphabet[(k * 31 + seed * 17) % 64] as char)
+            .collect()
+    };
+    let sub = format!("f81d4fae-7dec-11d0-a765-{i:012}");
+    let now = OffsetDateTime::now_utc();
+    let claims = json!({
+        "exp": now.unix_timestamp() + 300, "iat": now.unix_timestamp(),
+        "auth_time": now.unix_timestamp(), "jti": filler(36, i),
+        "iss": "https://sso.example.com/realms/demo", "aud": "gatehouse", "sub": sub,
+        "typ": "ID", "azp": "gatehouse", "nonce": filler(43, i + 1), "sid": filler(36, i + 2),
+        "at_hash": filler(22, i + 3), "acr": "1", "email_verified": true,
+        "realm_access": { "roles": ["user", "offline_access", "uma_authorization"] },
+        "name": "Alice Liddell", "preferred_username": "alice", "given_name": "Alice",
+        "family_name": "Liddell", "email": "alice@example.com",
+    });
+    let Value::Object(id_token_claims) = claims else {
+        unreachable!()
+    };
+    SessionRecord {
+        idp: None,
+        sub,
+        sid: Some(filler(36, i + 2)),
+        name: "Alice Liddell".into(),
+        preferred_username: Some("alice".into()),
+        email: Some("alice@example.com".into()),
+        email_verified: Some(true),
+        picture: None,
+        roles: vec!["user".into(), "offline_access".into()],
+        id_token_claims,
+        tokens: TokenSet {
+            access_token: AccessToken::new(filler(1500, i)),
+            refresh_token: Some(RefreshToken::new(filler(900, i + 5))),
+            id_token: RawIdToken::new(filler(1400, i + 7)),
+            access_token_expires_at: Some(now + time::Duration::minutes(5)),
+            issued_at: Some(now),
+        },
+        created_at: now,
+        absolute_expires_at: now + time::Duration::hours(12),
+        handle: filler(43, i + 9),
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0 Safari/537.36".into()),
+        ip: Some("203.0.113.7".into()),
+    }
+}
+
+fn record(i: usize) -> Record {
+    let mut data = HashMap::new();
+    data.insert(
+        RECORD_KEY.to_string(),
+        serde_json::to_value(keycloak_sized_record(i)).unwrap(),
+    );
+    Record {
+        id: Id::default(),
+        data,
+        expiry_date: OffsetDateTime::now_utc() + time::Duration::minutes(30),
+    }
+}
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Resident memory of a memory store holding 100,000 such sessions (with the
+/// sub/sid index), per session.
+async fn memory_per_session() -> Value {
+    let store = AnyStore::open(&StoreUrl::Memory, Duration::from_secs(12 * 3600))
+        .await
+        .unwrap();
+    let json_bytes = serde_json::to_vec(&keycloak_sized_record(0)).unwrap().len();
+    let before = resident_bytes();
+    for i in 0..MEMORY_SESSIONS {
+        store.create(&mut record(i)).await.unwrap();
+    }
+    let after = resident_bytes();
+    json!({
+        "sessions": MEMORY_SESSIONS,
+        "record_json_bytes": json_bytes,
+        "resident_bytes_per_session": (after - before) as f64 / MEMORY_SESSIONS as f64,
+    })
+}
+
+/// The SQLite store's file size for such sessions, per session.
+async fn sqlite_size() -> Value {
+    let dir = tempdir("sqlite-size");
+    let path = dir.join("sessions.db");
+    let store = AnyStore::open(
+        &StoreUrl::Sqlite(format!("sqlite://{}", path.display())),
+        Duration::from_secs(12 * 3600),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    for i in 0..SQLITE_SESSIONS {
+        store.create(&mut record(i)).await.unwrap();
+    }
+    let insert = started.elapsed();
+    drop(store);
+    let size: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    let _ = std::fs::remove_dir_all(&dir);
+    json!({
+        "sessions": SQLITE_SESSIONS,
+        "bytes_on_disk_per_session": size as f64 / SQLITE_SESSIONS as f64,
+        "insert_ms_per_session": insert.as_secs_f64() * 1000.0 / SQLITE_SESSIONS as f64,
+    })
+}
+
+fn compressed_size(path: &Path, program: &str, args: &[&str]) -> u64 {
+    let output = Command::new(program)
+        .args(args)
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e} (make bench installs it)"));
+    output.stdout.len() as u64
+}
+
+/// The release bundle's sizes, and first paint / hydration in Chromium.
+async fn front_end(app: &TestApp, idp: &Idp) -> Value {
+    let pkg = Path::new(SITE_ROOT).join("pkg");
+    let mut files = Map::new();
+    for name in ["gatehouse.wasm", "gatehouse.js", "gatehouse.css"] {
+        let path = pkg.join(name);
+        files.insert(
+            name.into(),
+            json!({
+                "raw": std::fs::metadata(&path).unwrap().len(),
+                "gzip": compressed_size(&path, "gzip", &["-9", "-c"]),
+                "brotli": compressed_size(&path, "brotli", &["-q", "11", "-c"]),
+            }),
+        );
+    }
+    let output = Command::new("node")
+        .arg("end2end/bench/paint.mjs")
+        .env("APP_URL", &app.base)
+        .env("IDP_URL", format!("http://localhost:{}", idp.port))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("node");
+    let timing: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "paint.mjs: {e}: {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    json!({ "files": files, "timing": timing })
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    format!("{cores} cores ({cpu}), {mem_gib:.0} GiB")
+}
+
+/// The Markdown table and the list of budgets missed.
+fn report(r: &Value) -> (String, Vec<String>) {
+    let ceiling = r["ceiling"]["requests_per_sec"].as_f64().unwrap();
+    let mut misses = Vec::new();
+    let mut md = format!(
+        "Measured {} on {} by `make bench`; wrk, {} connections, {} s per row, all on loopback.\n\n",
+        r["date"].as_str().unwrap(),
+        r["machine"].as_str().unwrap(),
+        CONNECTIONS,
+        DURATION_SECS
+    );
+    md.push_str("| request | store | requests/s | vs bare axum | p50 ms | p99 ms |\n");
+    md.push_str("|---|---|---:|---:|---:|---:|\n");
+    for run in r["ceiling"]["runs"].as_array().unwrap() {
+        md.push_str(&format!(
+            "| bare axum, same JSON, no session (ceiling) | – | {:.0} | 100% | {:.2} | {:.2} |\n",
+            run["requests_per_sec"].as_f64().unwrap(),
+            run["p50_ms"].as_f64().unwrap(),
+            run["p99_ms"].as_f64().unwrap()
+        ));
+    }
+    let labels = [
+        ("auth_user", "(a) `GET /auth/user` with a session"),
+        ("server_fn", "(b) server function `current_user`"),
+        ("ssr_profile", "(c) SSR of `/profile`"),
+    ];
+    for (key, label) in labels {
+        for store in ["memory", "sqlite", "redis"] {
+            let load = &r["stores"][store][key];
+            let rps = load["requests_per_sec"].as_f64().unwrap();
+            let ratio = rps / ceiling;
+            let p99 = load["p99_ms"].as_f64().unwrap();
+            md.push_str(&format!(
+                "| {label} | {store} | {rps:.0} | {:.0}% | {:.2} | {p99:.2} |\n",
+                ratio * 100.0,
+                load["p50_ms"].as_f64().unwrap(),
+            ));
+            if load["non_2xx"].as_u64().unwrap_or(0) > 0 {
+                misses.push(format!(
+                    "{label} on {store}: {} non-2xx answers",
+                    load["non_2xx"]
+                ));
+            }
+            if store == "memory" && key != "ssr_profile" {
+                if ratio < 0.6 {
+                    misses.push(format!(
+                        "{label} (memory) at {:.0}% of the bare-axum ceiling (budget ≥ 60%)",
+                        ratio * 100.0
+                    ));
+                }
+                if p99 >= 5.0 {
+                    misses.push(format!("{label} (memory) p99 {p99:.2} ms (budget < 5 ms)"));
+                }
+            }
+        }
+    }
+    let login = &r["login"];
+    let storm = &r["refresh_storm"];
+    let mem = &r["memory_store"];
+    let sqlite = &r["sqlite_store"];
+    let calls = storm["token_endpoint_calls"].as_u64().unwrap();
+    if calls != 1 {
+        misses.push(format!(
+            "refresh storm made {calls} token-endpoint calls (budget: exactly 1)"
+        ));
+    }
+    let per_session = mem["resident_bytes_per_session"].as_f64().unwrap();
+    if per_session >= 8192.0 {
+        misses.push(format!(
+            "memory store: {per_session:.0} B resident per session (budget < 8 KiB)"
+        ));
+    }
+    let files = &r["front_end"]["files"];
+    let first_load_brotli = files["gatehouse.wasm"]["brotli"].as_u64().unwrap()
+        + files["gatehouse.js"]["brotli"].as_u64().unwrap();
+    if first_load_brotli >= 250 * 1024 {
+        misses.push(format!(
+            "wasm + JS first load {:.1} KiB brotli (budget < 250 KiB)",
+            first_load_brotli as f64 / 1024.0
+        ));
+    }
+    md.push_str(&format!(
+        "\n| measure | result |\n|---|---:|\n\
+         | full logins through the BFF (sequential, JWKS cached) | {:.1} /s |\n\
+         | BFF CPU per login (IdP excluded) | {:.2} ms |\n\
+         | refresh storm: {} concurrent requests, expired token | {:.0} ms, {} token-endpoint call(s), {} × 200 OK |\n\
+         | memory store, {} Keycloak-sized sessions ({} B of JSON each) | {:.0} B resident per session |\n\
+         | SQLite store, {} such sessions | {:.0} B on disk per session |\n",
+        login["logins_per_sec"].as_f64().unwrap(),
+        login["bff_cpu_ms_per_login"].as_f64().unwrap(),
+        storm["requests"],
+        storm["wall_ms"].as_f64().unwrap(),
+        calls,
+        storm["ok"],
+        mem["sessions"],
+        mem["record_json_bytes"],
+        per_session,
+        sqlite["sessions"],
+        sqlite["bytes_on_disk_per_session"].as_f64().unwrap(),
+    ));
+    md.push_str("\n| front end (release) | raw | gzip | brotli |\n|---|---:|---:|---:|\n");
+    for name in ["gatehouse.wasm", "gatehouse.js", "gatehouse.css"] {
+        let f = &files[name];
+        let kib = |k: &str| f[k].as_f64().unwrap() / 1024.0;
+        md.push_str(&format!(
+            "| {name} | {:.1} KiB | {:.1} KiB | {:.1} KiB |\n",
+            kib("raw"),
+            kib("gzip"),
+            kib("brotli")
+        ));
+    }
+    md.push_str(&format!(
+        "| wasm + JS, first load | | | {:.1} KiB (budget < 250 KiB) |\n",
+        first_load_brotli as f64 / 1024.0
+    ));
+    md.push_str("\n| page (headless Chromium, loopback, median of 5 cold loads) | first contentful paint | hydrated |\n|---|---:|---:|\n");
+    for page in ["/", "/profile"] {
+        let t = &r["front_end"]["timing"][page];
+        md.push_str(&format!(
+            "| `{page}` | {:.0} ms | {:.0} ms |\n",
+            t["first_contentful_paint_ms"].as_f64().unwrap_or(f64::NAN),
+            t["hydrated_ms"].as_f64().unwrap_or(f64::NAN)
+        ));
+    }
+    (md, misses)
+}
