@@ -9,10 +9,9 @@ FROM rust:1.95-bookworm AS builder
 
 ARG CARGO_LEPTOS_VERSION=0.3.10
 
-# binaryen: wasm-opt for the size-optimised wasm bundle.
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends binaryen \
- && rm -rf /var/lib/apt/lists/*
+# No wasm-opt on PATH: cargo-leptos downloads the binaryen release it is built
+# for. (Debian bookworm's binaryen 108 breaks the externref table that
+# wasm-bindgen emits, and the bundle would fail to start in the browser.)
 
 RUN rustup target add wasm32-unknown-unknown
 

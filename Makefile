@@ -1,6 +1,9 @@
 # Gatehouse. Quick start: `make dev` to run, `make test` to test.
 SHELL := /bin/bash
-export PATH := $(HOME)/.cargo/bin:$(PATH)
+# end2end/node_modules/.bin first: cargo-leptos takes the wasm-opt it finds on
+# PATH, and it must be npm's binaryen (Debian's 108 breaks the externref table
+# of today's wasm-bindgen output: the release bundle would not hydrate).
+export PATH := $(CURDIR)/end2end/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 
 IDP_PORT ?= 8080
 
@@ -50,6 +53,9 @@ test-e2e:
 bench:
 	@scripts/setup.sh --bench
 	cargo leptos build --release
+	# cargo bench rebuilds target/release/gatehouse without cargo-leptos' settings
+	# (it would look for gatehouse_bg.wasm): benchmark cargo-leptos' own build.
+	cp target/release/gatehouse target/gatehouse-bench
 	cargo bench --features ssr --bench bff
 
 lint:

@@ -4,7 +4,7 @@
 //! `bench/results.md` and prints every budget missed. Benchmarks are not
 //! tests: nothing here fails on a number.
 //!
-//! Runs the release binary (`target/release/gatehouse`, built by `make bench`)
+//! Runs the release binary (cargo-leptos' build, copied by `make bench`)
 //! as its own process against the dev IdP, with `wrk` (Debian) as the load
 //! generator, all on loopback. The baseline is this same executable started
 //! with `--bare`: a plain axum handler answering `/auth/user` with the same
@@ -23,7 +23,7 @@ use std::{
 };
 
 use gatehouse::{
-    auth::session::{RawIdToken, SessionRecord, TokenSet, RECORD_KEY},
+    auth::session::{encode_record, RawIdToken, SessionRecord, TokenSet, RECORD_KEY},
     server::{config::StoreUrl, store::AnyStore},
 };
 use helpers::{free_port, Idp, Redis, TestApp};
@@ -36,7 +36,9 @@ use tower_sessions::{
     SessionStore,
 };
 
-const APP_BINARY: &str = "target/release/gatehouse";
+/// cargo-leptos' release build, copied aside by `make bench` (cargo bench
+/// itself rebuilds `target/release/gatehouse` without cargo-leptos' settings).
+const APP_BINARY: &str = "target/gatehouse-bench";
 const SITE_ROOT: &str = "target/site";
 const CONNECTIONS: u32 = 64;
 const DURATION_SECS: u32 = 10;
@@ -439,7 +441,7 @@ fn record(i: usize) -> Record {
     let mut data = HashMap::new();
     data.insert(
         RECORD_KEY.to_string(),
-        serde_json::to_value(keycloak_sized_record(i)).unwrap(),
+        encode_record(&keycloak_sized_record(i)),
     );
     Record {
         id: Id::default(),

@@ -8,12 +8,13 @@ CARGO_LEPTOS_VERSION=0.3.10          # 0.3.11 needs a newer rustc than 1.95
 export PATH="$HOME/.cargo/bin:$PATH"
 say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
-# Debian packages: Chromium for the browser tests, binaryen for wasm-opt,
-# redis-server for the multi-instance tests, docker-compose (1.29, Python) to
-# validate docker-compose.yaml — no Docker engine is needed or installed.
+# Debian packages: Chromium for the browser tests, redis-server for the
+# multi-instance tests, docker-compose (1.29, Python) to validate
+# docker-compose.yaml — no Docker engine is needed or installed. wasm-opt comes
+# from npm's binaryen (end2end/package.json), not Debian's: binaryen 108 breaks
+# the externref table wasm-bindgen emits, and the release bundle fails to start.
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
-command -v wasm-opt >/dev/null || need_apt+=(binaryen)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 # `make bench` (scripts/setup.sh --bench) also needs the load generator and brotli.
 if [ "${1:-}" = "--bench" ]; then
