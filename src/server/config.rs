@@ -193,6 +193,15 @@ impl<L: Lookup> Reader<'_, L> {
     }
 }
 
+/// A switch: `1` or `0`, nothing else (no guessing at "yes" or "true").
+fn parse_flag(raw: &str) -> Result<bool, String> {
+    match raw {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        _ => Err("only 0 or 1".into()),
+    }
+}
+
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(raw).map_err(|e| e.to_string())?;
     if d.is_zero() {
@@ -300,11 +309,7 @@ impl Config {
             "GATEHOUSE_ALLOW_INSECURE",
             "0",
             "1 (downgrade the start-up security checks to warnings) or 0",
-            |v| match v {
-                "0" => Ok(false),
-                "1" => Ok(true),
-                _ => Err("only 0 or 1".into()),
-            },
+            parse_flag,
         )?;
         refuse_insecure(&base_url, &oidc, &extra_providers, allow_insecure)?;
         let positive = |v: &str| match v.parse::<u32>() {
@@ -323,11 +328,7 @@ impl Config {
                 "TRUST_FORWARDED_FOR",
                 "0",
                 "1 (behind a proxy that sets X-Forwarded-For) or 0",
-                |v| match v {
-                    "0" => Ok(false),
-                    "1" => Ok(true),
-                    _ => Err("only 0 or 1".into()),
-                },
+                parse_flag,
             )?,
             pending_logins_max: r.parse(
                 "PENDING_LOGINS_MAX",

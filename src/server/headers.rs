@@ -6,8 +6,8 @@
 //!   scripts are the ones carrying this response's nonce (the hydration script
 //!   and the streamed resource scripts, which Leptos tags with the nonce it
 //!   finds in context) plus `'wasm-unsafe-eval'` so the bundle can be compiled;
-//!   every other response (JSON, static files) gets a policy that runs no
-//!   script at all. Both forbid framing (`frame-ancestors 'none'`;
+//!   every other response (JSON, static files, the standalone auth pages) gets
+//!   a policy that runs no script at all. Both forbid framing (`frame-ancestors 'none'`;
 //!   `X-Frame-Options: DENY` for old browsers).
 //! - `X-Content-Type-Options: nosniff`: no MIME sniffing of JSON or uploads.
 //! - `Referrer-Policy`: `no-referrer` on `/auth/*`, whose URLs carry codes and
@@ -88,8 +88,14 @@ pub async fn security_headers(
     let path = request.uri().path();
     let auth_route = path.starts_with("/auth/");
     let never_cache = auth_route || path == "/api" || path.starts_with("/api/");
-    let nonce: Arc<str> = leptos::nonce::Nonce::new().as_inner().clone();
-    request.extensions_mut().insert(CspNonce(nonce.clone()));
+    // Only Leptos renders pages with scripts, and never under `/auth`, `/api`
+    // (JSON, server functions) or `/pkg` (static files): no nonce is made on
+    // those paths, the busiest ones.
+    let nonce: Option<Arc<str>> = (!never_cache && !path.starts_with("/pkg/"))
+        .then(|| leptos::nonce::Nonce::new().as_inner().clone());
+    if let Some(nonce) = &nonce {
+        request.extensions_mut().insert(CspNonce(nonce.clone()));
+    }
     let mut response = next.run(request).await;
     let is_html = response
         .headers()
@@ -102,13 +108,12 @@ pub async fn security_headers(
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    // Any HTML gets the page policy: only Leptos pages have scripts, and only
-    // scripts carrying this response's nonce run.
-    let policy = if is_html {
-        HeaderValue::from_str(&state.page_policy.with_nonce(&nonce))
-            .unwrap_or(HeaderValue::from_static(STRICT_POLICY))
-    } else {
-        HeaderValue::from_static(STRICT_POLICY)
+    // Pages get the page policy, where only scripts carrying this response's
+    // nonce run; everything else (the standalone `/auth` pages too) runs none.
+    let policy = match nonce.filter(|_| is_html) {
+        Some(nonce) => HeaderValue::from_str(&state.page_policy.with_nonce(&nonce))
+            .unwrap_or(HeaderValue::from_static(STRICT_POLICY)),
+        None => HeaderValue::from_static(STRICT_POLICY),
     };
     headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     headers.insert(
