@@ -219,7 +219,7 @@ async fn run() {
         "run `make bench` (it builds {APP_BINARY} and {SITE_ROOT} first)"
     );
     let started = OffsetDateTime::now_utc();
-    let idp = Idp::start_on(free_port(), &[("IDP_ACCESS_TOKEN_TTL", "3600")]).await;
+    let idp = Idp::start_with(&[("IDP_ACCESS_TOKEN_TTL", "3600")]).await;
     let redis = Redis::start().await;
     let sqlite_dir = tempdir("sqlite");
     let stores = [
@@ -360,7 +360,7 @@ async fn login_cost(process: &Process, app: &TestApp) -> Value {
 
 /// 200 concurrent requests on one session whose access token has expired.
 async fn refresh_storm() -> Value {
-    let idp = Idp::start_on(free_port(), &[("IDP_ACCESS_TOKEN_TTL", "2")]).await;
+    let idp = Idp::start_with(&[("IDP_ACCESS_TOKEN_TTL", "2")]).await;
     let (_process, app) = start_app(&idp.issuer, "memory").await;
     app.login("alice", "alice").await;
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -1,25 +1,46 @@
 use leptos::{form::ActionForm, prelude::*};
 
 use crate::{
-    api::{admin_overview, AdminEndUserSessions, SeenUser},
+    api::{admin_overview, AdminEndUserSessions, AppError, SeenUser},
+    app::UserResource,
     components::{guard::RequireRole, time::format_utc},
 };
 
 /// `/admin` (role `admin`): the users seen, their roles and live sessions,
 /// and "End all sessions" per user.
+///
+/// The list's resource is made here, above the guard's `<Suspense>`, not in
+/// the panel it renders: during SSR a `<Suspense>` re-walks its children to
+/// find nested reads, and a resource created in that walk registers a fresh
+/// task each time, which can keep the stream from ever finishing (leptos#4866;
+/// the upstream advice is to hoist data loading out of `<Suspense>`). It
+/// waits for the user resource and asks the server only for an admin, so a
+/// visitor's 302 or 403 is not overwritten by the server function's status.
 #[component]
 pub fn AdminPage() -> impl IntoView {
+    let user = expect_context::<UserResource>();
+    let end = ServerAction::<AdminEndUserSessions>::new();
+    let users = Resource::new(
+        move || end.version().get(),
+        move |_| async move {
+            match user.await {
+                Ok(Some(u)) if u.has_role("admin") => admin_overview().await.map(Some),
+                _ => Ok(None),
+            }
+        },
+    );
     view! {
         <RequireRole role="admin" return_to="/admin">
-            <AdminPanel/>
+            <AdminPanel users end/>
         </RequireRole>
     }
 }
 
 #[component]
-fn AdminPanel() -> impl IntoView {
-    let end = ServerAction::<AdminEndUserSessions>::new();
-    let users = Resource::new(move || end.version().get(), |_| admin_overview());
+fn AdminPanel(
+    users: Resource<Result<Option<Vec<SeenUser>>, AppError>>,
+    end: ServerAction<AdminEndUserSessions>,
+) -> impl IntoView {
     view! {
         <section class="admin" data-testid="admin">
             <h1>"Users"</h1>
@@ -31,7 +52,9 @@ fn AdminPanel() -> impl IntoView {
             <Suspense fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match users.await {
-                        Ok(list) => view! { <UserTable list end/> }.into_any(),
+                        Ok(Some(list)) => view! { <UserTable list end/> }.into_any(),
+                        // Not an admin: the guard around this panel shows the 403 or the login.
+                        Ok(None) => ().into_any(),
                         Err(e) => view! { <p class="error">"Users could not be loaded: " {e.to_string()}</p> }.into_any(),
                     }
                 })}

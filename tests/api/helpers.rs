@@ -23,6 +23,42 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+const STALLED: &str = "did not answer";
+static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The state letter and name of a process, from `/proc/<pid>/status`.
+fn process_state(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("State:"))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The local addresses with a TCP socket in LISTEN state on `port`
+/// (`/proc/net/tcp` and `tcp6`), to tell a port held elsewhere from a stall.
+fn listeners_on(port: u16) -> String {
+    let wanted = format!(":{port:04X}");
+    let found: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| t.lines().skip(1).map(str::to_string).collect::<Vec<_>>())
+        .filter(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.len() > 9 && cols[1].ends_with(&wanted) && cols[3] == "0A"
+        })
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    if found.is_empty() {
+        "none".into()
+    } else {
+        found.join(", ")
+    }
+}
+
 /// The dev identity provider (`end2end/idp/server.mjs`), killed on drop.
 pub struct Idp {
     pub host: String,
@@ -32,40 +68,55 @@ pub struct Idp {
 }
 
 impl Idp {
-    /// On a free port. A port picked free can be taken by another process before
-    /// node binds it, so a start that fails with "address already in use" is
-    /// retried on a fresh port.
+    /// On a free port.
     pub async fn start() -> Self {
-        let mut last = String::new();
-        for _ in 0..3 {
-            match Self::try_start_at("127.0.0.1", free_port(), &[]).await {
-                Ok(idp) => return idp,
-                Err(why) if why.contains("address already in use") => last = why,
-                Err(why) => panic!("{why}"),
-            }
-        }
-        panic!("{last}");
+        Self::start_with(&[]).await
     }
 
+    /// On a free port, with extra environment. A port picked free can be taken
+    /// by another process before node binds it, and a start can stall on a
+    /// loaded machine: either way the start is retried on a fresh port.
+    pub async fn start_with(env: &[(&str, &str)]) -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_start_at("127.0.0.1", free_port(), env).await {
+                Ok(idp) => return idp,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("the dev IdP did not start: {}", failures.join("\n---\n"));
+    }
+
+    /// On a port the test needs (an IdP restarted where the app expects it).
     pub async fn start_on(port: u16, env: &[(&str, &str)]) -> Self {
         Self::start_at("127.0.0.1", port, env).await
     }
 
     /// On another loopback address (`IDP_LISTEN_HOST`), for split-network tests.
+    /// The port is fixed, so only a stalled start (node alive, not answering)
+    /// is retried; a taken port fails at once.
     pub async fn start_at(host: &str, port: u16, env: &[(&str, &str)]) -> Self {
-        Self::try_start_at(host, port, env)
-            .await
-            .unwrap_or_else(|why| panic!("{why}"))
+        let mut failures = Vec::new();
+        for _ in 0..2 {
+            match Self::try_start_at(host, port, env).await {
+                Ok(idp) => return idp,
+                Err(why) if why.contains(STALLED) => failures.push(why),
+                Err(why) => panic!("{why}"),
+            }
+        }
+        panic!("the dev IdP did not start: {}", failures.join("\n---\n"));
     }
 
     /// Starts node and waits for `/dev/health`. Node's stderr goes to a file so
-    /// that a failed start says why (the machine is shared by parallel tests,
-    /// so a start can be slow: the wait is generous and ends early if node exits).
+    /// that a failed start says why; a start that does not answer in time is
+    /// killed and described (process state, whether anything listens on the
+    /// port, the last health-check error), so a flaky start can be diagnosed.
     async fn try_start_at(host: &str, port: u16, env: &[(&str, &str)]) -> Result<Self, String> {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/end2end/idp/server.mjs");
         let log_path = std::env::temp_dir().join(format!(
-            "gatehouse-test-idp-{}-{host}-{port}.log",
-            std::process::id()
+            "gatehouse-test-idp-{}-{host}-{port}-{}.log",
+            std::process::id(),
+            STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let log = std::fs::File::create(&log_path).expect("create the dev IdP log file");
         let child = Command::new("node")
@@ -73,6 +124,7 @@ impl Idp {
             .env("IDP_PORT", port.to_string())
             .env("IDP_LISTEN_HOST", host)
             .envs(env.iter().copied())
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -84,14 +136,21 @@ impl Idp {
             child,
         };
         let health = format!("http://{host}:{port}/dev/health");
+        let probe = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
         let log_text = || std::fs::read_to_string(&log_path).unwrap_or_default();
-        for _ in 0..300 {
-            if reqwest::get(&health)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                let _ = std::fs::remove_file(&log_path);
-                return Ok(idp);
+        let started = std::time::Instant::now();
+        let mut last = String::from("no answer yet");
+        while started.elapsed() < Duration::from_secs(20) {
+            match probe.get(&health).send().await {
+                Ok(r) if r.status().is_success() => {
+                    let _ = std::fs::remove_file(&log_path);
+                    return Ok(idp);
+                }
+                Ok(r) => last = format!("HTTP {}", r.status()),
+                Err(e) => last = format!("{e:?}"),
             }
             if let Ok(Some(status)) = idp.child.try_wait() {
                 let why = log_text();
@@ -102,10 +161,15 @@ impl Idp {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(format!(
-            "the dev IdP did not answer on {host}:{port} within 30 s; its stderr: {}",
+        let why = format!(
+            "the dev IdP {STALLED} on {host}:{port} within 20 s; process state: {}; \
+             listening on the port: {}; last health check: {last}; its stderr: {}",
+            process_state(idp.child.id()),
+            listeners_on(port),
             log_text()
-        ))
+        );
+        let _ = std::fs::remove_file(&log_path);
+        Err(why)
     }
 
     pub async fn stats(&self) -> serde_json::Value {
@@ -184,6 +248,7 @@ impl TestApp {
         self.http = reqwest::Client::builder()
             .redirect(redirect::Policy::none())
             .cookie_provider(jar.clone())
+            .timeout(Duration::from_secs(60))
             .resolve_to_addrs("localhost", &addrs)
             .build()
             .unwrap();
@@ -192,12 +257,15 @@ impl TestApp {
     }
 }
 
-/// A browser-like client: its own cookie jar, redirects walked by hand.
+/// A browser-like client: its own cookie jar, redirects walked by hand. A
+/// response (body included) that takes a minute is a hang, and fails the test
+/// instead of stalling the whole run.
 fn browser() -> (reqwest::Client, Arc<Jar>) {
     let jar = Arc::new(Jar::default());
     let http = reqwest::Client::builder()
         .redirect(redirect::Policy::none())
         .cookie_provider(jar.clone())
+        .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
     (http, jar)
@@ -533,6 +601,7 @@ impl Redis {
                 "--appendonly",
                 "no",
             ])
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

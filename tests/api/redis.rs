@@ -51,7 +51,7 @@ async fn a_session_made_on_one_instance_works_and_ends_on_another() {
 #[tokio::test]
 async fn refresh_is_single_flight_across_instances() {
     let redis = Redis::start().await;
-    let idp = Idp::start_on(free_port(), &[("IDP_ACCESS_TOKEN_TTL", "3")]).await;
+    let idp = Idp::start_with(&[("IDP_ACCESS_TOKEN_TTL", "3")]).await;
     let store = [("SESSION_STORE", redis.url.as_str())];
     let a = spawn_app_with(&idp.issuer, &store).await;
     let b = spawn_app_with(&idp.issuer, &store).await;

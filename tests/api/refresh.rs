@@ -15,7 +15,7 @@ async fn refresh_count(idp: &Idp) -> u64 {
 
 #[tokio::test]
 async fn concurrent_calls_with_an_expiring_token_refresh_once() {
-    let idp = Idp::start_on(free_port(), &[("IDP_ACCESS_TOKEN_TTL", "3")]).await;
+    let idp = Idp::start_with(&[("IDP_ACCESS_TOKEN_TTL", "3")]).await;
     let app = spawn_app(&idp.issuer).await;
     assert_eq!(
         app.login("alice", "alice").await.status(),
