@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use gatehouse::server::{self, config::Config, telemetry};
 use leptos::config::get_configuration;
 
+/// glibc's malloc made the runtime's worker threads queue on its arena locks
+/// (perf under `make bench`: a tenth of the CPU in futex waits, another
+/// fifth in malloc/free); mimalloc's per-thread heaps do not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     telemetry::init();

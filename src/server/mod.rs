@@ -81,7 +81,7 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
     let db = db::AppDb::open(&config.app_database).await?;
     let idps = Arc::new(Idps::new(config.clone()));
     check_identity_providers(&idps).await?;
-    let state = AppState {
+    let state = AppState::new(state::Shared {
         leptos_options: leptos_options.clone(),
         config: config.clone(),
         idps,
@@ -105,7 +105,7 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
                 format!("ws://*:{port} wss://*:{port}")
             }),
         )),
-    };
+    });
 
     let idle = time::Duration::try_from(config.session.idle_timeout)
         .map_err(|e| format!("SESSION_IDLE_TIMEOUT: {e}"))?;
