@@ -27,7 +27,7 @@ RUN WASM_BINDGEN_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/vers
  && cargo install wasm-bindgen-cli --version "${WASM_BINDGEN_VERSION}"
 
 COPY . .
-RUN cargo leptos build --release
+RUN cargo leptos build --release --split
 
 # ---------------------------------------------------------------------------
 FROM debian:bookworm-slim AS runtime

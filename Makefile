@@ -18,7 +18,7 @@ dev: setup
 
 ## serve: release build of the app alone (start an IdP with `make idp`, or point OIDC_ISSUER_URL at yours)
 serve: setup
-	cargo leptos build --release
+	cargo leptos build --release --split
 	LEPTOS_SITE_ROOT=target/site target/release/gatehouse
 
 ## idp: the dev identity provider alone, in the foreground
@@ -45,14 +45,14 @@ test-wasm-release:
 	cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features hydrate
 
 test-e2e:
-	cargo leptos build
+	cargo leptos build --split
 	cd end2end && npx playwright test
 
 ## bench: performance against a bare-axum baseline measured in the same run;
 ## writes bench/results.json and bench/results.md (see README "Performance")
 bench:
 	@scripts/setup.sh --bench
-	cargo leptos build --release
+	cargo leptos build --release --split
 	# cargo bench rebuilds target/release/gatehouse without cargo-leptos' settings
 	# (it would look for gatehouse_bg.wasm): benchmark cargo-leptos' own build.
 	cp target/release/gatehouse target/gatehouse-bench

@@ -1,6 +1,6 @@
 // Playwright configuration for the Gatehouse end-to-end suite.
 //
-//   cd end2end && npx playwright test        (after `cargo leptos build`)
+//   cd end2end && npx playwright test        (after `cargo leptos build --split`)
 //
 // Starts the dev identity provider (port 8180) and the debug build of the app
 // (port 3100) unless they are already running (outside CI). Uses Debian's
@@ -48,7 +48,7 @@ export default defineConfig({
     {
       name: 'Gatehouse',
       // Fail fast with a useful message when the app has not been built.
-      command: `test -x '${APP_BINARY}' || { echo 'target/debug/gatehouse is missing: run "cargo leptos build" in the repository root first' >&2; exit 1; }; exec '${APP_BINARY}'`,
+      command: `test -x '${APP_BINARY}' || { echo 'target/debug/gatehouse is missing: run "cargo leptos build --split" in the repository root first' >&2; exit 1; }; exec '${APP_BINARY}'`,
       cwd: REPO_ROOT,
       url: `http://127.0.0.1:${APP_PORT}/healthz`,
       env: appEnv({ appPort: APP_PORT, idpPort: IDP_PORT }),

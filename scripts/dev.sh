@@ -19,4 +19,6 @@ echo
 echo "  Gatehouse:          ${APP_BASE_URL:-http://localhost:3000}"
 echo "  Dev IdP (dev only): http://localhost:${IDP_PORT}/realms/demo   users: alice/alice (admin), bob/bob"
 echo
-cargo leptos watch
+# --split: the signed-in pages are lazy routes (src/app.rs); without it their
+# wasm imports stay unresolved and the front end never hydrates.
+cargo leptos watch --split

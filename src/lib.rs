@@ -17,12 +17,22 @@ pub mod server;
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
-    // When hydration finished, for `make bench` and anyone measuring.
-    if let Some(window) = web_sys::window() {
-        let at = window.performance().map_or(0.0, |p| p.now());
-        if let Some(root) = window.document().and_then(|d| d.document_element()) {
-            let _ = root.set_attribute("data-hydrated-at", &format!("{at:.1}"));
+    // Asynchronous hydration (what `hydrate_lazy` does), because the signed-in
+    // pages are lazy routes: a page's wasm chunk is fetched before its HTML is
+    // hydrated. `hydrate_body` panics on a lazy route.
+    wasm_bindgen_futures::spawn_local(async {
+        let body = leptos::prelude::document()
+            .body()
+            .expect("the page has a <body>");
+        leptos::mount::hydrate_from_async(body, app::App)
+            .await
+            .forget();
+        // When hydration finished, for `make bench` and anyone measuring.
+        if let Some(window) = web_sys::window() {
+            let at = window.performance().map_or(0.0, |p| p.now());
+            if let Some(root) = window.document().and_then(|d| d.document_element()) {
+                let _ = root.set_attribute("data-hydrated-at", &format!("{at:.1}"));
+            }
         }
-    }
+    });
 }
