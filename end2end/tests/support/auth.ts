@@ -47,14 +47,19 @@ export async function signIn(
 }
 
 /**
- * Leptos hydrates after the wasm loads; until then, buttons with only a
- * client-side handler do nothing. Click until the expected effect appears.
+ * Leptos hydrates after the wasm loads (and, on a lazy route, after the page's
+ * chunk loads); until then, buttons with only a client-side handler do
+ * nothing, and a form button submits the plain form instead — which already
+ * acts on the server, so clicking again cannot repeat the effect. Wait for the
+ * hydrate entry's `data-hydrated-at` mark first; then click until the
+ * expected effect appears.
  */
 export async function clickWhenHydrated(
   page: Page,
   click: () => Promise<void>,
   effect: () => Promise<void>,
 ): Promise<void> {
+  await page.waitForFunction(() => document.documentElement.dataset.hydratedAt !== undefined, null, { timeout: 30_000 });
   await expect(async () => {
     await click();
     await effect();
