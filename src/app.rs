@@ -98,59 +98,28 @@ fn AdminLink() -> impl IntoView {
 // is its own wasm chunk, fetched when the page is first shown, so the first
 // load of `/` does not carry them (they were ~120 KiB of its 300 KiB brotli).
 // Their data is loaded inside the pages, as before; only the view code waits.
+// The split chunk is named after the route type (`split___profile_route_view…`).
+macro_rules! lazy_page {
+    ($($route:ident => $page:ident;)*) => {$(
+        #[doc = concat!("`", stringify!($page), "`, split out of the main bundle.")]
+        struct $route;
 
-/// `/profile`, split out of the main bundle.
-struct ProfileRoute;
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                Self
+            }
 
-#[lazy_route]
-impl LazyRoute for ProfileRoute {
-    fn data() -> Self {
-        Self
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <ProfilePage/> }.into_any()
-    }
+            fn view(_this: Self) -> AnyView {
+                view! { <$page/> }.into_any()
+            }
+        }
+    )*};
 }
 
-/// `/sessions`, split out of the main bundle.
-struct SessionsRoute;
-
-#[lazy_route]
-impl LazyRoute for SessionsRoute {
-    fn data() -> Self {
-        Self
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <SessionsPage/> }.into_any()
-    }
-}
-
-/// `/notes`, split out of the main bundle.
-struct NotesRoute;
-
-#[lazy_route]
-impl LazyRoute for NotesRoute {
-    fn data() -> Self {
-        Self
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <NotesPage/> }.into_any()
-    }
-}
-
-/// `/admin`, split out of the main bundle.
-struct AdminRoute;
-
-#[lazy_route]
-impl LazyRoute for AdminRoute {
-    fn data() -> Self {
-        Self
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <AdminPage/> }.into_any()
-    }
+lazy_page! {
+    ProfileRoute => ProfilePage;
+    SessionsRoute => SessionsPage;
+    NotesRoute => NotesPage;
+    AdminRoute => AdminPage;
 }

@@ -250,22 +250,13 @@ impl AuthSession {
     /// OWASP ASVS 5.0 V7.2.4).
     pub async fn sign_in(&self, record: SessionRecord) -> Result<(), SessionError> {
         self.0.cycle_id().await?;
-        self.0
-            .insert_value(RECORD_KEY, encode_record(&record))
-            .await?;
-        Ok(())
+        self.put_record(&record).await
     }
 
     /// The signed-in record, if any and not past its absolute lifetime. An
     /// expired record is removed on the spot: no half-logged-in state.
     pub async fn record(&self) -> Result<Option<SessionRecord>, SessionError> {
-        let Some(record) = self
-            .0
-            .get_value(RECORD_KEY)
-            .await?
-            .as_ref()
-            .and_then(decode_record)
-        else {
+        let Some(record) = self.stored_record().await? else {
             return Ok(None);
         };
         if OffsetDateTime::now_utc() >= record.absolute_expires_at {
@@ -300,30 +291,38 @@ impl AuthSession {
 
     /// Makes this request's copy match `record` (so it never writes back older tokens).
     pub async fn adopt_record(&self, record: SessionRecord) -> Result<(), SessionError> {
-        self.0
-            .insert_value(RECORD_KEY, encode_record(&record))
-            .await?;
-        Ok(())
+        self.put_record(&record).await
     }
 
     /// Stores refreshed tokens and saves at once, so that requests waiting on the
     /// refresh lock read them from the store.
     pub async fn store_refreshed(&self, record: SessionRecord) -> Result<(), SessionError> {
-        self.0
-            .insert_value(RECORD_KEY, encode_record(&record))
-            .await?;
+        self.put_record(&record).await?;
         self.0.save().await?;
+        Ok(())
+    }
+
+    /// This request's copy of the record, as stored (no lifetime check).
+    async fn stored_record(&self) -> Result<Option<SessionRecord>, SessionError> {
+        Ok(self
+            .0
+            .get_value(RECORD_KEY)
+            .await?
+            .as_ref()
+            .and_then(decode_record))
+    }
+
+    /// Replaces this request's copy of the record (saved with the response).
+    async fn put_record(&self, record: &SessionRecord) -> Result<(), SessionError> {
+        self.0
+            .insert_value(RECORD_KEY, encode_record(record))
+            .await?;
         Ok(())
     }
 
     /// Ends the session: the record is deleted from the store and the cookie removed.
     pub async fn sign_out(&self) -> Result<Option<SessionRecord>, SessionError> {
-        let record = self
-            .0
-            .get_value(RECORD_KEY)
-            .await?
-            .as_ref()
-            .and_then(decode_record);
+        let record = self.stored_record().await?;
         self.0.flush().await?;
         Ok(record)
     }

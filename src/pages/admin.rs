@@ -16,6 +16,9 @@ use crate::{
 /// the upstream advice is to hoist data loading out of `<Suspense>`). It
 /// waits for the user resource and asks the server only for an admin, so a
 /// visitor's 302 or 403 is not overwritten by the server function's status.
+/// The role this page needs (the server functions behind it check `Admin`).
+const ROLE: &str = "admin";
+
 #[component]
 pub fn AdminPage() -> impl IntoView {
     let user = expect_context::<UserResource>();
@@ -24,13 +27,13 @@ pub fn AdminPage() -> impl IntoView {
         move || end.version().get(),
         move |_| async move {
             match user.await {
-                Ok(Some(u)) if u.has_role("admin") => admin_overview().await.map(Some),
+                Ok(Some(u)) if u.has_role(ROLE) => admin_overview().await.map(Some),
                 _ => Ok(None),
             }
         },
     );
     view! {
-        <RequireRole role="admin" return_to="/admin">
+        <RequireRole role=ROLE return_to="/admin">
             <AdminPanel users end/>
         </RequireRole>
     }

@@ -28,6 +28,7 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// What every handler can reach (through `AppState`'s `Deref`).
 pub struct Shared {
     pub leptos_options: LeptosOptions,
     pub config: Arc<Config>,
