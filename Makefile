@@ -6,6 +6,8 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/end2end/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 
 IDP_PORT ?= 8080
+# The dev IdP (oidc-provider), Playwright and wasm-opt live here.
+NODE_MODULES := end2end/node_modules/.package-lock.json
 
 .PHONY: dev serve idp test test-idp test-compose test-rust test-wasm-release test-e2e bench setup lint fmt
 
@@ -22,29 +24,36 @@ serve: setup
 	LEPTOS_SITE_ROOT=target/site target/release/gatehouse
 
 ## idp: the dev identity provider alone, in the foreground
-idp:
-	@[ -d end2end/node_modules ] || (cd end2end && npm ci --no-audit --no-fund --loglevel=error)
+idp: $(NODE_MODULES)
 	IDP_PORT=$(IDP_PORT) node end2end/idp/server.mjs
+
+$(NODE_MODULES): end2end/package-lock.json
+	cd end2end && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 ## test: everything — the dev IdP's self-test, unit, integration (real dev IdP over HTTP), end-to-end (real Chromium)
 test: setup test-idp test-compose test-rust test-wasm-release test-e2e
 
-test-idp:
+# Each test target installs what it needs (setup runs once per make call), so
+# any of them works alone on a fresh clone, and none relies on what an earlier
+# target or an earlier run left in target/: test-rust serves static files from
+# public/ and builds nothing with cargo-leptos; test-e2e builds its own site.
+test-idp: setup
 	node end2end/idp/selftest.mjs
 
 ## the compose file's schema and interpolation (no Docker engine needed)
-test-compose:
+test-compose: setup
 	docker-compose -f docker-compose.yaml config -q
 
-test-rust:
+test-rust: setup
 	cargo test --features ssr --no-fail-fast
 
 ## the release wasm (what `make serve` ships) must build too: deep view types
 ## can overflow rustc's query depth only under the size-optimised profile
-test-wasm-release:
+test-wasm-release: setup
 	cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features hydrate
 
-test-e2e:
+test-e2e: setup
 	cargo leptos build --split
 	cd end2end && npx playwright test
 

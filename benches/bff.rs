@@ -23,7 +23,7 @@ use std::{
 };
 
 use gatehouse::{
-    auth::session::{encode_record, RawIdToken, SessionRecord, TokenSet, RECORD_KEY},
+    auth::session::{encode_record, index_entry, RawIdToken, SessionRecord, TokenSet, RECORD_KEY},
     server::{config::StoreUrl, store::AnyStore},
 };
 use helpers::{free_port, Idp, Redis, TestApp};
@@ -459,9 +459,13 @@ fn resident_bytes() -> u64 {
 /// Resident memory of a memory store holding 100,000 such sessions (with the
 /// sub/sid index), per session.
 async fn memory_per_session() -> Value {
-    let store = AnyStore::open(&StoreUrl::Memory, Duration::from_secs(12 * 3600))
-        .await
-        .unwrap();
+    let store = AnyStore::open(
+        &StoreUrl::Memory,
+        Duration::from_secs(12 * 3600),
+        index_entry,
+    )
+    .await
+    .unwrap();
     let json_bytes = serde_json::to_vec(&keycloak_sized_record(0)).unwrap().len();
     let before = resident_bytes();
     for i in 0..MEMORY_SESSIONS {
@@ -482,6 +486,7 @@ async fn sqlite_size() -> Value {
     let store = AnyStore::open(
         &StoreUrl::Sqlite(format!("sqlite://{}", path.display())),
         Duration::from_secs(12 * 3600),
+        index_entry,
     )
     .await
     .unwrap();

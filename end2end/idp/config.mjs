@@ -58,6 +58,9 @@ export function loadConfig(env = process.env) {
   );
   const apiAudience = httpUrl(env, 'IDP_API_AUDIENCE', 'http://localhost:3000/api');
   const exposeTokensForTests = flag(env, 'IDP_EXPOSE_TOKENS_FOR_TESTS');
+  // An IdP that does not implement RFC 9207 (no `iss` in the authorization
+  // response, not advertised in discovery), for the mix-up tests.
+  const noIssParameter = flag(env, 'IDP_NO_ISS');
 
   // The provider is mounted under the issuer's path (Keycloak's /realms/<realm>).
   const { pathname } = new URL(issuer);
@@ -75,5 +78,6 @@ export function loadConfig(env = process.env) {
     backchannelLogoutUri,
     apiAudience,
     exposeTokensForTests,
+    noIssParameter,
   };
 }

@@ -43,7 +43,7 @@ try {
 
 const {
   port, listenHost, issuer, mountPath, accessTokenTtl, backchannelLogoutUri, apiAudience,
-  exposeTokensForTests,
+  exposeTokensForTests, noIssParameter,
 } = config;
 
 const OIDC = '/protocol/openid-connect';
@@ -120,7 +120,9 @@ function parseLoopback(value) {
 
 function loopbackRedirectAllowed(value) {
   const url = parseLoopback(value);
-  return Boolean(url && url.pathname === '/auth/callback' && url.search === '');
+  // `/auth/callback` (the default provider) or `/auth/callback/<name>` (one of
+  // the app's OIDC_PROVIDERS: each provider has its own redirect URI).
+  return Boolean(url && /^\/auth\/callback(\/[a-z0-9-]+)?$/.test(url.pathname) && url.search === '');
 }
 
 function loopbackPostLogoutAllowed(value) {
@@ -345,6 +347,20 @@ provider.use(async (ctx, next) => {
   }
 });
 
+// IDP_NO_ISS=1: behave like an IdP without RFC 9207 (oidc-provider always
+// implements it): no `iss` in authorization responses, none advertised.
+if (noIssParameter) {
+  provider.on('authorization.success', (_ctx, out) => {
+    delete out.iss; // eslint-disable-line no-param-reassign
+  });
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.path.endsWith('/.well-known/openid-configuration') && ctx.body && typeof ctx.body === 'object') {
+      ctx.body.authorization_response_iss_parameter_supported = false;
+    }
+  });
+}
+
 provider.on('backchannel.success', (_ctx, client, _accountId, sid) => {
   stats.backchannel_logouts_sent += 1;
   console.log(`back-channel logout sent to ${client.backchannelLogoutUri} (client ${client.clientId}, sid ${sid ?? '-'})`);
@@ -403,6 +419,17 @@ async function readForm(req, limit = 64 * 1024) {
     chunks.push(chunk);
   }
   return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
+async function readJson(req, limit = 64 * 1024) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > limit) throw new Error('request body too large');
+    chunks.push(chunk);
+  }
+  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
 }
 
 // ---------------------------------------------------------------------------
@@ -568,6 +595,21 @@ function handleDev(req, res, pathname) {
   }
   if (exposeTokensForTests && pathname === '/dev/issued-tokens' && req.method === 'GET') {
     sendJson(res, 200, { tokens: issuedTokens });
+    return;
+  }
+  // Test hook: replace a user's roles, as an administrator would at the IdP
+  // (only with IDP_EXPOSE_TOKENS_FOR_TESTS=1). Body: {"roles": ["user"]}.
+  const roles = /^\/dev\/users\/([^/]+)\/roles$/.exec(pathname);
+  if (exposeTokensForTests && roles && req.method === 'PUT') {
+    readJson(req).then((body) => {
+      const user = users.byUsername(decodeURIComponent(roles[1]));
+      if (!user || !Array.isArray(body?.roles) || !body.roles.every((r) => typeof r === 'string')) {
+        sendJson(res, 400, { error: 'invalid_request' });
+        return;
+      }
+      user.roles = [...body.roles];
+      sendJson(res, 200, { username: user.username, roles: user.roles });
+    }, () => sendJson(res, 400, { error: 'invalid_request' }));
     return;
   }
   if (pathname === '/dev/stats/reset' && req.method === 'POST') {

@@ -18,6 +18,9 @@ pub enum LoginError {
     UnknownState,
     /// RFC 9207: `iss` differs from our issuer, or is missing while advertised.
     IssuerMismatch,
+    /// The response arrived at another provider's redirect URI than the one
+    /// the login was sent to (RFC 9700 §4.4.2).
+    ProviderMismatch,
     /// The IdP sent the user back with an OAuth error (e.g. `access_denied`).
     Denied(String),
     MissingCode,
@@ -37,6 +40,14 @@ impl LoginError {
                 "Sign-in could not be completed",
                 "This sign-in response does not match a sign-in started in this browser, \
                  or it was already used or is more than 10 minutes old."
+                    .into(),
+            ),
+            Self::ProviderMismatch => (
+                StatusCode::BAD_REQUEST,
+                "provider_mismatch",
+                "Sign-in could not be completed",
+                "The response arrived for a different identity provider than the one \
+                 this sign-in was sent to."
                     .into(),
             ),
             Self::IssuerMismatch => (

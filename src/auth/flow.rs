@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use axum::{
-    extract::{rejection::QueryRejection, ConnectInfo, Query, State},
+    extract::{rejection::QueryRejection, ConnectInfo, Path, Query, State},
     http::{header, HeaderMap, HeaderValue},
     response::{IntoResponse, Redirect, Response},
     Extension,
@@ -106,7 +106,10 @@ async fn start_login(
         return_to: return_to.clone(),
         issued_at: OffsetDateTime::now_utc(),
     };
-    if let Err(e) = session.begin_login(csrf_state.secret(), pending).await {
+    if let Err(e) = session
+        .begin_login(&state.store, csrf_state.secret(), pending)
+        .await
+    {
         tracing::error!(error = %e, "cannot store pending login");
         return LoginError::Store(e.to_string()).page(&return_to);
     }
@@ -132,12 +135,40 @@ pub async fn callback(
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     params: Result<Query<CallbackParams>, QueryRejection>,
 ) -> Response {
+    finish_login(state, session, headers, peer, params, None).await
+}
+
+/// `GET /auth/callback/<name>`: the redirect URI of provider `<name>` from
+/// `OIDC_PROVIDERS`. A response arriving here is accepted only for a login
+/// that was sent to `<name>` (RFC 9700 §4.4.2: per-IdP redirect URIs defend
+/// against mix-up even when an IdP sends no `iss`).
+pub async fn callback_of(
+    State(state): State<AppState>,
+    Path(idp): Path<String>,
+    session: AuthSession,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    params: Result<Query<CallbackParams>, QueryRejection>,
+) -> Response {
+    finish_login(state, session, headers, peer, params, Some(idp)).await
+}
+
+/// Both callbacks; `arrived_at` is the provider whose redirect URI this is
+/// (`None`: the default provider's `/auth/callback`).
+async fn finish_login(
+    state: AppState,
+    session: AuthSession,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    params: Result<Query<CallbackParams>, QueryRejection>,
+    arrived_at: Option<String>,
+) -> Response {
     // A malformed query is treated like an empty one: it has no valid state.
     let params = params.map(|Query(p)| p).unwrap_or_default();
     // The pending login is consumed before anything else, so any response —
     // good or bad — can be used once only.
     let pending = match params.state.as_deref() {
-        Some(s) if !s.is_empty() => session.take_login(s).await,
+        Some(s) if !s.is_empty() => session.take_login(&state.store, s).await,
         _ => Ok(None),
     };
     let pending = match pending {
@@ -146,6 +177,11 @@ pub async fn callback(
         Err(e) => return fail(LoginError::Store(e.to_string()), &ReturnTo::root()),
     };
     let return_to = pending.return_to.clone();
+    // The state is spent either way; a response for a login sent to another
+    // provider is refused before its code goes anywhere.
+    if pending.idp != arrived_at {
+        return fail(LoginError::ProviderMismatch, &return_to);
+    }
     match complete_login(&state, &params, pending).await {
         Ok(mut record) => {
             record.user_agent = headers

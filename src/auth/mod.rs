@@ -39,6 +39,7 @@ pub fn routes(login_limit: AuthRateLimit) -> Router<AppState> {
         .route("/auth/login", get(flow::login))
         .route("/auth/signup", get(flow::signup))
         .route("/auth/callback", get(flow::callback))
+        .route("/auth/callback/{idp}", get(flow::callback_of))
         .layer(login_limit);
     Router::new()
         .merge(login)

@@ -162,7 +162,7 @@ impl Provider {
         config: &Config,
         idp: &OidcConfig,
     ) -> Result<Self, IdpError> {
-        let redirect = RedirectUrl::new(config.redirect_uri())
+        let redirect = RedirectUrl::new(config.redirect_uri_for(&idp.name))
             .map_err(|e| IdpError::Misconfigured(format!("redirect URI: {e}")))?;
         if let Some(methods) = &metadata
             .additional_metadata()

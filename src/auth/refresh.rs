@@ -98,7 +98,6 @@ async fn refresh_where(
             Err(e) => return Err(RefreshError::IdpUnavailable(e.to_string())),
         };
         if !stale(&current.tokens) {
-            user.session.adopt_record(current.clone()).await.ok();
             return Ok(current.tokens.access_token);
         }
         let lock = state
@@ -110,10 +109,7 @@ async fn refresh_where(
             // Re-read under the lock: the holder before us may have just saved.
             match user.session.reload_record(&state.store).await {
                 Ok(Some(record)) if stale(&record.tokens) => break (lock, record),
-                Ok(Some(record)) => {
-                    user.session.adopt_record(record.clone()).await.ok();
-                    return Ok(record.tokens.access_token);
-                }
+                Ok(Some(record)) => return Ok(record.tokens.access_token),
                 Ok(None) => return Err(RefreshError::SessionEnded),
                 Err(e) => return Err(RefreshError::IdpUnavailable(e.to_string())),
             }
@@ -138,6 +134,7 @@ async fn refresh_where(
     match oidc.refresh(&refresh_token, &current.sub).await {
         Ok((response, claims)) => {
             let now = OffsetDateTime::now_utc();
+            let previous = current.tokens.clone();
             let mut record: SessionRecord = current;
             // A new (verified, same-sub) ID token carries the user's roles as
             // they are now: a role granted or revoked at the IdP takes effect
@@ -166,8 +163,16 @@ async fn refresh_where(
                 issued_at: Some(now),
             };
             let token = record.tokens.access_token.clone();
-            if let Err(e) = user.session.store_refreshed(record).await {
-                return Err(RefreshError::IdpUnavailable(format!("session store: {e}")));
+            match user
+                .session
+                .store_refreshed(&state.store, &previous, &record)
+                .await
+            {
+                Ok(true) => {}
+                // Ended while the IdP answered: it stays ended, and the new
+                // tokens are not stored anywhere.
+                Ok(false) => return Err(RefreshError::SessionEnded),
+                Err(e) => return Err(RefreshError::IdpUnavailable(format!("session store: {e}"))),
             }
             tracing::info!("access token refreshed");
             Ok(token)

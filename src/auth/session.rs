@@ -19,15 +19,20 @@ use openidconnect::{AccessToken, Nonce, PkceCodeVerifier, RefreshToken};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
-use tower_sessions::{Expiry, Session, SessionStore};
+use tower_sessions::{Session, SessionStore};
 
 use super::return_to::ReturnTo;
 use crate::{
     api::{ClaimRow, SessionTimes, UserView},
-    server::{state::AppState, store::AnyStore},
+    server::{
+        state::AppState,
+        store::{AnyStore, Change, OwnerEntry},
+    },
 };
 
 const PENDING_KEY: &str = "gatehouse.pending_logins";
+/// When the idle deadline was last pushed back (Unix seconds).
+const ACTIVE_KEY: &str = "gatehouse.active_at";
 /// Where a signed-in session keeps its [`SessionRecord`] in the session data.
 pub const RECORD_KEY: &str = "gatehouse.user";
 
@@ -90,6 +95,16 @@ pub struct TokenSet {
     /// When this access token was obtained (caps the refresh leeway).
     #[serde(default, with = "time::serde::timestamp::option")]
     pub issued_at: Option<OffsetDateTime>,
+}
+
+impl TokenSet {
+    /// The same access and refresh tokens (compared by value: a refresh
+    /// replaces them, so this tells whether one happened since).
+    pub fn same_as(&self, other: &TokenSet) -> bool {
+        self.access_token.secret() == other.access_token.secret()
+            && self.refresh_token.as_ref().map(RefreshToken::secret)
+                == other.refresh_token.as_ref().map(RefreshToken::secret)
+    }
 }
 
 /// What a signed-in session holds.
@@ -168,13 +183,49 @@ const KEEP_ALIVE_EVERY: time::Duration = time::Duration::minutes(1);
 
 /// What the store indexes a signed-in session by: `(sub, sid)`. `None` for a
 /// session that is not signed in (e.g. one holding only pending logins).
-pub fn index_entry(data: &HashMap<String, Value>) -> Option<(String, Option<String>)> {
+pub fn index_entry(data: &HashMap<String, Value>) -> Option<OwnerEntry> {
     let record = record_from_data(data)?;
     let sid = record
         .sid
         .as_deref()
         .map(|sid| owner_key(record.idp.as_deref(), sid));
-    Some((record.subject_key(), sid))
+    Some(OwnerEntry {
+        sub: record.subject_key(),
+        sid,
+    })
+}
+
+fn pending_in(data: &HashMap<String, Value>) -> BTreeMap<String, PendingLogin> {
+    data.get(PENDING_KEY)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
+}
+
+fn put_pending(data: &mut HashMap<String, Value>, pending: &BTreeMap<String, PendingLogin>) {
+    if pending.is_empty() {
+        data.remove(PENDING_KEY);
+    } else {
+        data.insert(
+            PENDING_KEY.to_string(),
+            serde_json::to_value(pending).expect("pending logins always serialize"),
+        );
+    }
+}
+
+/// Adds `login` under `state`, dropping expired logins and, past
+/// [`MAX_PENDING_LOGINS`], the oldest.
+fn add_pending(pending: &mut BTreeMap<String, PendingLogin>, state: &str, login: PendingLogin) {
+    let now = OffsetDateTime::now_utc();
+    pending.retain(|_, p| now - p.issued_at < PENDING_LOGIN_TTL);
+    while pending.len() >= MAX_PENDING_LOGINS {
+        let oldest = pending
+            .iter()
+            .min_by_key(|(_, p)| p.issued_at)
+            .map(|(k, _)| k.clone())
+            .expect("non-empty");
+        pending.remove(&oldest);
+    }
+    pending.insert(state.to_string(), login);
 }
 
 /// How the session index names a user (`sub`) or an IdP session (`sid`) of
@@ -201,48 +252,90 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthSession {
 }
 
 impl AuthSession {
-    async fn pending(&self) -> Result<BTreeMap<String, PendingLogin>, SessionError> {
-        Ok(self.0.get(PENDING_KEY).await?.unwrap_or_default())
+    /// The id of this request's session if it exists in the store (loading
+    /// it first: a cookie naming an ended session has no id).
+    async fn live_id(&self) -> Result<Option<tower_sessions::session::Id>, SessionError> {
+        self.0.get_value(RECORD_KEY).await?;
+        Ok(self.0.id())
     }
 
-    async fn store_pending(
-        &self,
-        pending: BTreeMap<String, PendingLogin>,
-    ) -> Result<(), SessionError> {
-        if pending.is_empty() {
-            self.0.remove_value(PENDING_KEY).await?;
-        } else {
-            self.0.insert(PENDING_KEY, pending).await?;
-        }
+    /// Makes this request's copy of the session the stored one (after a
+    /// write made with [`AnyStore::update`], so the end-of-response save
+    /// starts from it).
+    async fn adopt(&self) -> Result<(), SessionError> {
+        self.0.load().await?;
         Ok(())
     }
 
     /// Remembers a login that is about to go to the IdP, under its `state`.
-    pub async fn begin_login(&self, state: &str, login: PendingLogin) -> Result<(), SessionError> {
-        let now = OffsetDateTime::now_utc();
-        let mut pending = self.pending().await?;
-        pending.retain(|_, p| now - p.issued_at < PENDING_LOGIN_TTL);
-        while pending.len() >= MAX_PENDING_LOGINS {
-            let oldest = pending
-                .iter()
-                .min_by_key(|(_, p)| p.issued_at)
-                .map(|(k, _)| k.clone())
-                .expect("non-empty");
-            pending.remove(&oldest);
+    /// An existing session is updated in the store at once (compare-and-set,
+    /// so two tabs starting a login at the same moment both keep theirs); a
+    /// new one is created with the response.
+    pub async fn begin_login(
+        &self,
+        store: &AnyStore,
+        state: &str,
+        login: PendingLogin,
+    ) -> Result<(), SessionError> {
+        let mut login = Some(login);
+        if let Some(id) = self.live_id().await? {
+            let updated = store
+                .update(&id, |record| {
+                    let mut pending = pending_in(&record.data);
+                    if let Some(login) = login.take() {
+                        add_pending(&mut pending, state, login);
+                    }
+                    put_pending(&mut record.data, &pending);
+                    Change::Write(())
+                })
+                .await
+                .map_err(tower_sessions::session::Error::Store)?;
+            if updated.is_some() {
+                return self.adopt().await;
+            }
+            // Ended meanwhile: start a new session instead of writing to a dead id.
+            self.0.cycle_id().await?;
         }
-        pending.insert(state.to_string(), login);
-        self.store_pending(pending).await
+        let Some(login) = login else {
+            return Ok(());
+        };
+        let mut pending: BTreeMap<String, PendingLogin> =
+            self.0.get(PENDING_KEY).await?.unwrap_or_default();
+        add_pending(&mut pending, state, login);
+        self.0.insert(PENDING_KEY, pending).await?;
+        Ok(())
     }
 
-    /// Takes (and so consumes: a replayed `state` finds nothing) the pending login
-    /// for `state`, if it exists and has not expired.
-    pub async fn take_login(&self, state: &str) -> Result<Option<PendingLogin>, SessionError> {
-        let mut pending = self.pending().await?;
-        let found = pending.remove(state);
+    /// Takes (and so consumes: a replayed `state` finds nothing) the pending
+    /// login for `state`, if it exists and has not expired. The consumption is
+    /// written to the store before this returns, so the `state` is spent even
+    /// if the callback then fails (and its response is never saved), and two
+    /// callbacks racing with one `state` cannot both take it.
+    pub async fn take_login(
+        &self,
+        store: &AnyStore,
+        state: &str,
+    ) -> Result<Option<PendingLogin>, SessionError> {
+        let Some(id) = self.live_id().await? else {
+            return Ok(None);
+        };
         let now = OffsetDateTime::now_utc();
-        pending.retain(|_, p| now - p.issued_at < PENDING_LOGIN_TTL);
-        self.store_pending(pending).await?;
-        Ok(found.filter(|p| now - p.issued_at < PENDING_LOGIN_TTL))
+        let taken = store
+            .update(&id, |record| {
+                let mut pending = pending_in(&record.data);
+                let found = pending.remove(state);
+                if found.is_none() {
+                    return Change::Keep(None);
+                }
+                pending.retain(|_, p| now - p.issued_at < PENDING_LOGIN_TTL);
+                put_pending(&mut record.data, &pending);
+                Change::Write(found)
+            })
+            .await
+            .map_err(tower_sessions::session::Error::Store)?
+            .flatten();
+        self.adopt().await?;
+        Ok(taken.filter(|p| now - p.issued_at < PENDING_LOGIN_TTL))
     }
 
     /// Signs the session in. The session id is rotated first, so an id an
@@ -250,6 +343,12 @@ impl AuthSession {
     /// OWASP ASVS 5.0 V7.2.4).
     pub async fn sign_in(&self, record: SessionRecord) -> Result<(), SessionError> {
         self.0.cycle_id().await?;
+        self.0
+            .insert_value(
+                ACTIVE_KEY,
+                OffsetDateTime::now_utc().unix_timestamp().into(),
+            )
+            .await?;
         self.put_record(&record).await
     }
 
@@ -289,17 +388,34 @@ impl AuthSession {
         Ok(record_from_data(&stored.data))
     }
 
-    /// Makes this request's copy match `record` (so it never writes back older tokens).
-    pub async fn adopt_record(&self, record: SessionRecord) -> Result<(), SessionError> {
-        self.put_record(&record).await
-    }
-
-    /// Stores refreshed tokens and saves at once, so that requests waiting on the
-    /// refresh lock read them from the store.
-    pub async fn store_refreshed(&self, record: SessionRecord) -> Result<(), SessionError> {
-        self.put_record(&record).await?;
-        self.0.save().await?;
-        Ok(())
+    /// Replaces the stored record with `refreshed` (new tokens), unless the
+    /// stored tokens are no longer `previous` (then they are newer: keep
+    /// them). Written before this returns, so requests waiting for the
+    /// refresh read it from the store. `false` when the session has ended
+    /// meanwhile: the new tokens are then dropped, not stored.
+    pub async fn store_refreshed(
+        &self,
+        store: &AnyStore,
+        previous: &TokenSet,
+        refreshed: &SessionRecord,
+    ) -> Result<bool, SessionError> {
+        let Some(id) = self.0.id() else {
+            return Ok(false);
+        };
+        let encoded = encode_record(refreshed);
+        let written = store
+            .update(&id, |stored| {
+                let current = record_from_data(&stored.data);
+                if current.is_some_and(|c| !c.tokens.same_as(previous)) {
+                    return Change::Keep(());
+                }
+                stored.data.insert(RECORD_KEY.to_string(), encoded.clone());
+                Change::Write(())
+            })
+            .await
+            .map_err(tower_sessions::session::Error::Store)?;
+        self.adopt().await?;
+        Ok(written.is_some())
     }
 
     /// This request's copy of the record, as stored (no lifetime check).
@@ -327,53 +443,27 @@ impl AuthSession {
         Ok(record)
     }
 
-    /// Activity keeps a signed-in session alive: when the stored idle deadline
-    /// was last pushed back more than a minute ago, push it back to now + idle.
-    /// The record is re-read from the store first (under the session's lock),
-    /// so this write can never put back tokens older than a concurrent refresh
-    /// stored. Returns the idle deadline as the store now holds it.
-    pub async fn keep_alive(
-        &self,
-        store: &AnyStore,
-        idle: Duration,
-    ) -> Result<OffsetDateTime, SessionError> {
+    /// Activity keeps a signed-in session alive: when the idle deadline was
+    /// last pushed back more than a minute ago (or a tenth of the idle
+    /// timeout), push it back to now + idle. That is a change to this
+    /// request's copy, saved with the response (and its cookie renewed) by a
+    /// compare-and-set: if the session ended or another write landed while
+    /// the request ran, nothing is written back. Returns the idle deadline.
+    pub async fn keep_alive(&self, idle: Duration) -> Result<OffsetDateTime, SessionError> {
         let now = OffsetDateTime::now_utc();
         let idle = time::Duration::try_from(idle).unwrap_or(time::Duration::minutes(30));
-        let Some(id) = self.0.id() else {
-            return Ok(now + idle);
-        };
-        let stored_expiry = |store_answer: Option<tower_sessions::session::Record>| {
-            store_answer.map(|r| r.expiry_date)
-        };
-        let load = || async {
-            store
-                .load(&id)
-                .await
-                .map_err(tower_sessions::session::Error::Store)
-        };
-        let is_recent =
-            |expiry: OffsetDateTime| expiry - now > idle - KEEP_ALIVE_EVERY.min(idle / 10);
-        // The common case, lock-free: extended less than a minute ago.
-        match stored_expiry(load().await?) {
-            None => return Ok(now),
-            Some(expiry) if is_recent(expiry) => return Ok(expiry),
-            Some(_) => {}
+        let active_at = self
+            .0
+            .get_value(ACTIVE_KEY)
+            .await?
+            .and_then(|v| v.as_i64())
+            .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
+        if let Some(at) = active_at.filter(|at| now - *at < KEEP_ALIVE_EVERY.min(idle / 10)) {
+            return Ok(at + idle);
         }
-        let _lock = store
-            .lock_session(&id.to_string())
-            .await
-            .map_err(tower_sessions::session::Error::Store)?;
-        let Some(stored) = load().await? else {
-            return Ok(now);
-        };
-        if is_recent(stored.expiry_date) {
-            return Ok(stored.expiry_date);
-        }
-        if let Some(current) = stored.data.get(RECORD_KEY) {
-            self.0.insert_value(RECORD_KEY, current.clone()).await?;
-        }
-        self.0.set_expiry(Some(Expiry::OnInactivity(idle)));
-        self.0.save().await?;
+        self.0
+            .insert_value(ACTIVE_KEY, now.unix_timestamp().into())
+            .await?;
         Ok(now + idle)
     }
 
@@ -426,8 +516,7 @@ impl AuthSession {
         let Some(record) = self.record().await? else {
             return Ok(None);
         };
-        let idle = state.config.session.idle_timeout;
-        let deadline = self.keep_alive(&state.store, idle).await?;
+        let deadline = self.keep_alive(state.config.session.idle_timeout).await?;
         Ok(Some((record, deadline)))
     }
 
@@ -475,7 +564,10 @@ mod tests {
         let data = HashMap::from([(RECORD_KEY.to_string(), encoded)]);
         assert_eq!(
             index_entry(&data),
-            Some(("alice".to_string(), Some("s1".to_string())))
+            Some(OwnerEntry {
+                sub: "alice".to_string(),
+                sid: Some("s1".to_string())
+            })
         );
         assert!(decode_record(&json!("not a record")).is_none());
     }

@@ -61,10 +61,22 @@ pub fn login_url(return_to: &str) -> String {
 
 /// Redirects to the login: an HTTP redirect during SSR, a full navigation in
 /// the browser (the login is a server route, not a client-side one).
+///
+/// During SSR this is always a `302 Found` with `Location`, whatever the
+/// request's `Accept` says. (`leptos_axum::redirect` sets the status only when
+/// `Accept` names `text/html` and otherwise answers 200 with a `Location` that
+/// browsers and HTTP clients ignore: the visitor would stay on a
+/// "Redirecting…" page. Only page renders call this, never server functions.)
 pub fn require_login(return_to: &str) {
     let url = login_url(return_to);
     #[cfg(feature = "ssr")]
-    leptos_axum::redirect(&url);
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        use axum::http::{header, HeaderValue, StatusCode};
+        if let Ok(location) = HeaderValue::from_str(&url) {
+            response.insert_header(header::LOCATION, location);
+            response.set_status(StatusCode::FOUND);
+        }
+    }
     #[cfg(feature = "hydrate")]
     if let Some(window) = web_sys::window() {
         let _ = window.location().set_href(&url);

@@ -355,9 +355,22 @@ impl Config {
         })
     }
 
-    /// The redirect URI registered at the IdP.
+    /// The redirect URI registered at the default IdP.
     pub fn redirect_uri(&self) -> String {
         self.base_url.join("/auth/callback")
+    }
+
+    /// The redirect URI registered at provider `name`: `/auth/callback` for
+    /// the default one, `/auth/callback/<name>` for each in `OIDC_PROVIDERS`.
+    /// One per provider is the mix-up defence that does not depend on the IdP
+    /// sending `iss` (RFC 9700 §4.4.2): the URL a response arrives at says
+    /// which provider it must come from.
+    pub fn redirect_uri_for(&self, name: &str) -> String {
+        if name == DEFAULT_PROVIDER {
+            self.redirect_uri()
+        } else {
+            self.base_url.join(&format!("/auth/callback/{name}"))
+        }
     }
 }
 
@@ -707,6 +720,14 @@ mod tests {
         assert_eq!(c.oidc.refresh_leeway, Duration::from_secs(30));
         assert_eq!(c.api_audience, "http://localhost:3000/api");
         assert_eq!(c.redirect_uri(), "http://localhost:3000/auth/callback");
+        assert_eq!(
+            c.redirect_uri_for(DEFAULT_PROVIDER),
+            "http://localhost:3000/auth/callback"
+        );
+        assert_eq!(
+            c.redirect_uri_for("logto"),
+            "http://localhost:3000/auth/callback/logto"
+        );
         assert!(c.oidc.backchannel_base_url.is_none());
     }
 

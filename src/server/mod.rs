@@ -76,7 +76,12 @@ async fn check_identity_providers(idps: &Idps) -> Result<(), String> {
 /// not one of them: discovery is retried on the first login.
 pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Router, String> {
     let config = Arc::new(config);
-    let store = AnyStore::open(&config.session.store, config.session.absolute_timeout).await?;
+    let store = AnyStore::open(
+        &config.session.store,
+        config.session.absolute_timeout,
+        auth::session::index_entry,
+    )
+    .await?;
     store.spawn_expiry_sweeper();
     let db = db::AppDb::open(&config.app_database).await?;
     let idps = Arc::new(Idps::new(config.clone()));

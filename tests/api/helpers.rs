@@ -220,7 +220,11 @@ pub async fn spawn_app_with(issuer: &str, overrides: &[(&str, &str)]) -> TestApp
     let config = Config::from_lookup(&move |k: &str| env.get(k).cloned()).expect("test config");
     let options = LeptosOptions::builder()
         .output_name("gatehouse")
-        .site_root("target/site")
+        // Static files from the source tree, not from `target/site`: this suite
+        // must not depend on a cargo-leptos build having run before it (on a
+        // fresh clone nothing has built `target/site` yet). The one static
+        // file the tests fetch, `/favicon.svg`, is in `public/` as shipped.
+        .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/public"))
         .site_addr(addr)
         .build();
     let router = server::build(config, options).await.expect("app builds");
@@ -628,5 +632,109 @@ impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The session stores that store-backed tests run on, each one for real.
+#[derive(Clone, Copy, Debug)]
+pub enum StoreKind {
+    Memory,
+    /// The default store: a SQLite file of the test's own.
+    Sqlite,
+    Redis,
+}
+
+/// One test's session store: its `SESSION_STORE` value, and what keeps it
+/// alive (a `redis-server`, a SQLite file removed on drop).
+pub struct TestStore {
+    pub url: String,
+    _redis: Option<Redis>,
+    dir: Option<std::path::PathBuf>,
+}
+
+impl TestStore {
+    pub async fn start(kind: StoreKind) -> Self {
+        match kind {
+            StoreKind::Memory => Self {
+                url: "memory".into(),
+                _redis: None,
+                dir: None,
+            },
+            StoreKind::Sqlite => {
+                let dir = std::env::temp_dir().join(format!(
+                    "gatehouse-test-{}-{}",
+                    std::process::id(),
+                    free_port()
+                ));
+                std::fs::create_dir_all(&dir).unwrap();
+                Self {
+                    url: format!("sqlite://{}/sessions.db", dir.display()),
+                    _redis: None,
+                    dir: Some(dir),
+                }
+            }
+            StoreKind::Redis => {
+                let redis = Redis::start().await;
+                Self {
+                    url: redis.url.clone(),
+                    _redis: Some(redis),
+                    dir: None,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Runs each named `async fn(StoreKind)` as three tests, one per store:
+/// `<name>::memory`, `<name>::sqlite`, `<name>::redis`.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            use $crate::helpers::StoreKind;
+            #[tokio::test]
+            async fn memory() {
+                super::$test(StoreKind::Memory).await
+            }
+            #[tokio::test]
+            async fn sqlite() {
+                super::$test(StoreKind::Sqlite).await
+            }
+            #[tokio::test]
+            async fn redis() {
+                super::$test(StoreKind::Redis).await
+            }
+        }
+    )*};
+}
+
+impl TestApp {
+    /// A copy of this browser (same cookie jar).
+    pub fn same_browser(&self) -> TestApp {
+        TestApp {
+            base: self.base.clone(),
+            http: self.http.clone(),
+            jar: self.jar.clone(),
+        }
+    }
+
+    /// `GET path` as JSON with exactly this session cookie value, from a
+    /// client without a jar: what a stolen or stale cookie can still do.
+    pub async fn get_json_with_cookie(&self, cookie: &str, path: &str) -> Response {
+        reqwest::Client::new()
+            .get(self.url(path))
+            .header(header::COOKIE, format!("gatehouse_session={cookie}"))
+            .header("X-CSRF", "1")
+            .send()
+            .await
+            .unwrap()
     }
 }

@@ -347,12 +347,42 @@ async fn idp_down_keeps_public_pages_and_recovers_without_restart() {
     assert_eq!(app.get_json("/auth/user").await.status(), StatusCode::OK);
 }
 
+/// Every protected page answers an anonymous visitor with a real HTTP
+/// redirect to the login, whatever the client's `Accept` header: a 200 with a
+/// `Location` (what `leptos_axum::redirect` gives a client that does not ask
+/// for HTML) leaves a browser without JavaScript on "Redirecting…".
+#[tokio::test]
+async fn protected_pages_redirect_anonymous_visitors_to_login() {
+    let idp = Idp::start().await;
+    let app = spawn_app(&idp.issuer).await;
+    for page in ["/profile", "/sessions", "/notes", "/admin"] {
+        let expected = format!("/auth/login?return_to={page}");
+        for accept in [None, Some("text/html,application/xhtml+xml"), Some("*/*")] {
+            let mut request = app.http.get(app.url(page));
+            if let Some(accept) = accept {
+                request = request.header(header::ACCEPT, accept);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::FOUND,
+                "{page} with Accept {accept:?}"
+            );
+            assert_eq!(
+                location(&response),
+                expected,
+                "{page} with Accept {accept:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn profile_redirects_anonymous_visitors_to_login() {
     let idp = Idp::start().await;
     let app = spawn_app(&idp.issuer).await;
     let response = app.get_page("/profile").await;
-    assert!(response.status().is_redirection(), "{}", response.status());
+    assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(location(&response), "/auth/login?return_to=/profile");
 
     let callback = app

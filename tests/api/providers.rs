@@ -116,31 +116,42 @@ async fn several_providers_choose_sign_in_and_refuse_mixed_up_responses() {
 
     // A login started at the first IdP (state A), and one at the second
     // whose authorization response (code B, iss B) the attacker replays
-    // against state A: refused before any code is redeemed.
+    // against state A: refused before any code is redeemed. The second IdP
+    // sends its responses to its own redirect URI.
     let to_first = app.start_login_at("default").await;
     assert!(to_first.starts_with(&first.issuer), "{to_first}");
     let to_second = app.start_login_at("second").await;
     assert!(to_second.starts_with(&second.issuer), "{to_second}");
+    assert_eq!(
+        query_param(&to_second, "redirect_uri").unwrap(),
+        app.url("/auth/callback/second")
+    );
     let from_second = match app.at_idp(&to_second, "bob", "bob").await {
         IdpOutcome::Callback(url) => url,
         IdpOutcome::StayedOnIdp(html) => panic!("{html}"),
     };
+    assert!(from_second.starts_with(&app.url("/auth/callback/second?")));
     let state_a = query_param(&to_first, "state").unwrap();
     let mixed = with_param(&from_second, "state", Some(&state_a));
     let refused = app.http.get(&mixed).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
-    assert!(refused.text().await.unwrap().contains("issuer_mismatch"));
+    assert!(refused.text().await.unwrap().contains("provider_mismatch"));
     assert_eq!(
         app.get_json("/auth/user").await.status(),
         StatusCode::UNAUTHORIZED
     );
 
-    // Stripping `iss` does not help (the first IdP advertises RFC 9207), and
-    // claiming the first IdP's `iss` sends code B to the first IdP, which
-    // refuses it.
+    // Moved to the first IdP's redirect URI: stripping `iss` does not help
+    // (the first IdP advertises RFC 9207), and claiming the first IdP's `iss`
+    // sends code B to the first IdP, which refuses it.
+    let at_first_callback = from_second.replace("/auth/callback/second?", "/auth/callback?");
     for iss in [None, Some(first.issuer.as_str())] {
         let state = query_param(&app.start_login_at("default").await, "state").unwrap();
-        let forged = with_param(&with_param(&from_second, "state", Some(&state)), "iss", iss);
+        let forged = with_param(
+            &with_param(&at_first_callback, "state", Some(&state)),
+            "iss",
+            iss,
+        );
         let refused = app.http.get(&forged).send().await.unwrap();
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "iss {iss:?}");
         let reason = if iss.is_none() {
@@ -318,5 +329,73 @@ async fn backchannel_logout_from_one_provider_ends_only_its_sessions() {
     assert_eq!(
         via_first.get_json("/auth/user").await.status(),
         StatusCode::OK
+    );
+}
+
+/// RFC 9700 §4.4.2 mix-up, with IdPs that do not implement RFC 9207: the
+/// victim starts a login at the attacker's IdP, which bounces the browser to
+/// the honest IdP with the same `state` (and the redirect URI the app
+/// registered there). The honest IdP sends its code back; it must never reach
+/// the attacker's token endpoint. Each provider has its own redirect URI, so
+/// the response arrives at the honest provider's callback, for a login that
+/// was sent to the attacker's: refused before any code is redeemed.
+#[tokio::test]
+async fn a_mix_up_without_iss_is_refused_before_the_code_goes_anywhere() {
+    let honest = Idp::start_with(&[("IDP_NO_ISS", "1")]).await;
+    let attacker = Idp::start_with(&[("IDP_NO_ISS", "1")]).await;
+    let app = spawn_app_with(
+        &honest.issuer,
+        &[
+            ("OIDC_PROVIDERS", "evil"),
+            ("OIDC_EVIL_ISSUER_URL", attacker.issuer.as_str()),
+            ("OIDC_EVIL_CLIENT_ID", "gatehouse"),
+            ("OIDC_EVIL_CLIENT_SECRET", "gatehouse-dev-secret"),
+        ],
+    )
+    .await;
+    for (name, idp) in [("honest", &honest), ("attacker", &attacker)] {
+        let discovery: Value =
+            reqwest::get(format!("{}/.well-known/openid-configuration", idp.issuer))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        assert_ne!(
+            discovery["authorization_response_iss_parameter_supported"], true,
+            "the {name} IdP must not advertise RFC 9207 here"
+        );
+    }
+
+    let to_attacker = app.start_login_at("evil").await;
+    assert!(to_attacker.starts_with(&attacker.issuer), "{to_attacker}");
+    // The attacker's authorization endpoint answers with a redirect to the
+    // honest one, keeping every parameter but the redirect URI, which must
+    // be one the honest IdP has registered for this client.
+    let bounced = with_param(
+        &to_attacker.replacen(&attacker.issuer, &honest.issuer, 1),
+        "redirect_uri",
+        Some(&app.url("/auth/callback")),
+    );
+    let response = match app.at_idp(&bounced, "alice", "alice").await {
+        IdpOutcome::Callback(url) => url,
+        IdpOutcome::StayedOnIdp(html) => panic!("{html}"),
+    };
+    assert!(query_param(&response, "iss").is_none(), "{response}");
+    assert!(
+        response.starts_with(&app.url("/auth/callback?")),
+        "{response}"
+    );
+    let refused = app.http.get(&response).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(refused.text().await.unwrap().contains("provider_mismatch"));
+    assert_eq!(
+        attacker.stats().await["token_requests"]["authorization_code"],
+        0,
+        "the honest IdP's code reached the attacker's token endpoint"
+    );
+    assert_eq!(
+        app.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
     );
 }

@@ -120,3 +120,44 @@ async fn back_channel_logout_reaches_every_instance_and_is_not_replayable_on_ano
         "jti replay on another instance"
     );
 }
+
+/// A refresh lock outlives the work it guards: held longer than its TTL (an
+/// IdP answer slower than the TTL), it is still held, so a second instance
+/// cannot start a second refresh of the same session; released, it is free.
+#[tokio::test]
+async fn a_held_session_lock_outlives_its_ttl() {
+    use gatehouse::{
+        auth::session::index_entry,
+        server::{config::StoreUrl, store::AnyStore},
+    };
+    let redis = Redis::start().await;
+    let url = StoreUrl::Redis(redis.url.parse().unwrap());
+    let ttl = Duration::from_millis(300);
+    let open = || async {
+        AnyStore::open(&url, Duration::from_secs(3600), index_entry)
+            .await
+            .unwrap()
+            .with_lock_ttl(ttl)
+    };
+    let (a, b) = (open().await, open().await);
+    let held = a
+        .try_lock_session("s1")
+        .await
+        .unwrap()
+        .expect("free at first");
+    tokio::time::sleep(ttl * 4).await;
+    assert!(
+        b.try_lock_session("s1").await.unwrap().is_none(),
+        "the lock expired while its holder was still working"
+    );
+    drop(held);
+    let mut free = None;
+    for _ in 0..50 {
+        free = b.try_lock_session("s1").await.unwrap();
+        if free.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(free.is_some(), "released when its holder drops it");
+}

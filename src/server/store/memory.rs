@@ -1,0 +1,146 @@
+//! The in-process store (`SESSION_STORE=memory`): one map under a mutex, with
+//! the owner index beside it, so a revision check, a write and its index
+//! update happen as one step.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+};
+
+use time::OffsetDateTime;
+use tower_sessions::session::{Id, Record};
+
+use super::{rev_of, set_rev, Owner, OwnerEntry, Written};
+
+#[derive(Debug, Default)]
+pub(super) struct Memory(Mutex<Maps>);
+
+#[derive(Debug, Default)]
+struct Maps {
+    sessions: HashMap<Id, Stored>,
+    by_sub: HashMap<String, HashSet<Id>>,
+    by_sid: HashMap<String, HashSet<Id>>,
+}
+
+#[derive(Debug)]
+struct Stored {
+    /// The record as written, its revision in its data.
+    record: Record,
+    owner: Option<OwnerEntry>,
+}
+
+impl Maps {
+    fn live(&self, id: &Id, now: OffsetDateTime) -> Option<&Stored> {
+        self.sessions.get(id).filter(|s| s.record.expiry_date > now)
+    }
+
+    fn index(&mut self, id: Id, owner: &Option<OwnerEntry>) {
+        if let Some(owner) = owner {
+            self.by_sub.entry(owner.sub.clone()).or_default().insert(id);
+            if let Some(sid) = &owner.sid {
+                self.by_sid.entry(sid.clone()).or_default().insert(id);
+            }
+        }
+    }
+
+    fn unindex(&mut self, id: &Id, owner: &Option<OwnerEntry>) {
+        fn remove(map: &mut HashMap<String, HashSet<Id>>, key: &str, id: &Id) {
+            if let Some(set) = map.get_mut(key) {
+                set.remove(id);
+                if set.is_empty() {
+                    map.remove(key);
+                }
+            }
+        }
+        if let Some(owner) = owner {
+            remove(&mut self.by_sub, &owner.sub, id);
+            if let Some(sid) = &owner.sid {
+                remove(&mut self.by_sid, sid, id);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &Id) {
+        if let Some(stored) = self.sessions.remove(id) {
+            self.unindex(id, &stored.owner);
+        }
+    }
+
+    fn put(&mut self, record: Record, owner: Option<OwnerEntry>) {
+        let id = record.id;
+        self.remove(&id);
+        self.index(id, &owner);
+        self.sessions.insert(id, Stored { record, owner });
+    }
+}
+
+impl Memory {
+    fn maps(&self) -> std::sync::MutexGuard<'_, Maps> {
+        self.0.lock().expect("memory store poisoned")
+    }
+
+    pub(super) fn load(&self, id: &Id) -> Option<Record> {
+        let now = OffsetDateTime::now_utc();
+        self.maps().live(id, now).map(|s| s.record.clone())
+    }
+
+    pub(super) fn create(&self, record: &mut Record, owner: Option<OwnerEntry>) {
+        let mut maps = self.maps();
+        while maps.sessions.contains_key(&record.id) {
+            record.id = Id::default();
+        }
+        let mut stored = record.clone();
+        set_rev(&mut stored, 0);
+        maps.put(stored, owner);
+    }
+
+    pub(super) fn write(&self, record: &Record, base: u64, owner: Option<OwnerEntry>) -> Written {
+        let now = OffsetDateTime::now_utc();
+        let mut maps = self.maps();
+        let Some(current) = maps.live(&record.id, now) else {
+            return Written::Gone;
+        };
+        if rev_of(&current.record) != base {
+            return Written::Conflict;
+        }
+        let mut stored = record.clone();
+        set_rev(&mut stored, base + 1);
+        maps.put(stored, owner);
+        Written::Yes
+    }
+
+    pub(super) fn delete(&self, id: &Id) {
+        self.maps().remove(id);
+    }
+
+    pub(super) fn sessions_of(&self, owner: &Owner) -> Vec<Id> {
+        let now = OffsetDateTime::now_utc();
+        let maps = self.maps();
+        let ids = match owner {
+            Owner::Sub(sub) => maps.by_sub.get(sub),
+            Owner::Sid(sid) => maps.by_sid.get(sid),
+        };
+        ids.into_iter()
+            .flatten()
+            .filter(|id| maps.live(id, now).is_some())
+            .copied()
+            .collect()
+    }
+
+    /// Every expired session, signed in or not (a session holding only a
+    /// pending login is in the map too, and must not stay forever).
+    pub(super) fn delete_expired(&self) -> usize {
+        let now = OffsetDateTime::now_utc();
+        let mut maps = self.maps();
+        let expired: Vec<Id> = maps
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.record.expiry_date <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &expired {
+            maps.remove(id);
+        }
+        expired.len()
+    }
+}

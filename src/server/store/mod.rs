@@ -1,0 +1,355 @@
+//! The session store chosen by `SESSION_STORE` (memory, SQLite, Redis) behind
+//! one type, plus what several requests or several instances must agree on:
+//! - **compare-and-set writes.** Every stored session carries a revision.
+//!   A write names the revision it read and lands only if the session still
+//!   exists at that revision; tower-sessions' end-of-response save goes
+//!   through the same check. So an ended session is never written back by a
+//!   request that was in flight when it ended, and a request that read the
+//!   session before a token refresh can never put the older tokens back
+//!   (see the README's Security section, "Sessions end when they are ended");
+//! - an index of signed-in sessions by `sub` and `sid`, updated in the same
+//!   step as the record, so back-channel logout and session lists find a
+//!   user's sessions without scanning;
+//! - a per-session lock for token refresh (in-process always, and across
+//!   instances with Redis);
+//! - the logout-token replay cache (`jti`s seen), shared through Redis.
+
+mod lock;
+mod memory;
+mod redis;
+mod sqlite;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use fred::{prelude::KeysInterface, types::Expiration, types::SetOptions};
+use serde_json::Value;
+use time::OffsetDateTime;
+use tower_sessions::{
+    session::{Id, Record},
+    session_store, SessionStore,
+};
+
+pub use lock::SessionLock;
+
+use super::config::StoreUrl;
+
+/// Where a stored session's revision sits in its data (the request's copy
+/// carries the revision it read, which its save names as the base).
+pub const REV_KEY: &str = "gatehouse.rev";
+
+/// Which sessions to find: those of one IdP session, or of one user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    Sid(String),
+    Sub(String),
+}
+
+/// What a signed-in session is indexed by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnerEntry {
+    pub sub: String,
+    pub sid: Option<String>,
+}
+
+/// Reads a session's owner from its data (`None`: not signed in). Given by
+/// the auth core, which alone knows the record inside the data.
+pub type Indexer = fn(&HashMap<String, Value>) -> Option<OwnerEntry>;
+
+/// What a read-modify-write decided: write the changed copy, or leave the
+/// stored session as it is. Either way, with what to return.
+pub enum Change<T> {
+    Write(T),
+    Keep(T),
+}
+
+/// The outcome of a compare-and-set write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    Yes,
+    /// Another write landed since the revision this one read.
+    Conflict,
+    /// The session no longer exists (ended, or expired): it stays ended.
+    Gone,
+}
+
+fn rev_of(record: &Record) -> u64 {
+    record
+        .data
+        .get(REV_KEY)
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+fn set_rev(record: &mut Record, rev: u64) {
+    record.data.insert(REV_KEY.to_string(), Value::from(rev));
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Memory(Arc<memory::Memory>),
+    Sqlite(sqlite::Sqlite),
+    Redis(redis::Redis),
+}
+
+#[derive(Clone, Debug)]
+pub struct AnyStore {
+    backend: Backend,
+    indexer: Indexer,
+    locks: Arc<lock::LocalLocks>,
+    lock_ttl: Duration,
+    seen: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+/// More than this many live `jti`s in memory means something is wrong: refuse.
+const MAX_SEEN: usize = 100_000;
+/// A read-modify-write that keeps losing to other writes gives up after this
+/// many attempts (each attempt re-reads; only a flood of writes to one
+/// session gets here).
+const MAX_ATTEMPTS: usize = 16;
+
+fn store_error(e: impl std::fmt::Display) -> session_store::Error {
+    session_store::Error::Backend(e.to_string())
+}
+
+impl AnyStore {
+    /// Opens (and for SQLite, creates and migrates) the configured store.
+    /// `ttl` bounds how long index entries may outlive their session (the
+    /// absolute session lifetime); `indexer` names a session's owner.
+    pub async fn open(url: &StoreUrl, ttl: Duration, indexer: Indexer) -> Result<Self, String> {
+        let backend = match url {
+            StoreUrl::Memory => Backend::Memory(Default::default()),
+            StoreUrl::Sqlite(url) => Backend::Sqlite(sqlite::Sqlite::open(url, indexer).await?),
+            StoreUrl::Redis(url) => Backend::Redis(redis::Redis::open(url, ttl).await?),
+        };
+        Ok(Self {
+            backend,
+            indexer,
+            locks: Default::default(),
+            lock_ttl: lock::LOCK_TTL,
+            seen: Default::default(),
+        })
+    }
+
+    /// The same store with Redis locks that expire after `ttl` unless their
+    /// holder is alive (tests use a short one to outlast it cheaply).
+    #[doc(hidden)]
+    pub fn with_lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl;
+        self
+    }
+
+    fn redis_pool(&self) -> Option<&fred::prelude::Pool> {
+        match &self.backend {
+            Backend::Redis(redis) => Some(&redis.pool),
+            _ => None,
+        }
+    }
+
+    /// Writes `record` if the stored session is still at revision `base`.
+    pub async fn write(&self, record: &Record, base: u64) -> session_store::Result<Written> {
+        let owner = (self.indexer)(&record.data);
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.write(record, base, owner)),
+            Backend::Sqlite(s) => s.write(record, base, owner).await,
+            Backend::Redis(r) => r.write(record, base, owner).await,
+        }
+    }
+
+    /// Read-modify-write of one stored session: `change` is applied to the
+    /// session as stored now and written with a compare-and-set; when another
+    /// write lands in between, it is applied again to the newer copy. `None`
+    /// when the session does not exist (any more): it is never recreated.
+    pub async fn update<T>(
+        &self,
+        id: &Id,
+        mut change: impl FnMut(&mut Record) -> Change<T>,
+    ) -> session_store::Result<Option<T>> {
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(mut record) = self.load(id).await? else {
+                return Ok(None);
+            };
+            let base = rev_of(&record);
+            let out = match change(&mut record) {
+                Change::Write(out) => out,
+                Change::Keep(out) => return Ok(Some(out)),
+            };
+            match self.write(&record, base).await? {
+                Written::Yes => return Ok(Some(out)),
+                Written::Gone => return Ok(None),
+                Written::Conflict => continue,
+            }
+        }
+        Err(store_error("too many concurrent writes to one session"))
+    }
+
+    /// Locks `session_id` for a refresh: in this process, and with Redis
+    /// across every instance. Fails closed (an error, not an unlocked write)
+    /// if the lock is not granted within the lock's TTL.
+    pub async fn lock_session(&self, session_id: &str) -> session_store::Result<SessionLock> {
+        let deadline = tokio::time::Instant::now() + self.lock_ttl;
+        loop {
+            if let Some(lock) = self.try_lock_session(session_id).await? {
+                return Ok(lock);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(store_error("timed out waiting for the session lock"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// One attempt at [`Self::lock_session`]: `None` if someone else holds it.
+    pub async fn try_lock_session(
+        &self,
+        session_id: &str,
+    ) -> session_store::Result<Option<SessionLock>> {
+        self.locks
+            .try_lock(session_id, self.redis_pool(), self.lock_ttl)
+            .await
+    }
+
+    /// True the first time a logout token's `jti` is presented before its
+    /// `exp` (Back-Channel Logout 1.0 §2.6 step 10), across instances with Redis.
+    pub async fn first_use_of_jti(&self, jti: &str, exp: i64) -> session_store::Result<bool> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        if let Some(pool) = self.redis_pool() {
+            let until = exp.max(now) + 60;
+            let set: Option<String> = pool
+                .set(
+                    format!("gatehouse:jti:{jti}"),
+                    "1",
+                    Some(Expiration::EXAT(until)),
+                    Some(SetOptions::NX),
+                    false,
+                )
+                .await
+                .map_err(store_error)?;
+            return Ok(set.is_some());
+        }
+        let mut seen = self.seen.lock().expect("seen-token lock");
+        seen.retain(|_, until| *until >= now - 60);
+        if seen.contains_key(jti) || seen.len() >= MAX_SEEN {
+            return Ok(false);
+        }
+        seen.insert(jti.to_string(), exp);
+        Ok(true)
+    }
+
+    /// Removes expired sessions (and their index entries) in the background.
+    pub fn spawn_expiry_sweeper(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                if let Err(e) = this.delete_expired().await {
+                    tracing::error!(error = %e, "expired-session sweep failed");
+                }
+            }
+        });
+    }
+
+    /// Deletes every expired session, signed in or not.
+    pub async fn delete_expired(&self) -> session_store::Result<()> {
+        match &self.backend {
+            Backend::Memory(m) => {
+                m.delete_expired();
+            }
+            Backend::Sqlite(s) => {
+                s.delete_expired().await?;
+            }
+            // Redis expires sessions, index entries and sets by TTL itself.
+            Backend::Redis(_) => {}
+        }
+        Ok(())
+    }
+
+    /// For `/readyz`: can the store answer right now?
+    pub async fn ping(&self) -> Result<(), String> {
+        self.load(&Id::default())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The ids of the live sessions of `owner`.
+    pub async fn sessions_of(&self, owner: &Owner) -> session_store::Result<Vec<Id>> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.sessions_of(owner)),
+            Backend::Sqlite(s) => s.sessions_of(owner).await,
+            Backend::Redis(r) => r.sessions_of(owner).await,
+        }
+    }
+
+    /// The live sessions of `owner`, with their stored records.
+    pub async fn records_of(&self, owner: &Owner) -> session_store::Result<Vec<Record>> {
+        let mut records = Vec::new();
+        for id in self.sessions_of(owner).await? {
+            if let Some(record) = self.load(&id).await? {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Ends every session of `owner`; returns how many there were.
+    pub async fn end_sessions_of(&self, owner: &Owner) -> session_store::Result<usize> {
+        let ids = self.sessions_of(owner).await?;
+        for id in &ids {
+            self.delete(id).await?;
+        }
+        Ok(ids.len())
+    }
+}
+
+/// tower-sessions' view of the store. Its end-of-response `save` is a
+/// compare-and-set too: a request whose copy is older than the stored session
+/// (a refresh or a keep-alive landed meanwhile), or whose session was ended
+/// while it ran, writes nothing. Its changes are dropped, never merged: the
+/// auth core makes every change that must not be lost (tokens, pending
+/// logins, sign-in state) with [`AnyStore::update`] before it answers.
+#[async_trait]
+impl SessionStore for AnyStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let owner = (self.indexer)(&record.data);
+        match &self.backend {
+            Backend::Memory(m) => m.create(record, owner),
+            Backend::Sqlite(s) => s.create(record, owner).await?,
+            Backend::Redis(r) => r.create(record, owner).await?,
+        }
+        set_rev(record, 0);
+        Ok(())
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let written = self.write(record, rev_of(record)).await?;
+        if written != Written::Yes {
+            tracing::debug!(?written, "stale session copy not saved");
+        }
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.load(id)),
+            Backend::Sqlite(s) => s.load(id).await,
+            Backend::Redis(r) => r.load(id).await,
+        }
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        match &self.backend {
+            Backend::Memory(m) => {
+                m.delete(id);
+                Ok(())
+            }
+            Backend::Sqlite(s) => s.delete(id).await,
+            Backend::Redis(r) => r.delete(id).await,
+        }
+    }
+}

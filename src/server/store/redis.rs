@@ -1,0 +1,222 @@
+//! The Redis store (`SESSION_STORE=redis://…`), shared by every instance.
+//!
+//! Keys: `<id>` the record (MessagePack, as tower-sessions' Redis store
+//! writes it, so sessions saved before this module existed still load),
+//! `gatehouse:rev:<id>` its revision, `gatehouse:idx:<id>` its owner and the
+//! sets `gatehouse:sub:<sub>` / `gatehouse:sid:<sid>` of session ids. Every
+//! write is one Lua script, so the revision check, the write and the index
+//! update are atomic. (The scripts name keys they build themselves: this is
+//! for a single Redis server or a primary with replicas, not Redis Cluster.)
+
+use std::time::Duration;
+
+use fred::{
+    bytes::Bytes,
+    prelude::{
+        ClientLike, Config as RedisConfig, KeysInterface, LuaInterface, Pool as RedisPool,
+        SetsInterface,
+    },
+    types::Value,
+};
+use time::OffsetDateTime;
+use tower_sessions::{
+    session::{Id, Record},
+    session_store,
+};
+
+use super::{set_rev, store_error, Owner, OwnerEntry, Written};
+
+#[derive(Clone, Debug)]
+pub(super) struct Redis {
+    pub(super) pool: RedisPool,
+    /// How long the owner sets may outlive their last session.
+    ttl: Duration,
+}
+
+/// Moves session `id`'s index entry to `sub`/`sid` (`sub` empty: not signed
+/// in), removing it from the sets of its former owner.
+const REINDEX: &str = r#"
+local function reindex(id, sub, sid, exat, ttl)
+  local idx = 'gatehouse:idx:' .. id
+  local old = redis.call('GET', idx)
+  if old then
+    local o = cjson.decode(old)
+    if o[1] ~= sub then redis.call('SREM', 'gatehouse:sub:' .. o[1], id) end
+    if o[2] ~= '' and o[2] ~= sid then redis.call('SREM', 'gatehouse:sid:' .. o[2], id) end
+  end
+  if sub == '' then
+    redis.call('DEL', idx)
+    return
+  end
+  redis.call('SET', idx, cjson.encode({sub, sid}), 'EXAT', exat)
+  redis.call('SADD', 'gatehouse:sub:' .. sub, id)
+  redis.call('EXPIRE', 'gatehouse:sub:' .. sub, ttl)
+  if sid ~= '' then
+    redis.call('SADD', 'gatehouse:sid:' .. sid, id)
+    redis.call('EXPIRE', 'gatehouse:sid:' .. sid, ttl)
+  end
+end
+"#;
+
+/// KEYS: record, revision. ARGV: data, exat, id, sub, sid, ttl.
+/// 1 when created, 0 when the id is taken.
+const CREATE: &str = r#"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EXAT', ARGV[2]) then return 0 end
+redis.call('SET', KEYS[2], '0', 'EXAT', ARGV[2])
+reindex(ARGV[3], ARGV[4], ARGV[5], ARGV[2], ARGV[6])
+return 1
+"#;
+
+/// KEYS: record, revision. ARGV: data, exat, id, sub, sid, ttl, base revision.
+/// 1 written, 0 another write came first, -1 the session is gone.
+const WRITE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+if current ~= tonumber(ARGV[7]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
+redis.call('SET', KEYS[2], current + 1, 'EXAT', ARGV[2])
+reindex(ARGV[3], ARGV[4], ARGV[5], ARGV[2], ARGV[6])
+return 1
+"#;
+
+/// KEYS: record, revision. ARGV: id.
+const DELETE: &str = r#"
+redis.call('DEL', KEYS[1], KEYS[2])
+reindex(ARGV[1], '', '', 0, 0)
+return 1
+"#;
+
+fn rev_key(id: &Id) -> String {
+    format!("gatehouse:rev:{id}")
+}
+
+impl Redis {
+    pub(super) async fn open(url: &url::Url, ttl: Duration) -> Result<Self, String> {
+        let config = RedisConfig::from_url(url.as_str())
+            .map_err(|e| format!("SESSION_STORE={}: {e}", redacted(url)))?;
+        let pool = RedisPool::new(config, None, None, None, 4)
+            .map_err(|e| format!("SESSION_STORE={}: {e}", redacted(url)))?;
+        pool.init()
+            .await
+            .map_err(|e| format!("SESSION_STORE={}: cannot connect: {e}", redacted(url)))?;
+        Ok(Self { pool, ttl })
+    }
+
+    async fn script(&self, body: &str, id: &Id, args: Vec<Value>) -> session_store::Result<i64> {
+        let script = format!("{REINDEX}{body}");
+        self.pool
+            .eval(script, vec![id.to_string(), rev_key(id)], args)
+            .await
+            .map_err(store_error)
+    }
+
+    fn args(
+        &self,
+        record: &Record,
+        owner: Option<OwnerEntry>,
+    ) -> session_store::Result<Vec<Value>> {
+        let data =
+            rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let (sub, sid) = match owner {
+            Some(OwnerEntry { sub, sid }) => (sub, sid.unwrap_or_default()),
+            None => (String::new(), String::new()),
+        };
+        Ok(vec![
+            Value::Bytes(Bytes::from(data)),
+            Value::from(record.expiry_date.unix_timestamp()),
+            Value::from(record.id.to_string()),
+            Value::from(sub),
+            Value::from(sid),
+            Value::from(self.ttl.as_secs() as i64),
+        ])
+    }
+
+    pub(super) async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let values: Vec<Value> = self
+            .pool
+            .mget(vec![id.to_string(), rev_key(id)])
+            .await
+            .map_err(store_error)?;
+        let mut values = values.into_iter();
+        let data = match values.next() {
+            Some(Value::Bytes(bytes)) => bytes.to_vec(),
+            Some(Value::String(s)) => s.as_bytes().to_vec(),
+            _ => return Ok(None),
+        };
+        let rev = values.next().and_then(|v| v.as_u64()).unwrap_or(0);
+        let mut record: Record = rmp_serde::from_slice(&data)
+            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        if record.expiry_date <= OffsetDateTime::now_utc() {
+            return Ok(None);
+        }
+        set_rev(&mut record, rev);
+        Ok(Some(record))
+    }
+
+    pub(super) async fn create(
+        &self,
+        record: &mut Record,
+        owner: Option<OwnerEntry>,
+    ) -> session_store::Result<()> {
+        loop {
+            let args = self.args(record, owner.clone())?;
+            if self.script(CREATE, &record.id.clone(), args).await? == 1 {
+                return Ok(());
+            }
+            record.id = Id::default();
+        }
+    }
+
+    pub(super) async fn write(
+        &self,
+        record: &Record,
+        base: u64,
+        owner: Option<OwnerEntry>,
+    ) -> session_store::Result<Written> {
+        let mut args = self.args(record, owner)?;
+        args.push(Value::from(base as i64));
+        Ok(match self.script(WRITE, &record.id, args).await? {
+            1 => Written::Yes,
+            0 => Written::Conflict,
+            _ => Written::Gone,
+        })
+    }
+
+    pub(super) async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.script(DELETE, id, vec![Value::from(id.to_string())])
+            .await
+            .map(|_| ())
+    }
+
+    pub(super) async fn sessions_of(&self, owner: &Owner) -> session_store::Result<Vec<Id>> {
+        let set = match owner {
+            Owner::Sub(sub) => format!("gatehouse:sub:{sub}"),
+            Owner::Sid(sid) => format!("gatehouse:sid:{sid}"),
+        };
+        let members: Vec<String> = self.pool.smembers(&set).await.map_err(store_error)?;
+        let mut live = Vec::new();
+        for member in members {
+            let alive: i64 = self
+                .pool
+                .exists(format!("gatehouse:idx:{member}"))
+                .await
+                .map_err(store_error)?;
+            match member.parse::<Id>() {
+                Ok(id) if alive > 0 => live.push(id),
+                _ => {
+                    let _: i64 = self.pool.srem(&set, member).await.map_err(store_error)?;
+                }
+            }
+        }
+        Ok(live)
+    }
+}
+
+/// The URL without its password, for messages and logs.
+pub(super) fn redacted(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    shown.to_string()
+}

@@ -1,0 +1,253 @@
+//! Sessions end when they are ended, on every store, even while a request of
+//! that session is in flight; and no write puts older tokens back. Each test
+//! drives the real race: an upstream held open by the test (no sleeps), the
+//! ending action taken while the relayed call waits there, then the call
+//! released. Twenty rounds each, on memory, SQLite and Redis.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use axum::{
+    http::StatusCode as AxumStatus,
+    response::{IntoResponse, Response},
+    routing::any,
+    Router,
+};
+use gatehouse::api::EndOtherSessions;
+use leptos::server_fn::ServerFn;
+use reqwest::StatusCode;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{helpers::*, on_every_store};
+
+const ROUNDS: usize = 20;
+
+/// An API upstream that answers 401 once when asked to (so the relay
+/// refreshes the token and retries), and otherwise holds every request until
+/// the test releases it.
+struct HeldUpstream {
+    base: String,
+    reject_next: Arc<AtomicBool>,
+    /// One release handle per request now waiting at the upstream.
+    arrivals: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
+}
+
+impl HeldUpstream {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let reject_next = Arc::new(AtomicBool::new(false));
+        let (tx, arrivals) = mpsc::unbounded_channel();
+        let router = Router::new().route(
+            "/{*path}",
+            any({
+                let reject_next = reject_next.clone();
+                move || {
+                    let (reject_next, tx) = (reject_next.clone(), tx.clone());
+                    async move {
+                        if reject_next.swap(false, Ordering::SeqCst) {
+                            return AxumStatus::UNAUTHORIZED.into_response();
+                        }
+                        let (release, released) = oneshot::channel::<()>();
+                        tx.send(release).unwrap();
+                        let _ = released.await;
+                        Response::new("{\"ok\":true}".into())
+                    }
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Self {
+            base,
+            reject_next,
+            arrivals,
+        }
+    }
+
+    /// A relayed call through `browser` that first gets a 401 (so the relay
+    /// refreshes the session's tokens) and whose retry is then held here.
+    /// `Err(status)` when the call ended without reaching the upstream again
+    /// (the refresh was refused and the session ended).
+    async fn refreshing_call(
+        &mut self,
+        browser: &TestApp,
+    ) -> Result<(tokio::task::JoinHandle<StatusCode>, oneshot::Sender<()>), StatusCode> {
+        self.reject_next.store(true, Ordering::SeqCst);
+        let client = browser.same_browser();
+        let mut call =
+            tokio::spawn(async move { client.get_json("/api/remote/held/x").await.status() });
+        let waited = tokio::time::timeout(Duration::from_secs(30), async {
+            tokio::select! {
+                release = self.arrivals.recv() => Ok(release.unwrap()),
+                status = &mut call => Err(status.unwrap()),
+            }
+        })
+        .await
+        .expect("the relayed call neither reached the upstream nor ended");
+        waited.map(|release| (call, release))
+    }
+}
+
+async fn setup(kind: StoreKind) -> (TestStore, Idp, HeldUpstream, TestApp) {
+    let store = TestStore::start(kind).await;
+    let idp = Idp::start().await;
+    let upstream = HeldUpstream::start().await;
+    let remotes = format!("held={}/held/", upstream.base);
+    let app = spawn_app_with(
+        &idp.issuer,
+        &[
+            ("API_REMOTES", remotes.as_str()),
+            ("SESSION_STORE", store.url.as_str()),
+            // Forty sign-ins a minute from one address is this test, not an attack.
+            ("AUTH_RATE_LIMIT_PER_MINUTE", "1000"),
+        ],
+    )
+    .await;
+    (store, idp, upstream, app)
+}
+
+/// Ended by its own sign-out or by the user's other session ("end all
+/// others") while a relayed call of it, which refreshed the tokens, waits at
+/// the upstream: once that call completes, the old cookie still gets 401.
+async fn an_ended_session_never_comes_back(kind: StoreKind) {
+    let (_store, _idp, mut upstream, app) = setup(kind).await;
+    for round in 0..ROUNDS {
+        let browser = app.second_browser();
+        let other = app.second_browser();
+        browser.login("alice", "alice").await;
+        other.login("alice", "alice").await;
+        let cookie = browser.session_cookie().unwrap();
+
+        let (call, release) = upstream
+            .refreshing_call(&browser)
+            .await
+            .expect("the relayed call refreshes and is held");
+        if round % 2 == 0 {
+            assert_eq!(browser.logout().await.status(), StatusCode::SEE_OTHER);
+        } else {
+            let ended = other
+                .server_fn(<EndOtherSessions as ServerFn>::PATH, &[])
+                .await;
+            assert_eq!(ended.status(), StatusCode::OK);
+        }
+        assert_eq!(
+            app.get_json_with_cookie(&cookie, "/auth/user")
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED,
+            "{kind:?} round {round}: ended"
+        );
+        release.send(()).unwrap();
+        call.await.unwrap();
+        assert_eq!(
+            app.get_json_with_cookie(&cookie, "/auth/user")
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED,
+            "{kind:?} round {round}: the ended session came back when the in-flight call completed"
+        );
+        assert_eq!(
+            other.get_json("/auth/user").await.status(),
+            StatusCode::OK,
+            "{kind:?} round {round}: the other session is untouched"
+        );
+    }
+}
+
+/// A request that read the session before a refresh (and refreshed itself,
+/// earlier) completes after a newer refresh: the tokens it holds are older
+/// and must not replace the stored ones. With refresh-token rotation, the
+/// next refresh would present a rotated-out token, the IdP would refuse it
+/// and the user would be signed out.
+async fn no_write_puts_older_tokens_back(kind: StoreKind) {
+    let (_store, idp, mut upstream, app) = setup(kind).await;
+    for round in 0..ROUNDS {
+        let browser = app.second_browser();
+        browser.login("bob", "bob").await;
+        let before = refreshes(&idp.stats().await);
+
+        // A refreshes (tokens 2) and waits at the upstream.
+        let (a, release_a) = upstream.refreshing_call(&browser).await.expect("A");
+        // B refreshes again (tokens 3: refresh token 2 is now spent) and completes.
+        let (b, release_b) = upstream.refreshing_call(&browser).await.expect("B");
+        release_b.send(()).unwrap();
+        assert_eq!(
+            b.await.unwrap(),
+            StatusCode::OK,
+            "{kind:?} round {round}: B"
+        );
+        // A completes with its older copy of the session.
+        release_a.send(()).unwrap();
+        assert_eq!(
+            a.await.unwrap(),
+            StatusCode::OK,
+            "{kind:?} round {round}: A"
+        );
+        // C refreshes once more: with refresh token 3, not the spent 2.
+        match upstream.refreshing_call(&browser).await {
+            Ok((c, release_c)) => {
+                release_c.send(()).unwrap();
+                assert_eq!(
+                    c.await.unwrap(),
+                    StatusCode::OK,
+                    "{kind:?} round {round}: C"
+                );
+            }
+            Err(status) => panic!(
+                "{kind:?} round {round}: the third refresh was refused ({status}): \
+                 an older refresh token had been written back"
+            ),
+        }
+        assert_eq!(
+            browser.get_json("/auth/user").await.status(),
+            StatusCode::OK,
+            "{kind:?} round {round}: still signed in"
+        );
+        assert_eq!(refreshes(&idp.stats().await) - before, 3);
+    }
+}
+
+fn refreshes(stats: &serde_json::Value) -> i64 {
+    stats["token_requests"]["refresh_token"].as_i64().unwrap()
+}
+
+/// The login `state` is spent when the callback takes it, even if the
+/// callback then fails with a 5xx (whose session changes the session layer
+/// never saves): replaying the same callback URL must not sign in.
+async fn a_state_is_spent_even_when_the_callback_fails(kind: StoreKind) {
+    let store = TestStore::start(kind).await;
+    let port = free_port();
+    let idp = Idp::start_on(port, &[]).await;
+    let app = spawn_app_with(&idp.issuer, &[("SESSION_STORE", store.url.as_str())]).await;
+    let callback = app.callback_url_for("alice", "alice", None).await;
+    drop(idp); // the token endpoint is now unreachable
+    let failed = app.http.get(&callback).send().await.unwrap();
+    assert!(
+        failed.status().is_server_error(),
+        "{kind:?}: {}",
+        failed.status()
+    );
+    let _idp = Idp::start_on(port, &[]).await;
+    let replayed = app.http.get(&callback).send().await.unwrap();
+    assert_eq!(replayed.status(), StatusCode::BAD_REQUEST, "{kind:?}");
+    let page = replayed.text().await.unwrap();
+    assert!(
+        page.contains("unknown_state"),
+        "{kind:?}: the replayed callback found its state still pending: {page}"
+    );
+    assert_eq!(
+        app.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+on_every_store!(
+    an_ended_session_never_comes_back,
+    no_write_puts_older_tokens_back,
+    a_state_is_spent_even_when_the_callback_fails,
+);
