@@ -24,7 +24,12 @@ use axum::{
 };
 use serde_json::{Map, Value};
 
-use super::{error::json_error, provider::JwtError, session::AuthSession, user::CurrentUser};
+use super::{
+    error::json_error,
+    provider::JwtError,
+    session::{AuthSession, SessionError},
+    user::CurrentUser,
+};
 use crate::{api::AppError, server::state::AppState};
 
 /// A role a guard can name: `RequireRole<Admin>`.
@@ -89,6 +94,10 @@ pub async fn server_fn_user() -> Result<(AppState, CurrentUser), AppError> {
             },
         )),
         Ok(None) => Err(AppError::Unauthenticated.respond()),
+        Err(SessionError::IdpUnavailable) => Err(AppError::Unavailable {
+            message: "The identity provider cannot be reached to confirm the session.".into(),
+        }
+        .respond()),
         Err(e) => {
             tracing::error!(error = %e, "session store unavailable");
             Err(AppError::Unavailable {

@@ -19,10 +19,10 @@ use openidconnect::{
     AccessToken, AccessTokenHash, AdditionalClaims, AdditionalProviderMetadata, AuthType, AuthUrl,
     AuthorizationCode, ClaimsVerificationError, EndSessionUrl, EndpointMaybeSet, EndpointNotSet,
     EndpointSet, IdToken, IdTokenClaims, IdTokenFields, IdTokenVerifier, JsonWebKeySet,
-    JwsSigningAlgorithm, LogoutProviderMetadata, LogoutRequest, Nonce, OAuth2TokenResponse,
-    PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadata, RedirectUrl, RefreshToken,
-    RequestTokenError, SignatureVerificationError, StandardErrorResponse, StandardTokenResponse,
-    SubjectIdentifier, TokenResponse, UserInfoError,
+    JwsSigningAlgorithm, LogoutProviderMetadata, LogoutRequest, Nonce, NonceVerifier,
+    OAuth2TokenResponse, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadata, RedirectUrl,
+    RefreshToken, RequestTokenError, SignatureVerificationError, StandardErrorResponse,
+    StandardTokenResponse, SubjectIdentifier, TokenResponse, UserInfoError,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -587,14 +587,21 @@ impl Oidc {
         Ok((response, claims))
     }
 
+    /// A refresh answer has no nonce to check (OIDC Core §12.2).
+    fn no_nonce(_: Option<&Nonce>) -> Result<(), String> {
+        Ok(())
+    }
+
     /// OIDC Core §3.1.3.7: signature (allowed algorithms only), `iss`, `aud`,
     /// `azp`, `exp`, `iat`, `nonce`, and `at_hash` when present (§3.1.3.8).
-    async fn verify_id_token(
+    /// A key the cached JWKS lacks triggers one JWKS re-fetch (the IdP rotated
+    /// its keys), at login and at refresh alike.
+    async fn verify_id_token<N: NonceVerifier + Copy>(
         &self,
         provider: Arc<Provider>,
         id_token: &GhIdToken,
         access_token: &AccessToken,
-        nonce: &Nonce,
+        nonce: N,
     ) -> Result<GhIdTokenClaims, IdpError> {
         let mut provider = provider;
         let claims = loop {
@@ -650,16 +657,16 @@ impl Oidc {
         let claims = match response.id_token() {
             None => None,
             Some(id_token) => {
-                let verifier = provider.verifier(&self.idp);
-                let claims = id_token
-                    .claims(&verifier, |_: Option<&Nonce>| Ok(()))
-                    .map_err(|e| IdpError::IdToken(e.to_string()))?;
+                let no_nonce: fn(Option<&Nonce>) -> Result<(), String> = Self::no_nonce;
+                let claims = self
+                    .verify_id_token(provider, id_token, response.access_token(), no_nonce)
+                    .await?;
                 if claims.subject().as_str() != sub {
                     return Err(IdpError::IdToken(
                         "refreshed ID token names another sub".into(),
                     ));
                 }
-                Some(claims.clone())
+                Some(claims)
             }
         };
         Ok((response, claims))

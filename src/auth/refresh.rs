@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use super::{
     provider::IdpError,
-    session::{RawIdToken, SessionRecord, TokenSet},
+    session::{AuthSession, RawIdToken, SessionRecord, TokenSet},
     user::CurrentUser,
 };
 use crate::server::state::AppState;
@@ -48,16 +48,44 @@ fn needs_refresh(tokens: &TokenSet, leeway: Duration, now: OffsetDateTime) -> bo
     now >= expires_at - leeway
 }
 
+/// Has the access token expired (so the claims it stood for may be stale)?
+fn expired(tokens: &TokenSet, now: OffsetDateTime) -> bool {
+    tokens.access_token_expires_at.is_some_and(|at| now >= at)
+}
+
+/// The record with claims no older than one access-token lifetime: once the
+/// access token has expired, it is refreshed (single-flight) and the roles
+/// are taken from the new ID token, so a role removed at the IdP stops
+/// counting here within one token lifetime; a refused refresh ends the
+/// session. While the token is fresh (the common case) this is one
+/// comparison and no call. A session without a refresh token keeps the
+/// claims it signed in with until its own deadlines.
+pub async fn current_claims(
+    state: &AppState,
+    session: &AuthSession,
+    record: SessionRecord,
+) -> Result<SessionRecord, RefreshError> {
+    if record.tokens.refresh_token.is_none() || !expired(&record.tokens, OffsetDateTime::now_utc())
+    {
+        return Ok(record);
+    }
+    refresh_where(state, session, &record, |tokens| {
+        expired(tokens, OffsetDateTime::now_utc())
+    })
+    .await
+}
+
 /// The session's access token, refreshed first if it is about to expire.
 pub async fn refresh_if_needed(
     state: &AppState,
     user: &CurrentUser,
 ) -> Result<AccessToken, RefreshError> {
     let leeway = state.config.oidc.refresh_leeway;
-    refresh_where(state, user, |tokens| {
+    refresh_where(state, &user.session, &user.record, |tokens| {
         needs_refresh(tokens, leeway, OffsetDateTime::now_utc())
     })
     .await
+    .map(|record| record.tokens.access_token)
 }
 
 /// A downstream API refused `rejected` with 401: refresh once, unless a
@@ -68,23 +96,26 @@ pub async fn refresh_rejected(
     rejected: &AccessToken,
 ) -> Result<AccessToken, RefreshError> {
     let leeway = state.config.oidc.refresh_leeway;
-    refresh_where(state, user, |tokens| {
+    refresh_where(state, &user.session, &user.record, |tokens| {
         tokens.access_token.secret() == rejected.secret()
             || needs_refresh(tokens, leeway, OffsetDateTime::now_utc())
     })
     .await
+    .map(|record| record.tokens.access_token)
 }
 
-/// Single-flight refresh of the session's tokens while `stale` says so.
+/// Single-flight refresh of the session's tokens while `stale` says so;
+/// returns the record as stored afterwards.
 async fn refresh_where(
     state: &AppState,
-    user: &CurrentUser,
+    session: &AuthSession,
+    record: &SessionRecord,
     stale: impl Fn(&TokenSet) -> bool,
-) -> Result<AccessToken, RefreshError> {
-    if !stale(&user.record.tokens) {
-        return Ok(user.record.tokens.access_token.clone());
+) -> Result<SessionRecord, RefreshError> {
+    if !stale(&record.tokens) {
+        return Ok(record.clone());
     }
-    let Some(key) = user.session.id() else {
+    let Some(key) = session.id() else {
         return Err(RefreshError::SessionEnded);
     };
     // Exactly one request refreshes (it holds the session lock, across
@@ -92,13 +123,13 @@ async fn refresh_where(
     // refreshed tokens as soon as they are saved, instead of queueing.
     let deadline = tokio::time::Instant::now() + WAIT_FOR_REFRESH;
     let (_lock, current) = loop {
-        let current = match user.session.reload_record(&state.store).await {
+        let current = match session.reload_record(&state.store).await {
             Ok(Some(record)) => record,
             Ok(None) => return Err(RefreshError::SessionEnded),
             Err(e) => return Err(RefreshError::IdpUnavailable(e.to_string())),
         };
         if !stale(&current.tokens) {
-            return Ok(current.tokens.access_token);
+            return Ok(current);
         }
         let lock = state
             .store
@@ -107,9 +138,9 @@ async fn refresh_where(
             .map_err(|e| RefreshError::IdpUnavailable(format!("session lock: {e}")))?;
         if let Some(lock) = lock {
             // Re-read under the lock: the holder before us may have just saved.
-            match user.session.reload_record(&state.store).await {
+            match session.reload_record(&state.store).await {
                 Ok(Some(record)) if stale(&record.tokens) => break (lock, record),
-                Ok(Some(record)) => return Ok(record.tokens.access_token),
+                Ok(Some(record)) => return Ok(record),
                 Ok(None) => return Err(RefreshError::SessionEnded),
                 Err(e) => return Err(RefreshError::IdpUnavailable(e.to_string())),
             }
@@ -124,11 +155,11 @@ async fn refresh_where(
     let Some(refresh_token) = current.tokens.refresh_token.clone() else {
         // No refresh token: the access token simply runs out; the session lives
         // on until its own deadlines (calls needing the token will get 401s).
-        return Ok(current.tokens.access_token);
+        return Ok(current);
     };
     let Some(oidc) = state.idps.of(current.idp.as_deref()).cloned() else {
         // The provider this session came from is no longer configured.
-        let _ = user.session.sign_out().await;
+        let _ = session.sign_out().await;
         return Err(RefreshError::SessionEnded);
     };
     match oidc.refresh(&refresh_token, &current.sub).await {
@@ -162,9 +193,7 @@ async fn refresh_where(
                     .map(|d| now + d),
                 issued_at: Some(now),
             };
-            let token = record.tokens.access_token.clone();
-            match user
-                .session
+            match session
                 .store_refreshed(&state.store, &previous, &record)
                 .await
             {
@@ -175,11 +204,11 @@ async fn refresh_where(
                 Err(e) => return Err(RefreshError::IdpUnavailable(format!("session store: {e}"))),
             }
             tracing::info!("access token refreshed");
-            Ok(token)
+            Ok(record)
         }
         Err(IdpError::Rejected(code)) => {
             tracing::info!(%code, "refresh token refused; ending the session");
-            let _ = user.session.sign_out().await;
+            let _ = session.sign_out().await;
             Err(RefreshError::SessionEnded)
         }
         Err(IdpError::Unreachable(e)) => Err(RefreshError::IdpUnavailable(e)),
@@ -187,7 +216,7 @@ async fn refresh_where(
             // A refresh answer that fails verification (another iss or sub) is
             // an attack or a broken IdP: end the session (fail closed).
             tracing::warn!(error = %e, "refresh answer rejected; ending the session");
-            let _ = user.session.sign_out().await;
+            let _ = session.sign_out().await;
             Err(RefreshError::SessionEnded)
         }
     }

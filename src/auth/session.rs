@@ -173,8 +173,14 @@ pub fn record_from_data(data: &HashMap<String, Value>) -> Option<SessionRecord> 
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("session store error: {0}")]
-pub struct SessionError(#[from] tower_sessions::session::Error);
+pub enum SessionError {
+    #[error("session store error: {0}")]
+    Store(#[from] tower_sessions::session::Error),
+    /// The access token expired and the IdP could not be asked for fresh
+    /// claims: the request cannot be authorized now (the session stays).
+    #[error("identity provider unavailable")]
+    IdpUnavailable,
+}
 
 /// The idle deadline is pushed back at most this often (or a tenth of the idle
 /// timeout, if shorter), so an active user costs one session write per minute,
@@ -515,6 +521,14 @@ impl AuthSession {
     ) -> Result<Option<(SessionRecord, OffsetDateTime)>, SessionError> {
         let Some(record) = self.record().await? else {
             return Ok(None);
+        };
+        let record = match super::refresh::current_claims(state, self, record).await {
+            Ok(record) => record,
+            Err(super::refresh::RefreshError::SessionEnded) => return Ok(None),
+            Err(super::refresh::RefreshError::IdpUnavailable(why)) => {
+                tracing::warn!(%why, "claims could not be refreshed");
+                return Err(SessionError::IdpUnavailable);
+            }
         };
         let deadline = self.keep_alive(state.config.session.idle_timeout).await?;
         Ok(Some((record, deadline)))

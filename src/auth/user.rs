@@ -14,7 +14,7 @@ use super::{
     error::json_error,
     provider::IdpError,
     refresh::{refresh_if_needed, RefreshError},
-    session::{AuthSession, SessionRecord},
+    session::{AuthSession, SessionError, SessionRecord},
 };
 use crate::{api::UserView, server::state::AppState};
 
@@ -44,6 +44,11 @@ impl FromRequestParts<AppState> for CurrentUser {
                 idle_deadline,
             }),
             Ok(None) => Err(unauthenticated()),
+            Err(SessionError::IdpUnavailable) => Err(json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "idp_unavailable",
+                "The identity provider cannot be reached to confirm the session.",
+            )),
             Err(e) => {
                 tracing::error!(error = %e, "session store unavailable");
                 Err(json_error(

@@ -172,6 +172,21 @@ impl Idp {
         Err(why)
     }
 
+    /// Replaces a user's roles at the IdP, as its administrator would (needs
+    /// `IDP_EXPOSE_TOKENS_FOR_TESTS=1`).
+    pub async fn set_roles(&self, username: &str, roles: &[&str]) {
+        let response = reqwest::Client::new()
+            .put(format!(
+                "http://{}:{}/dev/users/{username}/roles",
+                self.host, self.port
+            ))
+            .json(&serde_json::json!({ "roles": roles }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "the IdP's role hook");
+    }
+
     pub async fn stats(&self) -> serde_json::Value {
         reqwest::get(format!("http://{}:{}/dev/stats", self.host, self.port))
             .await

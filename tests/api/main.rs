@@ -15,5 +15,6 @@ mod providers;
 mod redis;
 mod refresh;
 mod relay;
+mod roles;
 mod selfcheck;
 mod sessions;
