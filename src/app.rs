@@ -9,7 +9,10 @@ use leptos_router::{
 
 use crate::{
     api::{current_user, UserView},
-    components::{session_watch::SessionWatch, user_menu::UserMenu},
+    components::{
+        session_watch::{SessionEnded, SessionEndedPage, SessionWatch},
+        user_menu::{SignInLinks, UserMenu},
+    },
     pages::{
         admin::AdminPage, home::HomePage, not_found::NotFound, notes::NotesPage,
         profile::ProfilePage, sessions::SessionsPage,
@@ -44,6 +47,9 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     let user: UserResource = Resource::new(|| (), |_| current_user());
     provide_context(user);
+    // Once this tab learns its session ended, every signed-in view goes: the
+    // user menu, the page (and the data it loaded), the admin link.
+    let ended = SessionEnded::provide();
 
     view! {
         <Stylesheet id="leptos" href="/pkg/gatehouse.css"/>
@@ -62,10 +68,16 @@ pub fn App() -> impl IntoView {
                     <A href="/notes">"Notes"</A>
                     <AdminLink/>
                 </nav>
-                <UserMenu/>
+                <Show
+                    when=move || !ended.get()
+                    fallback=|| view! { <div class="user-menu"><SignInLinks/></div> }
+                >
+                    <UserMenu/>
+                </Show>
             </header>
             <SessionWatch/>
             <main class="page">
+                <Show when=move || !ended.get() fallback=|| view! { <SessionEndedPage/> }>
                 <Routes fallback=|| view! { <NotFound/> }>
                     <Route path=path!("/") view=HomePage/>
                     // Async: the whole page waits for the session check, so an
@@ -76,6 +88,7 @@ pub fn App() -> impl IntoView {
                     // Async too: a forbidden visitor gets a real 403 status.
                     <Route path=path!("/admin") view={Lazy::<AdminRoute>::new()} ssr=SsrMode::Async/>
                 </Routes>
+                </Show>
             </main>
         </Router>
     }
@@ -85,9 +98,10 @@ pub fn App() -> impl IntoView {
 #[component]
 fn AdminLink() -> impl IntoView {
     let user = expect_context::<UserResource>();
+    let ended = expect_context::<SessionEnded>();
     view! {
         <Transition>
-            {move || user.get().and_then(|u| u.ok().flatten()).filter(|u| u.has_role("admin")).map(|_| view! {
+            {move || user.get().and_then(|u| u.ok().flatten()).filter(|u| u.has_role("admin") && !ended.get()).map(|_| view! {
                 <A href="/admin">"Admin"</A>
             })}
         </Transition>

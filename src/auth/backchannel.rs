@@ -19,9 +19,16 @@ pub struct LogoutRequest {
     logout_token: Option<String>,
 }
 
+/// 400 (§2.8). The caller is anonymous: the reason is logged, the answer
+/// is the same for every refusal (a verification error can name internal
+/// URLs, e.g. the JWKS address behind `OIDC_BACKCHANNEL_BASE_URL`).
 fn rejected(why: &str) -> Response {
     tracing::warn!(why, "back-channel logout rejected");
-    json_error(StatusCode::BAD_REQUEST, "invalid_request", why)
+    json_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "The logout_token was refused.",
+    )
 }
 
 pub async fn backchannel_logout(
@@ -44,18 +51,13 @@ pub async fn backchannel_logout(
         Ok(claims) => claims,
         Err(e) => return rejected(&e.to_string()),
     };
-    // §2.6 step 10: a `jti` is accepted once (shared by all instances on Redis).
-    match state.store.first_use_of_jti(&claims.jti, claims.exp).await {
-        Ok(true) => {}
-        Ok(false) => return rejected("logout_token was already used"),
-        Err(e) => {
-            tracing::error!(error = %e, "back-channel logout could not reach the session store");
-            return json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "session store unavailable",
-            );
-        }
+    // §2.6 step 10: a `jti` is accepted once (shared by all instances on
+    // Redis) — once carried out: it is burned only after its sessions ended.
+    let issuer = oidc.config().issuer.as_str();
+    match state.store.jti_used(issuer, &claims.jti).await {
+        Ok(false) => {}
+        Ok(true) => return rejected("logout_token was already used"),
+        Err(e) => return store_unavailable(e),
     }
     // Only this provider's sessions: another IdP may use the same sub or sid.
     let owner = match (claims.sid, claims.sub) {
@@ -63,18 +65,24 @@ pub async fn backchannel_logout(
         (None, Some(sub)) => Owner::Sub(oidc.owner_key(&sub)),
         (None, None) => return rejected("neither sub nor sid"),
     };
-    match state.store.end_sessions_of(&owner).await {
-        Ok(ended) => {
-            tracing::info!(?owner, ended, "back-channel logout");
-            StatusCode::OK.into_response()
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "back-channel logout could not reach the session store");
-            json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "session store unavailable",
-            )
-        }
+    let ended = match state.store.end_sessions_of(&owner).await {
+        Ok(ended) => ended,
+        Err(e) => return store_unavailable(e),
+    };
+    if let Err(e) = state.store.burn_jti(issuer, &claims.jti, claims.exp).await {
+        // The sessions did end; only a replay of this token would be accepted.
+        tracing::warn!(error = %e, "logout_token jti could not be recorded");
     }
+    tracing::info!(?owner, ended, "back-channel logout");
+    StatusCode::OK.into_response()
+}
+
+/// 503 (the IdP retries, §2.8); the store's error is logged, not echoed.
+fn store_unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "back-channel logout could not reach the session store");
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "The session store is unavailable; retry later.",
+    )
 }

@@ -29,24 +29,25 @@ use crate::server::{config::Remote, state::AppState};
 /// Request bodies relayed upstream are as small as any other (the app-wide limit).
 const MAX_BODY: usize = 64 * 1024;
 
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
-/// plus what must never reach an upstream: the browser's credentials and our
-/// anti-forgery header. `Host` and `Content-Length` are set by the client.
-const NOT_FORWARDED: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-    "cookie",
-    "authorization",
-    "x-csrf",
+/// The request headers an upstream gets from the browser: what describes
+/// the content and its negotiation, conditional and range requests, and a
+/// request id. Everything else stays behind — an allow-list, not a deny-list,
+/// so the browser's credentials, our anti-forgery header, hop-by-hop headers
+/// and whatever an upstream or a proxy in front of it might obey
+/// (`X-HTTP-Method-Override`, `X-Original-URL`, `Forwarded`, `X-Forwarded-*`)
+/// never leave the BFF. `Host` and `Content-Length` are set by the client.
+const FORWARDED: &[&str] = &[
+    "accept",
+    "accept-language",
+    "content-type",
+    "content-language",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+    "range",
+    "x-request-id",
 ];
 
 /// Response headers the browser must not get from an upstream: hop-by-hop
@@ -163,10 +164,16 @@ async fn forward(state: AppState, name: &str, user: CurrentUser, request: Reques
 
 /// The upstream URL for a request to `/api/remote/<name>/<rest>?<query>`, or
 /// `None` when the (normalised) result would leave the remote's prefix, e.g.
-/// through `..` or `%2e%2e` segments.
+/// through `..` or `%2e%2e` segments, or when the path carries a
+/// percent-encoded `/`, `\` or `.`: an upstream (or a proxy before it) that
+/// decodes them would see other segments than the ones checked here.
 fn upstream_url(remote: &Remote, uri: &axum::http::Uri) -> Option<Url> {
     let prefix = format!("/api/remote/{}/", remote.name);
     let rest = uri.path().strip_prefix(&prefix)?;
+    let lower = rest.to_ascii_lowercase();
+    if ["%2f", "%5c", "%2e"].iter().any(|e| lower.contains(e)) {
+        return None;
+    }
     let mut raw = format!("{}{}", remote.upstream, rest);
     if let Some(query) = uri.query() {
         raw.push('?');
@@ -180,7 +187,7 @@ fn upstream_url(remote: &Remote, uri: &axum::http::Uri) -> Option<Url> {
 }
 
 fn forwarded_headers(from: &HeaderMap) -> HeaderMap {
-    // Headers the browser listed in `Connection` are hop-by-hop too.
+    // Headers the browser listed in `Connection` are hop-by-hop, even allowed ones.
     let listed: Vec<String> = from
         .get_all(header::CONNECTION)
         .iter()
@@ -191,10 +198,9 @@ fn forwarded_headers(from: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
     for (name, value) in from {
         let n = name.as_str();
-        if NOT_FORWARDED.contains(&n) || listed.iter().any(|l| l == n) {
-            continue;
+        if FORWARDED.contains(&n) && !listed.iter().any(|l| l == n) {
+            out.append(name.clone(), value.clone());
         }
-        out.append(name.clone(), value.clone());
     }
     out
 }
@@ -279,6 +285,11 @@ mod tests {
             "/api/remote/reports/.%2E/admin",
             "/api/remote/reports/a/../../x",
             "/api/remote/other/x",
+            "/api/remote/reports/a%2Fb",
+            "/api/remote/reports/a%2fb",
+            "/api/remote/reports/a%5Cb",
+            "/api/remote/reports/%2E",
+            "/api/remote/reports/a%2e",
         ] {
             assert_eq!(url(path), None, "{path}");
         }
@@ -291,15 +302,36 @@ mod tests {
             ("cookie", "gatehouse_session=abc"),
             ("authorization", "Bearer browser"),
             ("x-csrf", "1"),
-            ("connection", "keep-alive, x-secret"),
+            ("connection", "keep-alive, x-secret, if-match"),
             ("x-secret", "s"),
+            ("x-http-method-override", "DELETE"),
+            ("x-original-url", "/admin"),
+            ("x-rewrite-url", "/admin"),
+            ("forwarded", "for=1.2.3.4;host=evil"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-host", "evil"),
+            ("x-forwarded-proto", "https"),
+            ("if-match", "\"listed in Connection\""),
             ("accept", "application/json"),
             ("content-type", "application/json"),
+            ("if-none-match", "\"v1\""),
+            ("range", "bytes=0-99"),
+            ("x-request-id", "r-1"),
         ] {
             h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
         let out = forwarded_headers(&h);
-        let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
-        assert_eq!(names, ["accept", "content-type"]);
+        let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "accept",
+                "content-type",
+                "if-none-match",
+                "range",
+                "x-request-id"
+            ]
+        );
     }
 }

@@ -15,9 +15,78 @@ const WARN_BEFORE: i64 = 120;
 /// The channel every Gatehouse tab of this origin listens on.
 pub const CHANNEL: &str = "gatehouse-session";
 
+/// Whether this tab has learned that its session ended (from the server's
+/// event stream, another tab, or a refused "Stay signed in").
+#[derive(Clone, Copy)]
+pub struct SessionEnded(RwSignal<bool>);
+
+impl SessionEnded {
+    /// Provides the flag to the whole app and returns it.
+    pub fn provide() -> Self {
+        let ended = Self(RwSignal::new(false));
+        provide_context(ended);
+        ended
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.get()
+    }
+
+    fn set(&self) {
+        if !self.0.get_untracked() {
+            self.0.try_set(true);
+            #[cfg(feature = "hydrate")]
+            forget_resource_data();
+        }
+    }
+}
+
+/// What replaces the page once the session ended: no trace of the user, and
+/// a way to sign in again that comes back to the same page.
+#[component]
+pub fn SessionEndedPage() -> impl IntoView {
+    let again = login_url(&current_path());
+    view! {
+        <section class="error-page" role="alert" data-testid="session-ended">
+            <h1>"Signed out"</h1>
+            <p class="lead">"Your session has ended — sign in again."</p>
+            <p><a class="button primary" rel="external" href=again>"Sign in again"</a></p>
+        </section>
+    }
+}
+
+/// The server-rendered page carried the signed-in user's data to the
+/// browser in inline scripts (Leptos' resolved resources, read once during
+/// hydration). Once the session ended they are removed from the document
+/// and the globals, so nothing of the previous user stays in the page.
+#[cfg(feature = "hydrate")]
+fn forget_resource_data() {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    if let Some(document) = window.document() {
+        if let Ok(scripts) = document.query_selector_all("script:not([src])") {
+            for i in 0..scripts.length() {
+                if let Some(script) = scripts.item(i) {
+                    if let Some(parent) = script.parent_node() {
+                        let _ = parent.remove_child(&script);
+                    }
+                }
+            }
+        }
+    }
+    for name in [
+        "__RESOLVED_RESOURCES",
+        "__SERIALIZED_ERRORS",
+        "__PENDING_RESOURCES",
+    ] {
+        let _ = js_sys::Reflect::set(&window, &name.into(), &js_sys::Array::new());
+    }
+}
+
 #[component]
 pub fn SessionWatch() -> impl IntoView {
-    let ended = RwSignal::new(false);
+    let ended = expect_context::<SessionEnded>();
     // (idle deadline, idle timeout) in seconds, and the browser's clock.
     let deadline = RwSignal::new(None::<(i64, i64)>);
     let now = RwSignal::new(0_i64);
@@ -49,7 +118,7 @@ pub fn SessionWatch() -> impl IntoView {
     let stay = ServerAction::<StaySignedIn>::new();
     Effect::new(move |_| match stay.value().get() {
         Some(Ok(Some(times))) => deadline.set(Some((times.idle_expires_at, times.idle_timeout))),
-        Some(Ok(None)) => ended.set(true),
+        Some(Ok(None)) => ended.set(),
         _ => {}
     });
     let warning = move || {
@@ -59,10 +128,6 @@ pub fn SessionWatch() -> impl IntoView {
                 .get()
                 .is_some_and(|(at, idle)| at - now.get() <= WARN_BEFORE.min(idle / 2))
     };
-    let again = move || {
-        let here = current_path();
-        login_url(&here)
-    };
     view! {
         <Show when=warning>
             <div class="session-ended idle-warning" role="alertdialog" data-testid="idle-warning">
@@ -70,12 +135,6 @@ pub fn SessionWatch() -> impl IntoView {
                 <button class="button primary" on:click=move |_| { stay.dispatch(StaySignedIn {}); }>
                     "Stay signed in"
                 </button>
-            </div>
-        </Show>
-        <Show when=move || ended.get()>
-            <div class="session-ended" role="alertdialog" data-testid="session-ended">
-                <p>"Your session has ended — sign in again."</p>
-                <a class="button primary" rel="external" href=again>"Sign in again"</a>
             </div>
         </Show>
     }
@@ -92,13 +151,13 @@ fn current_path() -> String {
 }
 
 #[cfg(feature = "hydrate")]
-fn watch(ended: RwSignal<bool>) {
+fn watch(ended: SessionEnded) {
     use wasm_bindgen::{closure::Closure, JsCast};
 
     let channel = web_sys::BroadcastChannel::new(CHANNEL).ok();
     if let Some(channel) = &channel {
         let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| {
-            ended.try_set(true);
+            ended.set();
         });
         channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         on_message.forget();
@@ -108,7 +167,7 @@ fn watch(ended: RwSignal<bool>) {
     };
     let stream = source.clone();
     let on_ended = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| {
-        ended.try_set(true);
+        ended.set();
         if let Some(channel) = &channel {
             let _ = channel.post_message(&"ended".into());
         }

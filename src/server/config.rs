@@ -48,6 +48,10 @@ pub struct LimitsConfig {
     pub trust_forwarded: bool,
     /// Login transactions one instance starts per pending-login lifetime (10 min).
     pub pending_logins_max: u32,
+    /// Open `/auth/events` streams on one instance, all sessions together.
+    pub event_streams_max: u32,
+    /// Open `/auth/events` streams of one session (its tabs).
+    pub event_streams_per_session: u32,
 }
 
 /// One allow-listed downstream API: `/api/remote/<name>/<rest>` is relayed to
@@ -134,12 +138,7 @@ impl BaseUrl {
 
     /// `localhost`, `127.0.0.1` or `[::1]`: only this machine can reach it.
     pub fn is_loopback(&self) -> bool {
-        match self.url.host() {
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        }
+        is_loopback_host(&self.url)
     }
 
     /// An absolute URL for a path on this origin (`path` must start with `/`).
@@ -258,12 +257,18 @@ impl Config {
             }
             extra_providers.push(p);
         }
-        let store = r.parse(
-            "SESSION_STORE",
-            "sqlite://data/sessions.db",
-            "memory, sqlite://PATH or redis://HOST:PORT",
-            parse_store,
-        )?;
+        let store = r
+            .parse(
+                "SESSION_STORE",
+                "sqlite://data/sessions.db",
+                "memory, sqlite://PATH or redis://HOST:PORT",
+                parse_store,
+            )
+            .map_err(|mut e| {
+                // A Redis URL may carry a password: never in a message or a log.
+                e.value = without_password(&e.value);
+                e
+            })?;
         let idle_timeout = r.parse(
             "SESSION_IDLE_TIMEOUT",
             "30m",
@@ -311,7 +316,7 @@ impl Config {
             "1 (downgrade the start-up security checks to warnings) or 0",
             parse_flag,
         )?;
-        refuse_insecure(&base_url, &oidc, &extra_providers, allow_insecure)?;
+        refuse_insecure(&base_url, &oidc, &extra_providers, &remotes, allow_insecure)?;
         let positive = |v: &str| match v.parse::<u32>() {
             Ok(n) if n > 0 => Ok(n),
             Ok(_) => Err("must be greater than zero".to_string()),
@@ -334,6 +339,18 @@ impl Config {
                 "PENDING_LOGINS_MAX",
                 "10000",
                 "a whole number of login transactions",
+                positive,
+            )?,
+            event_streams_max: r.parse(
+                "EVENT_STREAMS_MAX",
+                "20000",
+                "a whole number of open /auth/events streams",
+                positive,
+            )?,
+            event_streams_per_session: r.parse(
+                "EVENT_STREAMS_PER_SESSION",
+                "32",
+                "a whole number of open /auth/events streams",
                 positive,
             )?,
         };
@@ -374,6 +391,35 @@ impl Config {
     }
 }
 
+/// `raw` with the password of a URL's userinfo replaced by `***` (as is, if
+/// it is not a URL with a password).
+pub fn without_password(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        Ok(_) => raw.to_string(),
+        // Not parseable: hide whatever sits between "://" and the last "@".
+        Err(_) => match (raw.find("://"), raw.rfind('@')) {
+            (Some(start), Some(end)) if end > start => {
+                format!("{}***{}", &raw[..start + 3], &raw[end..])
+            }
+            _ => raw.to_string(),
+        },
+    }
+}
+
+/// Whether `url` names this machine (`localhost`, 127.0.0.0/8, `::1`).
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// The development client secret, which is public (it is in this repository).
 pub const DEV_CLIENT_SECRET: &str = "gatehouse-dev-secret";
 
@@ -388,9 +434,34 @@ fn refuse_insecure(
     base_url: &BaseUrl,
     oidc: &OidcConfig,
     extra: &[OidcConfig],
+    remotes: &[Remote],
     allow_insecure: bool,
 ) -> Result<(), ConfigError> {
     let mut problems: Vec<ConfigError> = Vec::new();
+    // Tokens and codes travel on these: the issuer (code exchange, refresh),
+    // the back-channel base (the same, inside a cluster) and the relayed APIs
+    // (access tokens). Plain http is for loopback only.
+    let mut clear_text = |var: String, url: &Url| {
+        if url.scheme() == "http" && !is_loopback_host(url) {
+            problems.push(ConfigError {
+                var,
+                value: url.as_str().to_string(),
+                expected: "https outside localhost (tokens must not travel in clear text; \
+                           GATEHOUSE_ALLOW_INSECURE=1 overrides)"
+                    .into(),
+            });
+        }
+    };
+    for p in std::iter::once(oidc).chain(extra) {
+        let prefix = provider_prefix((p.name != DEFAULT_PROVIDER).then_some(p.name.as_str()));
+        clear_text(format!("{prefix}ISSUER_URL"), p.issuer.url());
+        if let Some(base) = &p.backchannel_base_url {
+            clear_text(format!("{prefix}BACKCHANNEL_BASE_URL"), &base.url);
+        }
+    }
+    for remote in remotes {
+        clear_text(format!("API_REMOTES ({})", remote.name), &remote.upstream);
+    }
     if !base_url.is_https() && !base_url.is_loopback() {
         problems.push(ConfigError {
             var: "APP_BASE_URL".into(),
@@ -777,7 +848,7 @@ mod tests {
             ("SESSION_STORE", "memory"),
             ("APP_BASE_URL", "https://app.example.com/"),
             ("OIDC_CLIENT_SECRET", "a-real-secret"),
-            ("OIDC_BACKCHANNEL_BASE_URL", "http://keycloak:8080"),
+            ("OIDC_BACKCHANNEL_BASE_URL", "https://keycloak:8443"),
         ])
         .unwrap();
         assert_eq!(c.session.store, StoreUrl::Memory);
@@ -786,7 +857,7 @@ mod tests {
         assert_eq!(c.api_audience, "https://app.example.com/api");
         assert_eq!(
             c.oidc.backchannel_base_url.unwrap().origin(),
-            "http://keycloak:8080"
+            "https://keycloak:8443"
         );
         let r = config(&[("SESSION_STORE", "redis://127.0.0.1:6379")]).unwrap();
         assert!(matches!(r.session.store, StoreUrl::Redis(_)));
@@ -796,15 +867,12 @@ mod tests {
     fn remotes_parse_into_an_allow_list() {
         let c = config(&[(
             "API_REMOTES",
-            "reports=http://reports.internal/v1 GET,post; inventory=https://inv.example/",
+            "reports=http://127.0.0.1:9000/v1 GET,post; inventory=https://inv.example/",
         )])
         .unwrap();
         assert_eq!(c.remotes.len(), 2);
         assert_eq!(c.remotes[0].name, "reports");
-        assert_eq!(
-            c.remotes[0].upstream.as_str(),
-            "http://reports.internal/v1/"
-        );
+        assert_eq!(c.remotes[0].upstream.as_str(), "http://127.0.0.1:9000/v1/");
         assert_eq!(
             c.remotes[0].methods,
             [axum::http::Method::GET, axum::http::Method::POST]
@@ -925,6 +993,67 @@ mod tests {
         config(&[
             ("APP_BASE_URL", "https://app.example.com"),
             ("OIDC_CLIENT_SECRET", "a-real-secret"),
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn a_redis_password_never_appears_in_an_error() {
+        for raw in [
+            "redis://:hunter2@",
+            "redis://user:hunter2@:6379",
+            "rediss://u:hunter2@[::1",
+        ] {
+            let err = config(&[("SESSION_STORE", raw)]).unwrap_err();
+            assert_eq!(err.var, "SESSION_STORE");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+        assert_eq!(
+            without_password("redis://u:hunter2@cache:6379/0"),
+            "redis://u:***@cache:6379/0"
+        );
+    }
+
+    #[test]
+    fn tokens_never_travel_over_plain_http_off_loopback() {
+        let cases: [(&[(&str, &str)], &str); 4] = [
+            (
+                &[("OIDC_ISSUER_URL", "http://idp.example.com/realms/demo")],
+                "OIDC_ISSUER_URL",
+            ),
+            (
+                &[("OIDC_BACKCHANNEL_BASE_URL", "http://keycloak:8080")],
+                "OIDC_BACKCHANNEL_BASE_URL",
+            ),
+            (
+                &[("API_REMOTES", "orders=http://orders.internal/api/")],
+                "API_REMOTES (orders)",
+            ),
+            (
+                &[
+                    ("OIDC_PROVIDERS", "partner"),
+                    ("OIDC_PARTNER_ISSUER_URL", "http://10.1.2.3/oidc"),
+                    ("OIDC_PARTNER_CLIENT_ID", "c"),
+                    ("OIDC_PARTNER_CLIENT_SECRET", "s"),
+                ],
+                "OIDC_PARTNER_ISSUER_URL",
+            ),
+        ];
+        for (vars, var) in cases {
+            let err = config(vars).unwrap_err();
+            assert_eq!(err.var, var, "{vars:?}");
+            let mut allowed = vars.to_vec();
+            allowed.push(("GATEHOUSE_ALLOW_INSECURE", "1"));
+            config(&allowed).unwrap();
+        }
+        // Loopback (any 127/8 address, localhost, ::1) and https are fine.
+        config(&[
+            ("OIDC_ISSUER_URL", "http://localhost:8080/realms/demo"),
+            ("OIDC_BACKCHANNEL_BASE_URL", "http://127.0.0.2:8080"),
+            (
+                "API_REMOTES",
+                "a=http://[::1]:9000/; b=https://api.example.com/",
+            ),
         ])
         .unwrap();
     }

@@ -11,9 +11,11 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    // Anyone may call this: the answer says what is down, never why (the
+    // reason names internal URLs and store errors); the log has the reason.
     let check = |r: &Result<(), String>| match r {
         Ok(()) => json!({ "ok": true }),
-        Err(e) => json!({ "ok": false, "error": e }),
+        Err(_) => json!({ "ok": false, "error": "unavailable" }),
     };
     // All providers are asked at once; each check has its own short timeout.
     let results = futures::future::join_all(state.idps.all().iter().map(|oidc| async move {
@@ -39,6 +41,14 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Some((name, e)) if results.len() > 1 => Err(format!("{name}: {e}")),
         Some((_, e)) => Err(e.clone()),
     };
+    for (name, result) in &results {
+        if let Err(e) = result {
+            tracing::warn!(idp = %name, error = %e, "readiness: identity provider unavailable");
+        }
+    }
+    if let Err(e) = &store {
+        tracing::warn!(error = %e, "readiness: session store unavailable");
+    }
     let ready = any_idp && store.is_ok();
     let status = if ready {
         StatusCode::OK

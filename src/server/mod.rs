@@ -99,6 +99,7 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
             .build()
             .map_err(|e| format!("relay HTTP client: {e}"))?,
         login_budget: Arc::new(limits::LoginBudget::new(&config.limits)),
+        event_streams: Arc::new(auth::events::StreamLimits::new(&config.limits)),
         page_policy: Arc::new(headers::PagePolicy::new(
             &config,
             // cargo-leptos' live reload (`cargo leptos watch` sets LEPTOS_WATCH).

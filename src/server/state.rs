@@ -42,6 +42,8 @@ pub struct Shared {
     pub page_policy: Arc<super::headers::PagePolicy>,
     /// The cap on login transactions this instance starts.
     pub login_budget: Arc<super::limits::LoginBudget>,
+    /// The caps on open `/auth/events` streams.
+    pub event_streams: Arc<crate::auth::events::StreamLimits>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

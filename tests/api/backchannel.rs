@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use crate::{
     helpers::*,
     hostile_idp::{login_at, start_op, Defect, Op, ATTACKER_KEY, OP_KEY},
+    on_every_store,
 };
 
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -255,5 +256,137 @@ async fn logging_out_at_the_dev_idp_ends_the_app_session() {
             .as_u64()
             .unwrap()
             >= 1
+    );
+}
+
+/// The replay cache is per issuer: two providers may use the same `jti`, and
+/// each one's logout token ends its own session. The hostile OP calls every
+/// user `mallory`, so both sessions have the same `sub` too.
+async fn the_same_jti_from_two_issuers_is_two_logouts(kind: StoreKind) {
+    let store = TestStore::start(kind).await;
+    let first = start_op(Defect::None).await;
+    let second = start_op(Defect::None).await;
+    let app = spawn_app_with(
+        &first.issuer,
+        &[
+            ("SESSION_STORE", store.url.as_str()),
+            ("OIDC_PROVIDERS", "second"),
+            ("OIDC_SECOND_ISSUER_URL", second.issuer.as_str()),
+            ("OIDC_SECOND_CLIENT_ID", "gatehouse"),
+            ("OIDC_SECOND_CLIENT_SECRET", "gatehouse-dev-secret"),
+        ],
+    )
+    .await;
+    // Signs `browser` in at `op`, the provider named `name` (callback path `path`).
+    async fn sign_in_at(app: &TestApp, op: &Op, name: &str, path: &str) -> TestApp {
+        let browser = app.second_browser();
+        let authorize = browser.start_login_at(name).await;
+        *op.nonce.lock().unwrap() = query_param(&authorize, "nonce").unwrap();
+        let state = query_param(&authorize, "state").unwrap();
+        let callback = app.url(&format!("{path}?code=any-code&state={state}"));
+        let response = browser.http.get(callback).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{name}");
+        browser
+    }
+    let at_first = sign_in_at(&app, &first, "default", "/auth/callback").await;
+    let at_second = sign_in_at(&app, &second, "second", "/auth/callback/second").await;
+
+    let from_first = sign(
+        &valid_claims(&first, "same-jti"),
+        OP_KEY,
+        Some("logout+jwt"),
+    );
+    assert_eq!(
+        post_logout(&app, &from_first).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        at_first.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        at_second.get_json("/auth/user").await.status(),
+        StatusCode::OK,
+        "the first provider's mallory is not the second's"
+    );
+    let from_second = sign(
+        &valid_claims(&second, "same-jti"),
+        OP_KEY,
+        Some("logout+jwt"),
+    );
+    assert_eq!(
+        post_logout(&app, &from_second).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        at_second.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Each is still refused a second time.
+    assert_eq!(
+        post_logout(&app, &from_first).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post_logout(&app, &from_second).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+}
+
+on_every_store!(the_same_jti_from_two_issuers_is_two_logouts);
+
+/// One command to a Redis server, in its wire protocol; returns the reply line.
+async fn redis_command(url: &str, args: &[&str]) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let addr = url.trim_start_matches("redis://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut line = String::new();
+    BufReader::new(socket).read_line(&mut line).await.unwrap();
+    line
+}
+
+/// A logout token whose sessions could not be ended (the store refused the
+/// lookup) is not spent: the IdP's retry of the same token ends the session.
+#[tokio::test]
+async fn a_failed_logout_lets_the_idps_retry_through() {
+    let redis = Redis::start().await;
+    let op = start_op(Defect::None).await;
+    let app = spawn_app_with(&op.issuer, &[("SESSION_STORE", redis.url.as_str())]).await;
+    assert_eq!(login_at(&op, &app).await.status(), StatusCode::SEE_OTHER);
+    let token = sign(&valid_claims(&op, "retried"), OP_KEY, Some("logout+jwt"));
+
+    // The store answers, but refuses the session lookup.
+    assert!(
+        redis_command(&redis.url, &["ACL", "SETUSER", "default", "-smembers"])
+            .await
+            .starts_with("+OK")
+    );
+    let failed = post_logout(&app, &token).await;
+    assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = failed.text().await.unwrap();
+    assert!(
+        !body.contains("NOPERM") && !body.contains("smembers"),
+        "{body}"
+    );
+    assert!(
+        redis_command(&redis.url, &["ACL", "SETUSER", "default", "+@all"])
+            .await
+            .starts_with("+OK")
+    );
+    assert_eq!(app.get_json("/auth/user").await.status(), StatusCode::OK);
+
+    assert_eq!(post_logout(&app, &token).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post_logout(&app, &token).await.status(),
+        StatusCode::BAD_REQUEST
     );
 }

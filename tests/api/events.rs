@@ -52,3 +52,56 @@ async fn an_anonymous_stream_ends_at_once() {
         .await
         .is_some());
 }
+
+/// Open streams are capped per session and per instance: beyond, 429 with
+/// `Retry-After`; a closed stream gives its place back.
+#[tokio::test]
+async fn open_streams_are_capped_per_session_and_per_instance() {
+    let idp = Idp::start().await;
+    let app = spawn_app_with(
+        &idp.issuer,
+        &[
+            ("EVENT_STREAMS_PER_SESSION", "2"),
+            ("EVENT_STREAMS_MAX", "3"),
+        ],
+    )
+    .await;
+    app.login("alice", "alice").await;
+    let open = |browser: &TestApp| {
+        let request = browser.http.get(browser.url("/auth/events"));
+        async move { request.send().await.unwrap() }
+    };
+    let first = open(&app).await;
+    let second = open(&app).await;
+    assert_eq!(
+        (first.status(), second.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let third = open(&app).await;
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(third.headers().contains_key(header::RETRY_AFTER));
+
+    // Another session has its own share, up to the instance's cap.
+    let bob = app.second_browser();
+    bob.login("bob", "bob").await;
+    let bobs = open(&bob).await;
+    assert_eq!(bobs.status(), StatusCode::OK);
+    assert_eq!(
+        open(&bob).await.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "instance cap"
+    );
+
+    // A tab that goes away gives its place back.
+    drop(first);
+    let mut again = StatusCode::TOO_MANY_REQUESTS;
+    for _ in 0..50 {
+        again = open(&app).await.status();
+        if again == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(again, StatusCode::OK);
+    drop((second, bobs));
+}

@@ -93,7 +93,7 @@ pub struct Op {
     /// How often the JWKS was fetched (key rotation happens after the first).
     jwks_fetches: Arc<std::sync::atomic::AtomicUsize>,
     /// The nonce of the pending login, learned from the authorization URL.
-    nonce: Arc<Mutex<String>>,
+    pub nonce: Arc<Mutex<String>>,
 }
 
 fn now() -> SystemTime {

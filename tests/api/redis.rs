@@ -161,3 +161,29 @@ async fn a_held_session_lock_outlives_its_ttl() {
     }
     assert!(free.is_some(), "released when its holder drops it");
 }
+
+/// A Redis URL's password never reaches a message (start-up errors are
+/// printed and logged).
+#[tokio::test]
+async fn a_redis_password_never_appears_in_a_store_error() {
+    use gatehouse::{
+        auth::session::index_entry,
+        server::{config::StoreUrl, store::AnyStore},
+    };
+    let closed = free_port();
+    let url = StoreUrl::Redis(
+        format!("redis://user:hunter2@127.0.0.1:{closed}")
+            .parse()
+            .unwrap(),
+    );
+    let open = AnyStore::open(&url, Duration::from_secs(60), index_entry);
+    let err = tokio::time::timeout(Duration::from_secs(30), open)
+        .await
+        .expect("a refused connection fails promptly")
+        .unwrap_err();
+    assert!(
+        err.contains("SESSION_STORE=redis://user:***@127.0.0.1"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}

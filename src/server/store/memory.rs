@@ -144,3 +144,47 @@ impl Memory {
         expired.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(expires_in: time::Duration) -> Record {
+        Record {
+            id: Id::default(),
+            data: Default::default(),
+            expiry_date: OffsetDateTime::now_utc() + expires_in,
+        }
+    }
+
+    /// An anonymous session (say, one `/auth/login` without a cookie) is not
+    /// in the owner index; the sweep must delete it all the same.
+    #[test]
+    fn the_sweep_deletes_expired_anonymous_sessions_too() {
+        let memory = Memory::default();
+        let mut expired = record(time::Duration::seconds(-1));
+        let mut live = record(time::Duration::minutes(5));
+        memory.create(&mut expired, None);
+        memory.create(&mut live, None);
+        assert_eq!(memory.delete_expired(), 1);
+        assert_eq!(memory.maps().sessions.len(), 1);
+        assert!(memory.load(&live.id).is_some());
+    }
+
+    #[test]
+    fn a_write_lands_only_on_the_revision_it_read_and_never_recreates() {
+        let memory = Memory::default();
+        let mut session = record(time::Duration::minutes(5));
+        memory.create(&mut session, None);
+        let read = memory.load(&session.id).unwrap();
+        assert_eq!(memory.write(&read, 0, None), Written::Yes);
+        assert_eq!(
+            memory.write(&read, 0, None),
+            Written::Conflict,
+            "stale copy"
+        );
+        memory.delete(&session.id);
+        assert_eq!(memory.write(&read, 1, None), Written::Gone);
+        assert!(memory.load(&session.id).is_none(), "not recreated");
+    }
+}

@@ -26,7 +26,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use fred::{prelude::KeysInterface, types::Expiration, types::SetOptions};
+use fred::{prelude::KeysInterface, types::Expiration};
 use serde_json::Value;
 use time::OffsetDateTime;
 use tower_sessions::{
@@ -102,7 +102,8 @@ pub struct AnyStore {
     indexer: Indexer,
     locks: Arc<lock::LocalLocks>,
     lock_ttl: Duration,
-    seen: Arc<Mutex<HashMap<String, i64>>>,
+    /// Logout-token `jti`s carried out, by (issuer, jti), until their `exp`.
+    seen: Arc<Mutex<HashMap<(String, String), i64>>>,
 }
 
 /// More than this many live `jti`s in memory means something is wrong: refuse.
@@ -111,6 +112,12 @@ const MAX_SEEN: usize = 100_000;
 /// many attempts (each attempt re-reads; only a flood of writes to one
 /// session gets here).
 const MAX_ATTEMPTS: usize = 16;
+
+/// The replay-cache key of (issuer, jti); the issuer's length first, so no
+/// two pairs share a key.
+fn jti_key(issuer: &str, jti: &str) -> String {
+    format!("gatehouse:jti:{}:{issuer}:{jti}", issuer.len())
+}
 
 fn store_error(e: impl std::fmt::Display) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
@@ -213,31 +220,48 @@ impl AnyStore {
             .await
     }
 
-    /// True the first time a logout token's `jti` is presented before its
-    /// `exp` (Back-Channel Logout 1.0 §2.6 step 10), across instances with Redis.
-    pub async fn first_use_of_jti(&self, jti: &str, exp: i64) -> session_store::Result<bool> {
-        let now = OffsetDateTime::now_utc().unix_timestamp();
+    /// Whether a logout token with this `jti` from `issuer` was already
+    /// carried out (Back-Channel Logout 1.0 §2.6 step 10), across instances
+    /// with Redis. Two issuers may use the same `jti`.
+    pub async fn jti_used(&self, issuer: &str, jti: &str) -> session_store::Result<bool> {
         if let Some(pool) = self.redis_pool() {
-            let until = exp.max(now) + 60;
-            let set: Option<String> = pool
+            let found: i64 = pool
+                .exists(jti_key(issuer, jti))
+                .await
+                .map_err(store_error)?;
+            return Ok(found > 0);
+        }
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let mut seen = self.seen.lock().expect("seen-token lock");
+        seen.retain(|_, until| *until >= now - 60);
+        // A flood of live tokens is refused rather than remembered without bound.
+        Ok(seen.len() >= MAX_SEEN || seen.contains_key(&(issuer.to_string(), jti.to_string())))
+    }
+
+    /// Records a logout token as carried out, until a minute after its `exp`.
+    /// Called only once its sessions have ended: if ending them failed, the
+    /// IdP's retry of the same token must get through.
+    pub async fn burn_jti(&self, issuer: &str, jti: &str, exp: i64) -> session_store::Result<()> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let until = exp.max(now) + 60;
+        if let Some(pool) = self.redis_pool() {
+            let _: Option<String> = pool
                 .set(
-                    format!("gatehouse:jti:{jti}"),
+                    jti_key(issuer, jti),
                     "1",
                     Some(Expiration::EXAT(until)),
-                    Some(SetOptions::NX),
+                    None,
                     false,
                 )
                 .await
                 .map_err(store_error)?;
-            return Ok(set.is_some());
+            return Ok(());
         }
-        let mut seen = self.seen.lock().expect("seen-token lock");
-        seen.retain(|_, until| *until >= now - 60);
-        if seen.contains_key(jti) || seen.len() >= MAX_SEEN {
-            return Ok(false);
-        }
-        seen.insert(jti.to_string(), exp);
-        Ok(true)
+        self.seen
+            .lock()
+            .expect("seen-token lock")
+            .insert((issuer.to_string(), jti.to_string()), until);
+        Ok(())
     }
 
     /// Removes expired sessions (and their index entries) in the background.

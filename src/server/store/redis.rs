@@ -213,10 +213,6 @@ impl Redis {
 }
 
 /// The URL without its password, for messages and logs.
-pub(super) fn redacted(url: &url::Url) -> String {
-    let mut shown = url.clone();
-    if shown.password().is_some() {
-        let _ = shown.set_password(Some("***"));
-    }
-    shown.to_string()
+fn redacted(url: &url::Url) -> String {
+    crate::server::config::without_password(url.as_str())
 }
