@@ -67,7 +67,9 @@ bench:
 	cp target/release/gatehouse target/gatehouse-bench
 	cargo bench --features ssr --bench bff
 
+## lint: formatting, clippy, and no import circle among src/ modules
 lint:
+	python3 scripts/import-cycles.py
 	cargo fmt --all -- --check
 	cargo clippy --all-features -- -D warnings
 

@@ -230,7 +230,7 @@ async fn run() {
         ),
         ("redis", redis.url.clone()),
     ];
-    let current_user = <gatehouse::api::CurrentUser as ServerFn>::PATH;
+    let current_user = <gatehouse::components::current_user::CurrentUser as ServerFn>::PATH;
 
     let mut ceiling_runs = Vec::new();
     let mut per_store = Map::new();

@@ -8,8 +8,8 @@ use leptos_router::{
 };
 
 use crate::{
-    api::{current_user, UserView},
     components::{
+        current_user::{provide_current_user, UserResource},
         session_watch::{SessionEnded, SessionEndedPage, SessionWatch},
         user_menu::{SignInLinks, UserMenu},
     },
@@ -18,9 +18,6 @@ use crate::{
         profile::ProfilePage, sessions::SessionsPage,
     },
 };
-
-/// The signed-in user (or `None`), loaded once per page load and shared.
-pub type UserResource = Resource<Result<Option<UserView>, ServerFnError>>;
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     #[cfg(feature = "ssr")]
@@ -45,8 +42,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    let user: UserResource = Resource::new(|| (), |_| current_user());
-    provide_context(user);
+    provide_current_user();
     // Once this tab learns its session ended, every signed-in view goes: the
     // user menu, the page (and the data it loaded), the admin link.
     let ended = SessionEnded::provide();

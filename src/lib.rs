@@ -1,12 +1,12 @@
 //! Gatehouse: a Leptos front end and the axum backend-for-frontend that owns
 //! the OpenID Connect flow. The browser/server boundary is in the tree:
-//! `api`, `app`, `pages` and `components` compile for both sides and hold no
+//! `types`, `app`, `pages` and `components` compile for both sides and hold no
 //! token; `auth` (the BFF core) and `server` exist only on the server.
 
-pub mod api;
 pub mod app;
 pub mod components;
 pub mod pages;
+pub mod types;
 
 #[cfg(feature = "ssr")]
 pub mod auth;

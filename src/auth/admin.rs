@@ -16,8 +16,8 @@ use super::{
     user::CurrentUser,
 };
 use crate::{
-    api::{AppError, SeenUser},
     server::{state::AppState, store::Owner},
+    types::{AppError, SeenUser},
 };
 
 /// `GET /api/admin/users`: `/admin`'s list as JSON, for admin tooling that

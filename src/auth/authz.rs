@@ -30,7 +30,7 @@ use super::{
     session::{AuthSession, SessionError},
     user::CurrentUser,
 };
-use crate::{api::AppError, server::state::AppState};
+use crate::{server::state::AppState, types::AppError};
 
 /// A role a guard can name: `RequireRole<Admin>`.
 pub trait Role: Send + Sync + 'static {
@@ -73,16 +73,33 @@ fn forbidden_role(role: &str) -> Response {
     )
 }
 
+/// The HTTP status that goes with a server function's [`AppError`].
+pub fn status_of(error: &AppError) -> StatusCode {
+    match error {
+        AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
+        AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        AppError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        AppError::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Sets `error`'s status on the server function's response, and returns it.
+pub fn respond(error: AppError) -> AppError {
+    if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(status_of(&error));
+    }
+    error
+}
+
 /// The signed-in user of a server function's request, or a 401 `AppError`
 /// (503 when the session store is down).
 pub async fn server_fn_user() -> Result<(AppState, CurrentUser), AppError> {
     use leptos::prelude::expect_context;
     let state = expect_context::<AppState>();
     let session: AuthSession = leptos_axum::extract().await.map_err(|e| {
-        AppError::Failed {
+        respond(AppError::Failed {
             message: e.to_string(),
-        }
-        .respond()
+        })
     })?;
     match session.signed_in(&state).await {
         Ok(Some((record, idle_deadline))) => Ok((
@@ -93,17 +110,15 @@ pub async fn server_fn_user() -> Result<(AppState, CurrentUser), AppError> {
                 idle_deadline,
             },
         )),
-        Ok(None) => Err(AppError::Unauthenticated.respond()),
-        Err(SessionError::IdpUnavailable) => Err(AppError::Unavailable {
+        Ok(None) => Err(respond(AppError::Unauthenticated)),
+        Err(SessionError::IdpUnavailable) => Err(respond(AppError::Unavailable {
             message: "The identity provider cannot be reached to confirm the session.".into(),
-        }
-        .respond()),
+        })),
         Err(e) => {
             tracing::error!(error = %e, "session store unavailable");
-            Err(AppError::Unavailable {
+            Err(respond(AppError::Unavailable {
                 message: "The session store cannot be reached.".into(),
-            }
-            .respond())
+            }))
         }
     }
 }
@@ -113,10 +128,9 @@ pub async fn server_fn_role<R: Role>() -> Result<(AppState, CurrentUser), AppErr
     let (state, user) = server_fn_user().await?;
     if !user.record.roles.iter().any(|r| r == R::NAME) {
         tracing::info!(sub = %user.record.sub, needed = R::NAME, "forbidden: missing role");
-        return Err(AppError::Forbidden {
+        return Err(respond(AppError::Forbidden {
             needed: R::NAME.into(),
-        }
-        .respond());
+        }));
     }
     Ok((state, user))
 }

@@ -20,6 +20,7 @@ pub mod relay;
 pub mod return_to;
 pub mod session;
 pub mod sessions;
+pub mod subject;
 pub mod user;
 
 use axum::{

@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, RwLock};
 
-use super::{idp_http::IdpHttp, session::owner_key};
+use super::{idp_http::IdpHttp, subject::owner_key};
 use crate::server::config::{Config, OidcConfig, DEFAULT_PROVIDER};
 
 /// Claims beyond the standard ones (roles, `sid`, anything the IdP adds), kept

@@ -16,7 +16,6 @@ use time::OffsetDateTime;
 use super::{
     provider::IdpError,
     session::{AuthSession, RawIdToken, SessionRecord, TokenSet},
-    user::CurrentUser,
 };
 use crate::server::state::AppState;
 
@@ -78,10 +77,11 @@ pub async fn current_claims(
 /// The session's access token, refreshed first if it is about to expire.
 pub async fn refresh_if_needed(
     state: &AppState,
-    user: &CurrentUser,
+    session: &AuthSession,
+    record: &SessionRecord,
 ) -> Result<AccessToken, RefreshError> {
     let leeway = state.config.oidc.refresh_leeway;
-    refresh_where(state, &user.session, &user.record, |tokens| {
+    refresh_where(state, session, record, |tokens| {
         needs_refresh(tokens, leeway, OffsetDateTime::now_utc())
     })
     .await
@@ -92,11 +92,12 @@ pub async fn refresh_if_needed(
 /// concurrent request already replaced that token (then use its new one).
 pub async fn refresh_rejected(
     state: &AppState,
-    user: &CurrentUser,
+    session: &AuthSession,
+    record: &SessionRecord,
     rejected: &AccessToken,
 ) -> Result<AccessToken, RefreshError> {
     let leeway = state.config.oidc.refresh_leeway;
-    refresh_where(state, &user.session, &user.record, |tokens| {
+    refresh_where(state, session, record, |tokens| {
         tokens.access_token.secret() == rejected.secret()
             || needs_refresh(tokens, leeway, OffsetDateTime::now_utc())
     })

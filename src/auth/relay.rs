@@ -122,7 +122,7 @@ async fn forward(state: AppState, name: &str, user: CurrentUser, request: Reques
     };
     let headers = forwarded_headers(&parts.headers);
 
-    let token = match refresh_if_needed(&state, &user).await {
+    let token = match refresh_if_needed(&state, &user.session, &user.record).await {
         Ok(token) => token,
         Err(e) => return refresh_failed(e),
     };
@@ -141,7 +141,7 @@ async fn forward(state: AppState, name: &str, user: CurrentUser, request: Reques
     };
     if upstream.status() == StatusCode::UNAUTHORIZED {
         tracing::info!(remote = %remote.name, "upstream refused the access token; refreshing once");
-        let fresh = match refresh_rejected(&state, &user, &token).await {
+        let fresh = match refresh_rejected(&state, &user.session, &user.record, &token).await {
             Ok(fresh) => fresh,
             Err(e) => return refresh_failed(e),
         };

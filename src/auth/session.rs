@@ -21,13 +21,13 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tower_sessions::{Session, SessionStore};
 
-use super::return_to::ReturnTo;
+use super::{return_to::ReturnTo, subject::owner_key};
 use crate::{
-    api::{ClaimRow, SessionTimes, UserView},
     server::{
         state::AppState,
         store::{AnyStore, Change, OwnerEntry},
     },
+    types::{ClaimRow, SessionTimes, UserView},
 };
 
 const PENDING_KEY: &str = "gatehouse.pending_logins";
@@ -232,31 +232,6 @@ fn add_pending(pending: &mut BTreeMap<String, PendingLogin>, state: &str, login:
         pending.remove(&oldest);
     }
     pending.insert(state.to_string(), login);
-}
-
-/// How the session index and the app's data name a user (`sub`) or an IdP
-/// session (`sid`) of provider `idp`: two providers may hand out the same
-/// `sub`, and a logout token from one must never end the other's sessions.
-///
-/// The encoding is injective: `|` and `\` in the value are escaped, so the
-/// only unescaped `|` is the one after a provider's name (names are letters,
-/// digits and `-`). The default provider's keys are the bare (escaped)
-/// values, as before `OIDC_PROVIDERS` existed — unchanged for any `sub`
-/// without `|` or `\` — and a default-provider `sub` of `logto|X` is
-/// `logto\|X`, never provider `logto`'s `X`.
-pub fn owner_key(idp: Option<&str>, value: &str) -> String {
-    let mut key = String::with_capacity(value.len() + idp.map_or(0, |n| n.len() + 1));
-    if let Some(name) = idp {
-        key.push_str(name);
-        key.push('|');
-    }
-    for c in value.chars() {
-        if c == '|' || c == '\\' {
-            key.push('\\');
-        }
-        key.push(c);
-    }
-    key
 }
 
 /// The request's session, typed.
@@ -566,28 +541,7 @@ impl AuthSession {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use serde_json::json;
-
-    #[test]
-    fn owner_keys_of_different_providers_never_collide() {
-        assert_eq!(owner_key(None, "7c1e-uuid"), "7c1e-uuid");
-        assert_eq!(owner_key(Some("logto"), "X"), "logto|X");
-        assert_eq!(owner_key(None, "logto|X"), "logto\\|X");
-        assert_ne!(owner_key(None, "logto|X"), owner_key(Some("logto"), "X"));
-    }
-
-    proptest! {
-        /// Equal keys only for equal (provider, value) pairs.
-        #[test]
-        fn owner_key_is_injective(
-            a in (proptest::option::of("[a-z0-9-]{1,6}"), "[a-z|\\\\]{0,8}"),
-            b in (proptest::option::of("[a-z0-9-]{1,6}"), "[a-z|\\\\]{0,8}"),
-        ) {
-            let key = |(idp, v): &(Option<String>, String)| owner_key(idp.as_deref(), v);
-            prop_assert_eq!(key(&a) == key(&b), a == b);
-        }
-    }
 
     /// Sessions stored by versions that kept the record as a JSON object stay
     /// valid after the switch to one JSON string.

@@ -5,8 +5,8 @@ use time::OffsetDateTime;
 
 use super::session::{record_from_data, AuthSession, SessionError};
 use crate::{
-    api::SessionSummary,
     server::{state::AppState, store::Owner},
+    types::SessionSummary,
 };
 
 /// Which of the user's sessions to end.

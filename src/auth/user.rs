@@ -16,7 +16,7 @@ use super::{
     refresh::{refresh_if_needed, RefreshError},
     session::{AuthSession, SessionError, SessionRecord},
 };
-use crate::{api::UserView, server::state::AppState};
+use crate::{server::state::AppState, types::UserView};
 
 /// A signed-in session, or a 401 JSON rejection. Use it as a handler argument
 /// wherever a route needs a user; the handler body never re-checks.
@@ -86,7 +86,7 @@ pub async fn user(State(state): State<AppState>, user: CurrentUser) -> Json<User
 /// `GET /auth/userinfo`: the user as the IdP's userinfo endpoint returns it
 /// now, fetched server-side with the session's access token.
 pub async fn userinfo(State(state): State<AppState>, user: CurrentUser) -> Response {
-    let access_token = match refresh_if_needed(&state, &user).await {
+    let access_token = match refresh_if_needed(&state, &user.session, &user.record).await {
         Ok(token) => token,
         Err(RefreshError::SessionEnded) => return session_ended(),
         Err(RefreshError::IdpUnavailable(detail)) => {

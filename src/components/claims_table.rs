@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::api::{ClaimDiff, ClaimRow};
+use crate::types::{ClaimDiff, ClaimRow};
 
 #[component]
 pub fn ClaimsTable(rows: Vec<ClaimRow>) -> impl IntoView {

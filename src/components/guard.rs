@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use crate::app::UserResource;
+use crate::components::current_user::UserResource;
 
 /// Renders `children` for a signed-in user with `role`; a 403 page (status 403
 /// during SSR, no redirect) for other signed-in users; the login for anonymous

@@ -7,7 +7,10 @@
 
 use leptos::prelude::*;
 
-use crate::{api::StaySignedIn, app::UserResource, components::guard::login_url};
+use crate::{
+    components::{csrf_client::CsrfClient, current_user::UserResource, guard::login_url},
+    types::SessionTimes,
+};
 
 /// Warn this many seconds before the idle deadline (at most half the timeout).
 const WARN_BEFORE: i64 = 120;
@@ -148,6 +151,16 @@ fn current_path() -> String {
         return format!("{path}{query}");
     }
     "/".into()
+}
+
+/// "Stay signed in": counts as activity (extends the idle deadline) and
+/// returns the session's deadlines; `None` when the session has ended.
+#[server(client = CsrfClient)]
+pub async fn stay_signed_in() -> Result<Option<SessionTimes>, ServerFnError> {
+    use crate::auth::session::AuthSession;
+    let session: AuthSession = leptos_axum::extract().await?;
+    let state = expect_context::<crate::server::state::AppState>();
+    Ok(session.user_view(&state).await.map(|user| user.session))
 }
 
 #[cfg(feature = "hydrate")]

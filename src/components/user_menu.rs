@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use crate::{api::UserView, app::UserResource};
+use crate::{components::current_user::UserResource, types::UserView};
 
 #[component]
 pub fn UserMenu() -> impl IntoView {

@@ -1,9 +1,10 @@
 use leptos::{form::ActionForm, prelude::*};
 
 use crate::{
-    api::{admin_overview, AdminEndUserSessions, AppError, SeenUser},
-    app::UserResource,
-    components::{guard::RequireRole, time::format_utc},
+    components::{
+        csrf_client::CsrfClient, current_user::UserResource, guard::RequireRole, time::format_utc,
+    },
+    types::{AppError, SeenUser},
 };
 
 /// `/admin` (role `admin`): the users seen, their roles and live sessions,
@@ -105,4 +106,24 @@ fn UserTable(list: Vec<SeenUser>, end: ServerAction<AdminEndUserSessions>) -> im
             </tbody>
         </table>
     }
+}
+
+/// `/admin`: every user seen, with roles and active sessions. Admins only.
+#[server(client = CsrfClient)]
+pub async fn admin_overview() -> Result<Vec<SeenUser>, AppError> {
+    use crate::auth::authz::{server_fn_role, Admin};
+    let (state, admin) = server_fn_role::<Admin>().await?;
+    crate::auth::admin::overview(&state, &admin)
+        .await
+        .map_err(crate::auth::authz::respond)
+}
+
+/// Ends every session of user `sub` (on every instance); how many ended. Admins only.
+#[server(client = CsrfClient)]
+pub async fn admin_end_user_sessions(sub: String) -> Result<usize, AppError> {
+    use crate::auth::authz::{server_fn_role, Admin};
+    let (state, admin) = server_fn_role::<Admin>().await?;
+    crate::auth::admin::end_sessions_of(&state, &admin, &sub)
+        .await
+        .map_err(crate::auth::authz::respond)
 }

@@ -1,6 +1,6 @@
 use leptos::prelude::*;
 
-use crate::{app::UserResource, components::user_menu::SignInLinks};
+use crate::components::{current_user::UserResource, user_menu::SignInLinks};
 
 /// `/`: public. Explains what Gatehouse is and offers sign-in or sign-up.
 #[component]

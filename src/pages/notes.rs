@@ -1,9 +1,8 @@
 use leptos::prelude::*;
 
 use crate::{
-    api::{Note, UserView},
-    app::UserResource,
-    components::{guard::require_login, time::format_utc},
+    components::{current_user::UserResource, guard::require_login, time::format_utc},
+    types::{Note, UserView},
 };
 
 /// `/notes`: the user's notes, through the protected API `/api/notes` (with

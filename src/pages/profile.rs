@@ -1,14 +1,14 @@
 use leptos::prelude::*;
 
 use crate::{
-    api::{ClaimDiff, ClaimRow, UserView},
-    app::UserResource,
     components::{
         claims_table::{ClaimsDiffTable, ClaimsTable},
+        current_user::UserResource,
         guard::require_login,
         time::format_utc,
         user_menu::{Avatar, SignOutButton},
     },
+    types::{ClaimDiff, ClaimRow, UserView},
 };
 
 /// `/profile`: needs a session; anonymous visitors go to the login and come back.

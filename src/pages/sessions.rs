@@ -1,8 +1,8 @@
 use leptos::{form::ActionForm, prelude::*};
 
 use crate::{
-    api::{my_sessions, EndOtherSessions, EndSession, SessionSummary},
-    components::{guard::require_login, time::format_utc},
+    components::{csrf_client::CsrfClient, guard::require_login, time::format_utc},
+    types::SessionSummary,
 };
 
 /// `/sessions`: the signed-in user's sessions; end any one, or all others.
@@ -65,5 +65,51 @@ fn SessionTable(list: Vec<SessionSummary>, end_one: ServerAction<EndSession>) ->
                 }).collect_view()}
             </tbody>
         </table>
+    }
+}
+
+/// The signed-in user's sessions, newest first; `None` when anonymous.
+#[server(client = CsrfClient)]
+pub async fn my_sessions() -> Result<Option<Vec<SessionSummary>>, ServerFnError> {
+    use crate::auth::{session::AuthSession, sessions};
+    let session: AuthSession = leptos_axum::extract().await?;
+    let state = expect_context::<crate::server::state::AppState>();
+    sessions::list(&state, &session)
+        .await
+        .map_err(ServerFnError::new)
+}
+
+/// Ends one of the signed-in user's sessions (by handle); how many ended.
+#[server(client = CsrfClient)]
+pub async fn end_session(handle: String) -> Result<usize, ServerFnError> {
+    use crate::auth::{session::AuthSession, sessions};
+    let session: AuthSession = leptos_axum::extract().await?;
+    let state = expect_context::<crate::server::state::AppState>();
+    signed_in_count(sessions::end(&state, &session, sessions::Which::Handle(&handle)).await)
+}
+
+/// Ends every session of the signed-in user except this one; how many ended.
+#[server(client = CsrfClient)]
+pub async fn end_other_sessions() -> Result<usize, ServerFnError> {
+    use crate::auth::{session::AuthSession, sessions};
+    let session: AuthSession = leptos_axum::extract().await?;
+    let state = expect_context::<crate::server::state::AppState>();
+    signed_in_count(sessions::end(&state, &session, sessions::Which::AllOthers).await)
+}
+
+/// Anonymous callers get 401, store failures an error.
+#[cfg(feature = "ssr")]
+fn signed_in_count(
+    result: Result<Option<usize>, crate::auth::session::SessionError>,
+) -> Result<usize, ServerFnError> {
+    match result {
+        Ok(Some(n)) => Ok(n),
+        Ok(None) => {
+            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+                response.set_status(axum::http::StatusCode::UNAUTHORIZED);
+            }
+            Err(ServerFnError::new("not signed in"))
+        }
+        Err(e) => Err(ServerFnError::new(e)),
     }
 }

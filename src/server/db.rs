@@ -10,7 +10,7 @@ use sqlx::{
 };
 use time::OffsetDateTime;
 
-use crate::api::{Note, SeenUser};
+use crate::types::{Note, SeenUser};
 
 #[derive(Clone)]
 pub struct AppDb(SqlitePool);

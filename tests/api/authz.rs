@@ -7,7 +7,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use gatehouse::api::{AdminEndUserSessions, AdminOverview};
+use gatehouse::pages::admin::{AdminEndUserSessions, AdminOverview};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use leptos::server_fn::ServerFn;
 use reqwest::{header, StatusCode};

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::helpers::*;
 
 fn server_fn_path() -> &'static str {
-    <gatehouse::api::CurrentUser as ServerFn>::PATH
+    <gatehouse::components::current_user::CurrentUser as ServerFn>::PATH
 }
 
 #[tokio::test]

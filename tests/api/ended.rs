@@ -18,7 +18,7 @@ use axum::{
     routing::any,
     Router,
 };
-use gatehouse::api::EndOtherSessions;
+use gatehouse::pages::sessions::EndOtherSessions;
 use leptos::server_fn::ServerFn;
 use reqwest::StatusCode;
 use tokio::sync::{mpsc, oneshot};

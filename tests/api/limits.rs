@@ -147,7 +147,8 @@ async fn oversized_bodies_get_a_clear_413() {
         .send()
         .await
         .unwrap();
-    let current_user = <gatehouse::api::CurrentUser as leptos::server_fn::ServerFn>::PATH;
+    let current_user =
+        <gatehouse::components::current_user::CurrentUser as leptos::server_fn::ServerFn>::PATH;
     let server_fn = app.server_fn(current_user, &[("padding", &big)]).await;
     for (what, response) in [
         ("declared", declared),

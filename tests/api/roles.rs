@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use gatehouse::api::AdminOverview;
+use gatehouse::pages::admin::AdminOverview;
 use leptos::server_fn::ServerFn;
 use reqwest::StatusCode;
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! `/sessions`: a user sees their own sessions and ends one or all others —
 //! never anyone else's — and the browser never learns a session id.
 
-use gatehouse::api::{EndOtherSessions, EndSession, MySessions};
+use gatehouse::pages::sessions::{EndOtherSessions, EndSession, MySessions};
 use leptos::server_fn::ServerFn;
 use reqwest::StatusCode;
 use serde_json::Value;
