@@ -2,6 +2,7 @@
 //! sessions, and end every session of one user (on every instance: the
 //! store's `sub` index is shared). Callers are already checked for `admin`.
 
+use super::state::AuthState;
 use axum::{
     extract::State,
     http::StatusCode,
@@ -16,13 +17,13 @@ use super::{
     user::CurrentUser,
 };
 use crate::{
-    server::{state::AppState, store::Owner},
+    server::store::Owner,
     types::{AppError, SeenUser},
 };
 
 /// `GET /api/admin/users`: `/admin`'s list as JSON, for admin tooling that
 /// rides on an admin's session (401 anonymous, 403 without the role).
-pub async fn users(State(state): State<AppState>, admin: RequireRole<Admin>) -> Response {
+pub async fn users(State(state): State<AuthState>, admin: RequireRole<Admin>) -> Response {
     match overview(&state, &admin.user).await {
         Ok(users) => Json(users).into_response(),
         Err(e) => json_error(
@@ -34,7 +35,7 @@ pub async fn users(State(state): State<AppState>, admin: RequireRole<Admin>) -> 
 }
 
 /// Every user seen, most recent sign-in first, with their live sessions.
-pub async fn overview(state: &AppState, admin: &CurrentUser) -> Result<Vec<SeenUser>, AppError> {
+pub async fn overview(state: &AuthState, admin: &CurrentUser) -> Result<Vec<SeenUser>, AppError> {
     let mut users = state.db.users_seen().await.map_err(unavailable)?;
     let current = admin.session.id();
     for user in &mut users {
@@ -47,7 +48,7 @@ pub async fn overview(state: &AppState, admin: &CurrentUser) -> Result<Vec<SeenU
 
 /// Ends every session of user `sub`; how many ended.
 pub async fn end_sessions_of(
-    state: &AppState,
+    state: &AuthState,
     admin: &CurrentUser,
     sub: &str,
 ) -> Result<usize, AppError> {

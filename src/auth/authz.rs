@@ -18,19 +18,20 @@
 use std::marker::PhantomData;
 
 use axum::{
-    extract::FromRequestParts,
+    extract::{FromRef, FromRequestParts},
     http::{header, request::Parts, HeaderValue, StatusCode},
     response::Response,
 };
 use serde_json::{Map, Value};
 
+use super::state::AuthState;
 use super::{
     error::json_error,
     provider::JwtError,
     session::{AuthSession, SessionError},
     user::CurrentUser,
 };
-use crate::{server::state::AppState, types::AppError};
+use crate::types::AppError;
 
 /// A role a guard can name: `RequireRole<Admin>`.
 pub trait Role: Send + Sync + 'static {
@@ -49,10 +50,14 @@ pub struct RequireRole<R: Role> {
     role: PhantomData<R>,
 }
 
-impl<R: Role> FromRequestParts<AppState> for RequireRole<R> {
+impl<R: Role, St> FromRequestParts<St> for RequireRole<R>
+where
+    St: Send + Sync,
+    AuthState: FromRef<St>,
+{
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Response> {
         let user = CurrentUser::from_request_parts(parts, state).await?;
         if !user.record.roles.iter().any(|r| r == R::NAME) {
             tracing::info!(sub = %user.record.sub, needed = R::NAME, "forbidden: missing role");
@@ -93,9 +98,9 @@ pub fn respond(error: AppError) -> AppError {
 
 /// The signed-in user of a server function's request, or a 401 `AppError`
 /// (503 when the session store is down).
-pub async fn server_fn_user() -> Result<(AppState, CurrentUser), AppError> {
+pub async fn server_fn_user() -> Result<(AuthState, CurrentUser), AppError> {
     use leptos::prelude::expect_context;
-    let state = expect_context::<AppState>();
+    let state = expect_context::<AuthState>();
     let session: AuthSession = leptos_axum::extract().await.map_err(|e| {
         respond(AppError::Failed {
             message: e.to_string(),
@@ -124,7 +129,7 @@ pub async fn server_fn_user() -> Result<(AppState, CurrentUser), AppError> {
 }
 
 /// [`server_fn_user`] that also needs role `R` (403 `AppError` otherwise).
-pub async fn server_fn_role<R: Role>() -> Result<(AppState, CurrentUser), AppError> {
+pub async fn server_fn_role<R: Role>() -> Result<(AuthState, CurrentUser), AppError> {
     let (state, user) = server_fn_user().await?;
     if !user.record.roles.iter().any(|r| r == R::NAME) {
         tracing::info!(sub = %user.record.sub, needed = R::NAME, "forbidden: missing role");
@@ -194,10 +199,15 @@ pub struct ApiAccess<S: Scope> {
 /// The header a request uses to name the organization it acts for.
 pub const ORGANIZATION_HEADER: &str = "x-organization";
 
-impl<S: Scope> FromRequestParts<AppState> for ApiAccess<S> {
+impl<S: Scope, St> FromRequestParts<St> for ApiAccess<S>
+where
+    St: Send + Sync,
+    AuthState: FromRef<St>,
+{
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Response> {
+        let state = &AuthState::from_ref(state);
         let mut caller = match parts.headers.get(header::AUTHORIZATION) {
             Some(value) => bearer_caller(value, state).await?,
             None => session_caller(parts, state).await?,
@@ -225,7 +235,7 @@ impl<S: Scope> FromRequestParts<AppState> for ApiAccess<S> {
     }
 }
 
-async fn session_caller(parts: &mut Parts, state: &AppState) -> Result<ApiCaller, Response> {
+async fn session_caller(parts: &mut Parts, state: &AuthState) -> Result<ApiCaller, Response> {
     let user = CurrentUser::from_request_parts(parts, state)
         .await
         .map_err(|mut rejection| {
@@ -250,7 +260,7 @@ async fn session_caller(parts: &mut Parts, state: &AppState) -> Result<ApiCaller
     })
 }
 
-async fn bearer_caller(value: &HeaderValue, state: &AppState) -> Result<ApiCaller, Response> {
+async fn bearer_caller(value: &HeaderValue, state: &AuthState) -> Result<ApiCaller, Response> {
     let token = value
         .to_str()
         .ok()

@@ -12,7 +12,8 @@ use axum::{
 use serde::Deserialize;
 
 use super::error::json_error;
-use crate::server::{state::AppState, store::Owner};
+use super::state::AuthState;
+use crate::server::store::Owner;
 
 #[derive(Debug, Deserialize)]
 pub struct LogoutRequest {
@@ -32,7 +33,7 @@ fn rejected(why: &str) -> Response {
 }
 
 pub async fn backchannel_logout(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     form: Result<Form<LogoutRequest>, FormRejection>,
 ) -> Response {
     let Some(token) = form

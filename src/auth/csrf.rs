@@ -15,7 +15,7 @@ use axum::{
 };
 
 use super::error::json_error;
-use crate::server::state::AppState;
+use super::state::AuthState;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -75,7 +75,7 @@ pub fn decide(method: &Method, path: &str, headers: &HeaderMap, app_origin: &str
 }
 
 /// The layer: applies [`decide`] to every request.
-pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn guard(State(state): State<AuthState>, request: Request, next: Next) -> Response {
     match decide(
         request.method(),
         request.uri().path(),

@@ -17,6 +17,7 @@ use openidconnect::{
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::state::AuthState;
 use super::{
     chooser,
     error::LoginError,
@@ -24,7 +25,6 @@ use super::{
     return_to::ReturnTo,
     session::{AuthSession, PendingLogin, RawIdToken, SessionRecord, TokenSet},
 };
-use crate::server::state::AppState;
 
 #[derive(Debug, Deserialize)]
 pub struct LoginParams {
@@ -36,7 +36,7 @@ pub struct LoginParams {
 
 /// `GET /auth/login?return_to=/path[&idp=name]` → 303 to the IdP.
 pub async fn login(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     session: AuthSession,
     Query(params): Query<LoginParams>,
 ) -> Response {
@@ -46,7 +46,7 @@ pub async fn login(
 /// `GET /auth/signup` → the same, with `prompt=create` (OpenID Connect
 /// "Initiating User Registration via OpenID Connect 1.0").
 pub async fn signup(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     session: AuthSession,
     Query(params): Query<LoginParams>,
 ) -> Response {
@@ -54,7 +54,7 @@ pub async fn signup(
 }
 
 async fn start_login(
-    state: &AppState,
+    state: &AuthState,
     session: &AuthSession,
     params: LoginParams,
     signup: bool,
@@ -129,7 +129,7 @@ pub struct CallbackParams {
 /// the tokens server-side, 303 to `return_to`. Any failure: an error page and
 /// no new session.
 pub async fn callback(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     session: AuthSession,
     headers: HeaderMap,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
@@ -143,7 +143,7 @@ pub async fn callback(
 /// that was sent to `<name>` (RFC 9700 §4.4.2: per-IdP redirect URIs defend
 /// against mix-up even when an IdP sends no `iss`).
 pub async fn callback_of(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     Path(idp): Path<String>,
     session: AuthSession,
     headers: HeaderMap,
@@ -156,7 +156,7 @@ pub async fn callback_of(
 /// Both callbacks; `arrived_at` is the provider whose redirect URI this is
 /// (`None`: the default provider's `/auth/callback`).
 async fn finish_login(
-    state: AppState,
+    state: AuthState,
     session: AuthSession,
     headers: HeaderMap,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
@@ -219,7 +219,7 @@ fn fail(error: LoginError, return_to: &ReturnTo) -> Response {
 }
 
 async fn complete_login(
-    state: &AppState,
+    state: &AuthState,
     params: &CallbackParams,
     pending: PendingLogin,
 ) -> Result<SessionRecord, LoginError> {
@@ -263,7 +263,7 @@ pub fn authorization_code(
 }
 
 fn build_record(
-    state: &AppState,
+    state: &AuthState,
     oidc: &Oidc,
     response: &GhTokenResponse,
     claims: &GhIdTokenClaims,
@@ -336,7 +336,7 @@ fn build_record(
 /// own session cookie before the end-session request reaches it: the IdP could
 /// then neither end its SSO session nor tell the other apps (Back-Channel
 /// Logout). Our own cookie is expired by the session layer either way.
-pub async fn logout(State(state): State<AppState>, session: AuthSession) -> Response {
+pub async fn logout(State(state): State<AuthState>, session: AuthSession) -> Response {
     let record = match session.sign_out().await {
         Ok(r) => r,
         Err(e) => {

@@ -14,28 +14,36 @@ pub mod events;
 pub mod flow;
 pub mod idp_http;
 pub mod idps;
+pub mod limits;
 pub mod provider;
 pub mod refresh;
 pub mod relay;
 pub mod return_to;
 pub mod session;
 pub mod sessions;
+pub mod state;
 pub mod subject;
 pub mod user;
 
 use axum::{
+    extract::FromRef,
     http::{header, HeaderValue},
     routing::{any, get, post},
     Router,
 };
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::server::{limits::AuthRateLimit, state::AppState};
+use limits::AuthRateLimit;
+use state::AuthState;
 
 /// The `/auth/*` routes of the contract. Nothing they answer may be cached:
 /// redirects carry one-time values and JSON carries the user.
 /// The routes that start or finish a login are rate-limited per client IP.
-pub fn routes(login_limit: AuthRateLimit) -> Router<AppState> {
+pub fn routes<S>(login_limit: AuthRateLimit) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+{
     let login = Router::new()
         .route("/auth/login", get(flow::login))
         .route("/auth/signup", get(flow::signup))
@@ -60,7 +68,11 @@ pub fn routes(login_limit: AuthRateLimit) -> Router<AppState> {
 
 /// The BFF's own `/api/*` routes: token relay to the allow-listed remote APIs
 /// (`API_REMOTES`) and the admin's JSON view of the users.
-pub fn api_routes() -> Router<AppState> {
+pub fn api_routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+{
     Router::new()
         .route("/api/remote/{name}/", any(relay::relay_root))
         .route("/api/remote/{name}/{*rest}", any(relay::relay))

@@ -13,11 +13,11 @@ use std::time::Duration;
 use openidconnect::{AccessToken, OAuth2TokenResponse, TokenResponse};
 use time::OffsetDateTime;
 
+use super::state::AuthState;
 use super::{
     provider::IdpError,
     session::{AuthSession, RawIdToken, SessionRecord, TokenSet},
 };
-use crate::server::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
@@ -60,7 +60,7 @@ fn expired(tokens: &TokenSet, now: OffsetDateTime) -> bool {
 /// comparison and no call. A session without a refresh token keeps the
 /// claims it signed in with until its own deadlines.
 pub async fn current_claims(
-    state: &AppState,
+    state: &AuthState,
     session: &AuthSession,
     record: SessionRecord,
 ) -> Result<SessionRecord, RefreshError> {
@@ -76,7 +76,7 @@ pub async fn current_claims(
 
 /// The session's access token, refreshed first if it is about to expire.
 pub async fn refresh_if_needed(
-    state: &AppState,
+    state: &AuthState,
     session: &AuthSession,
     record: &SessionRecord,
 ) -> Result<AccessToken, RefreshError> {
@@ -91,7 +91,7 @@ pub async fn refresh_if_needed(
 /// A downstream API refused `rejected` with 401: refresh once, unless a
 /// concurrent request already replaced that token (then use its new one).
 pub async fn refresh_rejected(
-    state: &AppState,
+    state: &AuthState,
     session: &AuthSession,
     record: &SessionRecord,
     rejected: &AccessToken,
@@ -108,7 +108,7 @@ pub async fn refresh_rejected(
 /// Single-flight refresh of the session's tokens while `stale` says so;
 /// returns the record as stored afterwards.
 async fn refresh_where(
-    state: &AppState,
+    state: &AuthState,
     session: &AuthSession,
     record: &SessionRecord,
     stale: impl Fn(&TokenSet) -> bool,

@@ -19,12 +19,13 @@ use axum::{
 use openidconnect::AccessToken;
 use url::Url;
 
+use super::state::AuthState;
 use super::{
     error::json_error,
     refresh::{refresh_if_needed, refresh_rejected, RefreshError},
     user::CurrentUser,
 };
-use crate::server::{config::Remote, state::AppState};
+use crate::server::config::Remote;
 
 /// Request bodies relayed upstream are as small as any other (the app-wide limit).
 const MAX_BODY: usize = 64 * 1024;
@@ -68,7 +69,7 @@ const NOT_RETURNED: &[&str] = &[
 
 /// `ANY /api/remote/{name}/{*rest}`.
 pub async fn relay(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     Path((name, _rest)): Path<(String, String)>,
     user: CurrentUser,
     request: Request,
@@ -78,7 +79,7 @@ pub async fn relay(
 
 /// `ANY /api/remote/{name}/` (the upstream's root).
 pub async fn relay_root(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     Path(name): Path<String>,
     user: CurrentUser,
     request: Request,
@@ -86,7 +87,7 @@ pub async fn relay_root(
     forward(state, &name, user, request).await
 }
 
-async fn forward(state: AppState, name: &str, user: CurrentUser, request: Request) -> Response {
+async fn forward(state: AuthState, name: &str, user: CurrentUser, request: Request) -> Response {
     let Some(remote) = state.config.remotes.iter().find(|r| r.name == name) else {
         return json_error(StatusCode::NOT_FOUND, "not_found", "No such remote API.");
     };

@@ -8,6 +8,7 @@
 //! - once signed in, the [`SessionRecord`]: the user's verified claims and the
 //!   [`TokenSet`], which never leaves the server.
 
+use super::state::AuthState;
 use std::{
     collections::{BTreeMap, HashMap},
     fmt,
@@ -23,10 +24,7 @@ use tower_sessions::{Session, SessionStore};
 
 use super::{return_to::ReturnTo, subject::owner_key};
 use crate::{
-    server::{
-        state::AppState,
-        store::{AnyStore, Change, OwnerEntry},
-    },
+    server::store::{AnyStore, Change, OwnerEntry},
     types::{ClaimRow, SessionTimes, UserView},
 };
 
@@ -506,7 +504,7 @@ impl AuthSession {
     /// `None` when anonymous. Every "who is this?" goes through here.
     pub async fn signed_in(
         &self,
-        state: &AppState,
+        state: &AuthState,
     ) -> Result<Option<(SessionRecord, OffsetDateTime)>, SessionError> {
         let Some(record) = self.record().await? else {
             return Ok(None);
@@ -525,7 +523,7 @@ impl AuthSession {
 
     /// The view of the signed-in user, or `None` (also when the store fails:
     /// failing closed means treating the request as anonymous).
-    pub async fn user_view(&self, state: &AppState) -> Option<UserView> {
+    pub async fn user_view(&self, state: &AuthState) -> Option<UserView> {
         match self.signed_in(state).await {
             Ok(found) => found.map(|(record, deadline)| {
                 self.view(&record, deadline, state.config.session.idle_timeout)

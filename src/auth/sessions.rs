@@ -1,13 +1,11 @@
 //! The signed-in user's own sessions: list them, end one, end all others.
 //! The browser names a session by its random `handle`, never by its id.
 
+use super::state::AuthState;
 use time::OffsetDateTime;
 
 use super::session::{record_from_data, AuthSession, SessionError};
-use crate::{
-    server::{state::AppState, store::Owner},
-    types::SessionSummary,
-};
+use crate::{server::store::Owner, types::SessionSummary};
 
 /// Which of the user's sessions to end.
 pub enum Which<'a> {
@@ -17,7 +15,7 @@ pub enum Which<'a> {
 
 /// The user's live sessions, newest first; `None` when anonymous.
 pub async fn list(
-    state: &AppState,
+    state: &AuthState,
     session: &AuthSession,
 ) -> Result<Option<Vec<SessionSummary>>, SessionError> {
     let Some((me, _)) = session.signed_in(state).await? else {
@@ -32,7 +30,7 @@ pub async fn list(
 /// (`SessionRecord::subject_key`), newest first; `current` marks the one
 /// with that session id.
 pub async fn summaries_of(
-    state: &AppState,
+    state: &AuthState,
     sub: &str,
     current: Option<&str>,
 ) -> Result<Vec<SessionSummary>, SessionError> {
@@ -67,7 +65,7 @@ pub async fn summaries_of(
 /// Ends the chosen sessions of the signed-in user (never anyone else's);
 /// `None` when anonymous, else how many ended.
 pub async fn end(
-    state: &AppState,
+    state: &AuthState,
     session: &AuthSession,
     which: Which<'_>,
 ) -> Result<Option<usize>, SessionError> {

@@ -2,7 +2,7 @@
 //! `GET /auth/user` and `GET /auth/userinfo`. Neither ever returns a token.
 
 use axum::{
-    extract::{FromRequestParts, State},
+    extract::{FromRef, FromRequestParts, State},
     http::{request::Parts, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -10,13 +10,14 @@ use axum::{
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
+use super::state::AuthState;
 use super::{
     error::json_error,
     provider::IdpError,
     refresh::{refresh_if_needed, RefreshError},
     session::{AuthSession, SessionError, SessionRecord},
 };
-use crate::{server::state::AppState, types::UserView};
+use crate::types::UserView;
 
 /// A signed-in session, or a 401 JSON rejection. Use it as a handler argument
 /// wherever a route needs a user; the handler body never re-checks.
@@ -27,13 +28,15 @@ pub struct CurrentUser {
     pub idle_deadline: OffsetDateTime,
 }
 
-impl FromRequestParts<AppState> for CurrentUser {
+impl<S> FromRequestParts<S> for CurrentUser
+where
+    S: Send + Sync,
+    AuthState: FromRef<S>,
+{
     type Rejection = Response;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = &AuthState::from_ref(state);
         let session = AuthSession::from_request_parts(parts, state)
             .await
             .map_err(|_| unauthenticated())?;
@@ -78,14 +81,14 @@ fn unauthenticated() -> Response {
 }
 
 /// `GET /auth/user`: 200 with the user and the session's deadlines.
-pub async fn user(State(state): State<AppState>, user: CurrentUser) -> Json<UserView> {
+pub async fn user(State(state): State<AuthState>, user: CurrentUser) -> Json<UserView> {
     let idle = state.config.session.idle_timeout;
     Json(user.session.view(&user.record, user.idle_deadline, idle))
 }
 
 /// `GET /auth/userinfo`: the user as the IdP's userinfo endpoint returns it
 /// now, fetched server-side with the session's access token.
-pub async fn userinfo(State(state): State<AppState>, user: CurrentUser) -> Response {
+pub async fn userinfo(State(state): State<AuthState>, user: CurrentUser) -> Response {
     let access_token = match refresh_if_needed(&state, &user.session, &user.record).await {
         Ok(token) => token,
         Err(RefreshError::SessionEnded) => return session_ended(),

@@ -21,6 +21,6 @@ pub fn provide_current_user() -> UserResource {
 pub async fn current_user() -> Result<Option<UserView>, ServerFnError> {
     use crate::auth::session::AuthSession;
     let session: AuthSession = leptos_axum::extract().await?;
-    let state = expect_context::<crate::server::state::AppState>();
+    let state = expect_context::<crate::auth::state::AuthState>();
     Ok(session.user_view(&state).await)
 }

@@ -159,7 +159,7 @@ fn current_path() -> String {
 pub async fn stay_signed_in() -> Result<Option<SessionTimes>, ServerFnError> {
     use crate::auth::session::AuthSession;
     let session: AuthSession = leptos_axum::extract().await?;
-    let state = expect_context::<crate::server::state::AppState>();
+    let state = expect_context::<crate::auth::state::AuthState>();
     Ok(session.user_view(&state).await.map(|user| user.session))
 }
 

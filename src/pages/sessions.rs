@@ -73,7 +73,7 @@ fn SessionTable(list: Vec<SessionSummary>, end_one: ServerAction<EndSession>) ->
 pub async fn my_sessions() -> Result<Option<Vec<SessionSummary>>, ServerFnError> {
     use crate::auth::{session::AuthSession, sessions};
     let session: AuthSession = leptos_axum::extract().await?;
-    let state = expect_context::<crate::server::state::AppState>();
+    let state = expect_context::<crate::auth::state::AuthState>();
     sessions::list(&state, &session)
         .await
         .map_err(ServerFnError::new)
@@ -84,7 +84,7 @@ pub async fn my_sessions() -> Result<Option<Vec<SessionSummary>>, ServerFnError>
 pub async fn end_session(handle: String) -> Result<usize, ServerFnError> {
     use crate::auth::{session::AuthSession, sessions};
     let session: AuthSession = leptos_axum::extract().await?;
-    let state = expect_context::<crate::server::state::AppState>();
+    let state = expect_context::<crate::auth::state::AuthState>();
     signed_in_count(sessions::end(&state, &session, sessions::Which::Handle(&handle)).await)
 }
 
@@ -93,7 +93,7 @@ pub async fn end_session(handle: String) -> Result<usize, ServerFnError> {
 pub async fn end_other_sessions() -> Result<usize, ServerFnError> {
     use crate::auth::{session::AuthSession, sessions};
     let session: AuthSession = leptos_axum::extract().await?;
-    let state = expect_context::<crate::server::state::AppState>();
+    let state = expect_context::<crate::auth::state::AuthState>();
     signed_in_count(sessions::end(&state, &session, sessions::Which::AllOthers).await)
 }
 

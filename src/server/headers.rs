@@ -127,7 +127,7 @@ pub async fn security_headers(
     if never_cache || is_html {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    if state.config.base_url.is_https() {
+    if state.auth.config.base_url.is_https() {
         headers.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),

@@ -4,13 +4,13 @@
 use axum::{extract::State, http::StatusCode, response::IntoResponse, Json};
 use serde_json::json;
 
-use super::state::AppState;
+use crate::auth::state::AuthState;
 
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn readyz(State(state): State<AuthState>) -> impl IntoResponse {
     // Anyone may call this: the answer says what is down, never why (the
     // reason names internal URLs and store errors); the log has the reason.
     let check = |r: &Result<(), String>| match r {

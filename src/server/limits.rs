@@ -1,153 +1,15 @@
-//! Limits that keep one client (or a flood of them) from exhausting the app,
-//! the session store or the IdP (OWASP ASVS 5.0 §2.4 anti-automation; the
-//! login flow is where an anonymous client makes us store state and call out):
-//!
-//! - request bodies over [`BODY_LIMIT`] get 413 on every route;
-//! - `/auth/login`, `/auth/signup` and `/auth/callback` are rate-limited per
-//!   client IP (`AUTH_RATE_LIMIT_PER_MINUTE`, tower_governor's GCRA): 429;
-//! - every instance starts at most `PENDING_LOGINS_MAX` login transactions per
-//!   pending-login lifetime, whatever the IPs ([`LoginBudget`]): 429. Each
-//!   browser also holds at most `MAX_PENDING_LOGINS` (`auth::session`).
-
-use std::{
-    net::{IpAddr, Ipv6Addr},
-    num::NonZeroU32,
-    time::Duration,
-};
+//! Request bodies over [`BODY_LIMIT`] get 413 on every route, explained in
+//! JSON. (The sign-in limits are the BFF core's: `auth::limits`.)
 
 use axum::{
-    body::Body,
     extract::Request,
-    http::{header, HeaderValue, StatusCode},
+    http::{header, StatusCode},
     middleware::Next,
     response::Response,
 };
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tower_governor::{
-    governor::GovernorConfigBuilder,
-    key_extractor::{KeyExtractor, PeerIpKeyExtractor, SmartIpKeyExtractor},
-    GovernorError, GovernorLayer,
-};
-
-use super::config::LimitsConfig;
-use crate::auth::{error::standalone_page, session::PENDING_LOGIN_TTL};
 
 /// Request bodies are small here (forms, JSON); anything bigger is refused (413).
 pub const BODY_LIMIT: usize = 64 * 1024;
-
-/// The client a request counts against: its IP, with IPv6 addresses cut to
-/// their /64 (one subscriber usually holds a whole /64, so counting single
-/// IPv6 addresses would not limit anyone).
-#[derive(Clone, Copy, Debug)]
-pub struct ClientIp {
-    trust_forwarded: bool,
-}
-
-impl KeyExtractor for ClientIp {
-    type Key = IpAddr;
-
-    fn extract<T>(&self, req: &axum::http::Request<T>) -> Result<IpAddr, GovernorError> {
-        let ip = if self.trust_forwarded {
-            SmartIpKeyExtractor.extract(req)?
-        } else {
-            PeerIpKeyExtractor.extract(req)?
-        };
-        Ok(match ip {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => {
-                    let s = v6.segments();
-                    IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-                }
-            },
-            v4 => v4,
-        })
-    }
-}
-
-pub type AuthRateLimit = GovernorLayer<ClientIp, governor::middleware::NoOpMiddleware, Body>;
-
-/// The per-IP limit on the login routes, and a task that forgets idle IPs so
-/// the limiter's memory stays bounded.
-pub fn auth_rate_limit(limits: &LimitsConfig) -> AuthRateLimit {
-    let per_minute = limits.auth_per_minute.max(1);
-    let config = GovernorConfigBuilder::default()
-        .period(Duration::from_secs(60) / per_minute)
-        .burst_size(per_minute)
-        .key_extractor(ClientIp {
-            trust_forwarded: limits.trust_forwarded,
-        })
-        .finish()
-        .expect("period and burst are non-zero");
-    let limiter = config.limiter().clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            every.tick().await;
-            limiter.retain_recent();
-        }
-    });
-    GovernorLayer::new(config).error_handler(|error| match error {
-        GovernorError::TooManyRequests { wait_time, .. } => too_many(
-            "Too many sign-in attempts from your network",
-            wait_time.max(1),
-        ),
-        // No client address: refuse rather than let the request go unlimited.
-        _ => too_many("Your address could not be determined", 60),
-    })
-}
-
-/// The total number of login transactions one instance starts per pending-
-/// login lifetime. A bucket of `max` refilled at `max` per lifetime: however
-/// many IPs take part, no more than about `max` pending logins exist at once,
-/// so the session store cannot be filled with them.
-pub struct LoginBudget(DefaultDirectRateLimiter);
-
-impl LoginBudget {
-    pub fn new(limits: &LimitsConfig) -> Self {
-        let max = NonZeroU32::new(limits.pending_logins_max).unwrap_or(NonZeroU32::MIN);
-        let lifetime = Duration::try_from(PENDING_LOGIN_TTL).unwrap_or(Duration::from_secs(600));
-        let quota = Quota::with_period(lifetime / max.get())
-            .expect("the pending-login lifetime is non-zero")
-            .allow_burst(max);
-        Self(RateLimiter::direct(quota))
-    }
-
-    /// Takes one login from the budget; when it is spent, the 429 page to
-    /// answer with instead.
-    pub fn refusal(&self) -> Option<Response> {
-        self.0.check().err().map(|not_until| {
-            let wait = not_until
-                .wait_time_from(governor::clock::Clock::now(
-                    &governor::clock::DefaultClock::default(),
-                ))
-                .as_secs()
-                .max(1);
-            tracing::warn!(wait, "pending-login budget spent; refusing new logins");
-            too_many("Too many sign-ins are in progress right now", wait)
-        })
-    }
-}
-
-fn too_many(title: &str, retry_after_secs: u64) -> Response {
-    let inner = format!(
-        r#"<h1>{title}</h1>
-<p>Please wait {retry_after_secs} second{s} and try again.</p>
-<p><a href="/">Back to Home</a></p>"#,
-        s = if retry_after_secs == 1 { "" } else { "s" }
-    );
-    let mut response = standalone_page(
-        StatusCode::TOO_MANY_REQUESTS,
-        title,
-        r#"class="auth-error" data-reason="rate_limited""#,
-        &inner,
-    );
-    response.headers_mut().insert(
-        header::RETRY_AFTER,
-        HeaderValue::from_str(&retry_after_secs.to_string()).expect("digits are a valid header"),
-    );
-    response
-}
 
 /// Makes the body limit's 413 say what happened, in the JSON shape of the
 /// other API errors (tower-http answers it with an empty or plain-text body).

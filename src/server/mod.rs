@@ -24,7 +24,12 @@ use tower_sessions::{cookie::SameSite, Expiry, SessionManagerLayer};
 
 use crate::{
     app::{shell, App},
-    auth::{self, csrf, idps::Idps, provider::IdpError},
+    auth::{
+        self, csrf,
+        idps::Idps,
+        provider::IdpError,
+        state::{AuthShared, AuthState},
+    },
 };
 use config::Config;
 use state::AppState;
@@ -86,8 +91,7 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
     let db = db::AppDb::open(&config.app_database).await?;
     let idps = Arc::new(Idps::new(config.clone()));
     check_identity_providers(&idps).await?;
-    let state = AppState::new(state::Shared {
-        leptos_options: leptos_options.clone(),
+    let auth_state = AuthState::new(AuthShared {
         config: config.clone(),
         idps,
         store: store.clone(),
@@ -98,8 +102,16 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(|e| format!("relay HTTP client: {e}"))?,
-        login_budget: Arc::new(limits::LoginBudget::new(&config.limits)),
-        event_streams: Arc::new(auth::events::StreamLimits::new(&config.limits)),
+        login_budget: Arc::new(auth::limits::LoginBudget::new(
+            &config.limits,
+            std::time::Duration::try_from(auth::session::PENDING_LOGIN_TTL)
+                .expect("a positive lifetime"),
+        )),
+        event_streams: Arc::new(auth::limits::StreamLimits::new(&config.limits)),
+    });
+    let state = AppState::new(state::Shared {
+        leptos_options: leptos_options.clone(),
+        auth: auth_state.clone(),
         page_policy: Arc::new(headers::PagePolicy::new(
             &config,
             // cargo-leptos' live reload (`cargo leptos watch` sets LEPTOS_WATCH).
@@ -124,19 +136,27 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
         .with_expiry(Expiry::OnInactivity(idle));
 
     let routes = generate_route_list(App);
+    // Server functions and pages (the 404 page too) reach the BFF core through context.
+    let provide_auth = {
+        let auth = auth_state.clone();
+        move || leptos::prelude::provide_context(auth.clone())
+    };
     let router = Router::new()
-        .merge(auth::routes(limits::auth_rate_limit(&config.limits)))
+        .merge(auth::routes(auth::limits::auth_rate_limit(&config.limits)))
         .merge(auth::api_routes())
         .merge(notes::routes())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .leptos_routes_with_context(&state, routes, || {}, {
+        .leptos_routes_with_context(&state, routes, provide_auth.clone(), {
             let options = leptos_options.clone();
             move || shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(provide_auth, shell))
         .layer(sessions)
-        .layer(middleware::from_fn_with_state(state.clone(), csrf::guard))
+        .layer(middleware::from_fn_with_state(auth_state, csrf::guard))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             headers::security_headers,

@@ -13,13 +13,18 @@ use axum::{
 use serde::Deserialize;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use super::{db::MAX_NOTE_CHARS, state::AppState};
+use super::db::MAX_NOTE_CHARS;
+use crate::auth::state::AuthState;
 use crate::auth::{
     authz::{missing_role, Admin, ApiAccess, NotesRead, NotesWrite, Role},
     error::json_error,
 };
 
-pub fn routes() -> Router<AppState> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: axum::extract::FromRef<S>,
+{
     Router::new()
         .route("/api/notes", get(list).post(create))
         .route("/api/notes/{id}", delete(remove))
@@ -37,7 +42,7 @@ pub struct ListQuery {
 }
 
 async fn list(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     access: ApiAccess<NotesRead>,
     Query(query): Query<ListQuery>,
 ) -> Response {
@@ -62,7 +67,7 @@ pub struct NewNote {
 }
 
 async fn create(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     access: ApiAccess<NotesWrite>,
     body: Result<Json<NewNote>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -96,7 +101,7 @@ async fn create(
 }
 
 async fn remove(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     access: ApiAccess<NotesWrite>,
     Path(id): Path<i64>,
 ) -> Response {

@@ -1,12 +1,11 @@
-//! What every handler can reach.
+//! What every handler can reach: the BFF core's state and what the pages need.
 
 use std::sync::Arc;
 
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 
-use super::{config::Config, db::AppDb, store::AnyStore};
-use crate::auth::idps::Idps;
+use crate::auth::state::AuthState;
 
 /// Cloned by every layer and extractor on every request, so it is one `Arc`:
 /// cloning the fields themselves (`LeptosOptions` alone is a dozen `Arc<str>`)
@@ -31,23 +30,20 @@ impl std::ops::Deref for AppState {
 /// What every handler can reach (through `AppState`'s `Deref`).
 pub struct Shared {
     pub leptos_options: LeptosOptions,
-    pub config: Arc<Config>,
-    /// Every configured identity provider.
-    pub idps: Arc<Idps>,
-    pub store: AnyStore,
-    pub db: AppDb,
-    /// The HTTP client for relayed API calls (no redirects followed).
-    pub relay_http: reqwest::Client,
+    /// The BFF core's state: configuration, providers, store, database.
+    pub auth: AuthState,
     /// The pages' Content-Security-Policy around the per-response nonce.
     pub page_policy: Arc<super::headers::PagePolicy>,
-    /// The cap on login transactions this instance starts.
-    pub login_budget: Arc<super::limits::LoginBudget>,
-    /// The caps on open `/auth/events` streams.
-    pub event_streams: Arc<crate::auth::events::StreamLimits>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
     fn from_ref(state: &AppState) -> Self {
         state.leptos_options.clone()
+    }
+}
+
+impl FromRef<AppState> for AuthState {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
     }
 }
