@@ -21,6 +21,7 @@ pub mod relay;
 pub mod return_to;
 pub mod session;
 pub mod sessions;
+pub mod setup;
 pub mod state;
 pub mod subject;
 pub mod user;

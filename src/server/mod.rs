@@ -20,95 +20,20 @@ use tower_http::{
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
 };
-use tower_sessions::{cookie::SameSite, Expiry, SessionManagerLayer};
 
 use crate::{
     app::{shell, App},
-    auth::{
-        self, csrf,
-        idps::Idps,
-        provider::IdpError,
-        state::{AuthShared, AuthState},
-    },
+    auth::{self, csrf, state::AuthState},
 };
 use config::Config;
 use state::AppState;
-use store::AnyStore;
-
-/// The session cookie's name: `__Host-` prefixed on https, which makes the
-/// browser insist on Secure, Path=/ and no Domain.
-pub fn cookie_name(config: &Config) -> &'static str {
-    if config.base_url.is_https() {
-        "__Host-gatehouse_session"
-    } else {
-        "gatehouse_session"
-    }
-}
-
-/// The start-up self-check against each IdP that answers: its discovery
-/// document must name exactly our issuer (OIDC Discovery §4.3) and it must
-/// support PKCE S256 (RFC 9700 §2.1.1); otherwise Gatehouse refuses to start,
-/// with one line saying why. An IdP that does not answer yet is not a reason:
-/// the app serves public pages and discovers it on the next login.
-async fn check_identity_providers(idps: &Idps) -> Result<(), String> {
-    let checks = idps.all().iter().map(|oidc| async move {
-        let idp = &oidc.config().name;
-        match tokio::time::timeout(std::time::Duration::from_secs(10), oidc.provider()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(IdpError::Misconfigured(why))) => Err(format!(
-                "identity provider {idp} ({}): {why}",
-                oidc.config().issuer.as_str()
-            )),
-            Ok(Err(e)) => {
-                tracing::warn!(%idp, error = %e, "identity provider not available yet; will retry on first login");
-                Ok(())
-            }
-            Err(_) => {
-                tracing::warn!(%idp, "identity provider discovery timed out; will retry on first login");
-                Ok(())
-            }
-        }
-    });
-    futures::future::join_all(checks)
-        .await
-        .into_iter()
-        .collect::<Result<Vec<()>, String>>()
-        .map(|_| ())
-}
 
 /// Builds the whole application for `config`. Fails only on problems the
 /// operator must fix (e.g. an unusable session store); an unreachable IdP is
 /// not one of them: discovery is retried on the first login.
 pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Router, String> {
     let config = Arc::new(config);
-    let store = AnyStore::open(
-        &config.session.store,
-        config.session.absolute_timeout,
-        auth::session::index_entry,
-    )
-    .await?;
-    store.spawn_expiry_sweeper();
-    let db = db::AppDb::open(&config.app_database).await?;
-    let idps = Arc::new(Idps::new(config.clone()));
-    check_identity_providers(&idps).await?;
-    let auth_state = AuthState::new(AuthShared {
-        config: config.clone(),
-        idps,
-        store: store.clone(),
-        db,
-        relay_http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| format!("relay HTTP client: {e}"))?,
-        login_budget: Arc::new(auth::limits::LoginBudget::new(
-            &config.limits,
-            std::time::Duration::try_from(auth::session::PENDING_LOGIN_TTL)
-                .expect("a positive lifetime"),
-        )),
-        event_streams: Arc::new(auth::limits::StreamLimits::new(&config.limits)),
-    });
+    let auth_state = AuthState::open(config.clone()).await?;
     let state = AppState::new(state::Shared {
         leptos_options: leptos_options.clone(),
         auth: auth_state.clone(),
@@ -125,15 +50,7 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
         )),
     });
 
-    let idle = time::Duration::try_from(config.session.idle_timeout)
-        .map_err(|e| format!("SESSION_IDLE_TIMEOUT: {e}"))?;
-    let sessions = SessionManagerLayer::new(store)
-        .with_name(cookie_name(&config))
-        .with_http_only(true)
-        .with_same_site(SameSite::Lax)
-        .with_path("/")
-        .with_secure(config.base_url.is_https())
-        .with_expiry(Expiry::OnInactivity(idle));
+    let sessions = auth_state.session_layer()?;
 
     let routes = generate_route_list(App);
     // Server functions and pages (the 404 page too) reach the BFF core through context.

@@ -3,6 +3,7 @@
 mod authz;
 mod backchannel;
 mod csrf;
+mod embed;
 mod ended;
 mod events;
 mod fuzz_corpus;

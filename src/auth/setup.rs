@@ -1,0 +1,108 @@
+//! Setting the core up for a configuration: its state and its session layer
+//! (what an app mounting the core calls once, at start-up).
+
+use std::{sync::Arc, time::Duration};
+
+use tower_sessions::{cookie::SameSite, Expiry, SessionManagerLayer};
+
+use super::{
+    idps::Idps,
+    limits::{LoginBudget, StreamLimits},
+    provider::IdpError,
+    session::{index_entry, PENDING_LOGIN_TTL},
+    state::{AuthShared, AuthState},
+};
+use crate::server::{config::Config, db::AppDb, store::AnyStore};
+
+impl AuthState {
+    /// Everything the core needs for `config`: opens (and migrates) the
+    /// session store and the app database, starts the expiry sweep, and
+    /// checks every IdP that answers. Fails only on what the operator must
+    /// fix; an IdP that does not answer yet is discovered on the first login.
+    pub async fn open(config: Arc<Config>) -> Result<Self, String> {
+        let store = AnyStore::open(
+            &config.session.store,
+            config.session.absolute_timeout,
+            index_entry,
+        )
+        .await?;
+        store.spawn_expiry_sweeper();
+        let db = AppDb::open(&config.app_database).await?;
+        let idps = Arc::new(Idps::new(config.clone()));
+        check_identity_providers(&idps).await?;
+        let pending_lifetime =
+            Duration::try_from(PENDING_LOGIN_TTL).expect("a positive pending-login lifetime");
+        Ok(Self::new(AuthShared {
+            idps,
+            store,
+            db,
+            relay_http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(30))
+                .build()
+                .map_err(|e| format!("relay HTTP client: {e}"))?,
+            login_budget: Arc::new(LoginBudget::new(&config.limits, pending_lifetime)),
+            event_streams: Arc::new(StreamLimits::new(&config.limits)),
+            config,
+        }))
+    }
+
+    /// The session layer: an opaque id in an `HttpOnly`, `SameSite=Lax`,
+    /// `Path=/` cookie without `Domain`, `Secure` and `__Host-` on https; the
+    /// idle timeout renewed by activity. Every route that reads a session
+    /// needs it.
+    pub fn session_layer(&self) -> Result<SessionManagerLayer<AnyStore>, String> {
+        let config = &self.config;
+        let idle = time::Duration::try_from(config.session.idle_timeout)
+            .map_err(|e| format!("SESSION_IDLE_TIMEOUT: {e}"))?;
+        Ok(SessionManagerLayer::new(self.store.clone())
+            .with_name(cookie_name(config))
+            .with_http_only(true)
+            .with_same_site(SameSite::Lax)
+            .with_path("/")
+            .with_secure(config.base_url.is_https())
+            .with_expiry(Expiry::OnInactivity(idle)))
+    }
+}
+
+/// The session cookie's name: `__Host-` prefixed on https, which makes the
+/// browser insist on Secure, Path=/ and no Domain.
+pub fn cookie_name(config: &Config) -> &'static str {
+    if config.base_url.is_https() {
+        "__Host-gatehouse_session"
+    } else {
+        "gatehouse_session"
+    }
+}
+
+/// The start-up self-check against each IdP that answers: its discovery
+/// document must name exactly our issuer (OIDC Discovery §4.3) and it must
+/// support PKCE S256 (RFC 9700 §2.1.1); otherwise Gatehouse refuses to start,
+/// with one line saying why. An IdP that does not answer yet is not a reason:
+/// the app serves public pages and discovers it on the next login.
+async fn check_identity_providers(idps: &Idps) -> Result<(), String> {
+    let checks = idps.all().iter().map(|oidc| async move {
+        let idp = &oidc.config().name;
+        match tokio::time::timeout(std::time::Duration::from_secs(10), oidc.provider()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(IdpError::Misconfigured(why))) => Err(format!(
+                "identity provider {idp} ({}): {why}",
+                oidc.config().issuer.as_str()
+            )),
+            Ok(Err(e)) => {
+                tracing::warn!(%idp, error = %e, "identity provider not available yet; will retry on first login");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::warn!(%idp, "identity provider discovery timed out; will retry on first login");
+                Ok(())
+            }
+        }
+    });
+    futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, String>>()
+        .map(|_| ())
+}
