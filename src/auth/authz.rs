@@ -160,13 +160,6 @@ impl Scope for NotesWrite {
 /// touch is then decided by role and ownership.
 const SESSION_SCOPES: &[&str] = &[NotesRead::NAME, NotesWrite::NAME];
 
-/// How an API caller authenticated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Via {
-    Session,
-    Bearer,
-}
-
 /// Who is calling `/api/*`, after authentication.
 #[derive(Clone, Debug)]
 pub struct ApiCaller {
@@ -178,10 +171,6 @@ pub struct ApiCaller {
     pub roles: Vec<String>,
     pub scopes: Vec<String>,
     pub organizations: Vec<String>,
-    /// The organization the request names (`X-Organization`), already checked
-    /// against `organizations`.
-    pub organization: Option<String>,
-    pub via: Via,
 }
 
 impl ApiCaller {
@@ -208,7 +197,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Response> {
         let state = &AuthState::from_ref(state);
-        let mut caller = match parts.headers.get(header::AUTHORIZATION) {
+        let caller = match parts.headers.get(header::AUTHORIZATION) {
             Some(value) => bearer_caller(value, state).await?,
             None => session_caller(parts, state).await?,
         };
@@ -226,7 +215,6 @@ where
                     "The credentials are not for the organization this request names.",
                 ));
             }
-            caller.organization = Some(named);
         }
         Ok(Self {
             caller,
@@ -255,8 +243,6 @@ async fn session_caller(parts: &mut Parts, state: &AuthState) -> Result<ApiCalle
         name: record.name,
         roles: record.roles,
         scopes: SESSION_SCOPES.iter().map(|s| s.to_string()).collect(),
-        organization: None,
-        via: Via::Session,
     })
 }
 
@@ -307,8 +293,6 @@ async fn bearer_caller(value: &HeaderValue, state: &AuthState) -> Result<ApiCall
             .unwrap_or_default(),
         organizations: organizations(&claims),
         sub: oidc.owner_key(&sub),
-        organization: None,
-        via: Via::Bearer,
     })
 }
 

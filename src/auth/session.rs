@@ -156,13 +156,9 @@ pub fn encode_record(record: &SessionRecord) -> Value {
     Value::String(serde_json::to_string(record).expect("a session record always serializes"))
 }
 
-/// Reads a record written by [`encode_record`], or stored as a JSON object by
-/// earlier versions (so their sessions stay valid).
+/// Reads a record written by [`encode_record`].
 pub fn decode_record(value: &Value) -> Option<SessionRecord> {
-    match value {
-        Value::String(json) => serde_json::from_str(json).ok(),
-        object => serde_json::from_value(object.clone()).ok(),
-    }
+    serde_json::from_str(value.as_str()?).ok()
 }
 
 /// The signed-in record inside a stored session's data, if there is one.
@@ -541,11 +537,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// Sessions stored by versions that kept the record as a JSON object stay
-    /// valid after the switch to one JSON string.
+    /// A record is stored as one JSON string and read back whole; its owner
+    /// is what the store indexes.
     #[test]
-    fn records_stored_as_objects_or_strings_both_read() {
-        let object = json!({
+    fn records_round_trip_as_one_string() {
+        let record: SessionRecord = serde_json::from_value(json!({
             "sub": "alice", "sid": "s1", "name": "Alice", "preferred_username": null,
             "email": null, "email_verified": null, "picture": null, "roles": ["user"],
             "id_token_claims": {}, "created_at": 1_700_000_000,
@@ -554,14 +550,17 @@ mod tests {
                 "access_token": "at", "refresh_token": "rt", "id_token": "it",
                 "access_token_expires_at": 1_700_000_300,
             },
-        });
-        let legacy = decode_record(&object).expect("the object form reads");
-        assert_eq!(legacy.sub, "alice");
-        let encoded = encode_record(&legacy);
+        }))
+        .unwrap();
+        let encoded = encode_record(&record);
         assert!(encoded.is_string());
         let again = decode_record(&encoded).expect("the string form reads");
         assert_eq!(again.sid.as_deref(), Some("s1"));
         assert_eq!(again.roles, vec!["user".to_string()]);
+        assert!(
+            decode_record(&serde_json::to_value(&record).unwrap()).is_none(),
+            "the object form of earlier versions is no longer read"
+        );
         let data = HashMap::from([(RECORD_KEY.to_string(), encoded)]);
         assert_eq!(
             index_entry(&data),
