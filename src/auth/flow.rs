@@ -285,8 +285,7 @@ fn build_record(
         .expires_in()
         .and_then(|d| time::Duration::try_from(d).ok())
         .map(|d| now + d);
-    let absolute = time::Duration::try_from(state.config.session.absolute_timeout)
-        .unwrap_or(time::Duration::hours(12));
+    let absolute = state.config.session.absolute_timeout;
     let text = |name: &str| {
         all_claims
             .get(name)

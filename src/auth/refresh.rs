@@ -33,11 +33,10 @@ const WAIT_FOR_REFRESH: Duration = Duration::from_secs(15);
 /// Does this token set need a refresh now? The leeway is capped at half the
 /// token's remaining lifetime at issue, so short-lived tokens are not refreshed
 /// on every request.
-fn needs_refresh(tokens: &TokenSet, leeway: Duration, now: OffsetDateTime) -> bool {
+fn needs_refresh(tokens: &TokenSet, leeway: time::Duration, now: OffsetDateTime) -> bool {
     let Some(expires_at) = tokens.access_token_expires_at else {
         return false;
     };
-    let leeway = time::Duration::try_from(leeway).unwrap_or(time::Duration::seconds(30));
     let lifetime = expires_at - tokens.issued_at.unwrap_or(expires_at);
     let leeway = if lifetime > time::Duration::ZERO {
         leeway.min(lifetime / 2)
@@ -244,7 +243,7 @@ mod tests {
     #[test]
     fn refreshes_within_the_leeway_only() {
         let t = tokens(1000, 1300); // five minutes
-        let leeway = Duration::from_secs(30);
+        let leeway = time::Duration::seconds(30);
         assert!(!needs_refresh(&t, leeway, at(1200)));
         assert!(needs_refresh(&t, leeway, at(1270)));
         assert!(needs_refresh(&t, leeway, at(1400)));
@@ -253,7 +252,7 @@ mod tests {
     #[test]
     fn leeway_is_capped_at_half_the_lifetime() {
         let t = tokens(1000, 1020); // twenty seconds
-        let leeway = Duration::from_secs(30);
+        let leeway = time::Duration::seconds(30);
         assert!(
             !needs_refresh(&t, leeway, at(1005)),
             "must not refresh a brand-new token"
@@ -265,6 +264,6 @@ mod tests {
     fn tokens_without_expiry_are_never_refreshed() {
         let mut t = tokens(0, 0);
         t.access_token_expires_at = None;
-        assert!(!needs_refresh(&t, Duration::from_secs(30), at(10_000)));
+        assert!(!needs_refresh(&t, time::Duration::seconds(30), at(10_000)));
     }
 }

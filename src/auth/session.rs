@@ -12,7 +12,6 @@ use super::state::AuthState;
 use std::{
     collections::{BTreeMap, HashMap},
     fmt,
-    time::Duration,
 };
 
 use axum::{extract::FromRequestParts, http::request::Parts};
@@ -438,9 +437,8 @@ impl AuthSession {
     /// request's copy, saved with the response (and its cookie renewed) by a
     /// compare-and-set: if the session ended or another write landed while
     /// the request ran, nothing is written back. Returns the idle deadline.
-    pub async fn keep_alive(&self, idle: Duration) -> Result<OffsetDateTime, SessionError> {
+    pub async fn keep_alive(&self, idle: time::Duration) -> Result<OffsetDateTime, SessionError> {
         let now = OffsetDateTime::now_utc();
-        let idle = time::Duration::try_from(idle).unwrap_or(time::Duration::minutes(30));
         let active_at = self
             .0
             .get_value(ACTIVE_KEY)
@@ -461,10 +459,10 @@ impl AuthSession {
         &self,
         record: &SessionRecord,
         idle_deadline: OffsetDateTime,
-        idle_timeout: Duration,
+        idle_timeout: time::Duration,
     ) -> SessionTimes {
         SessionTimes {
-            idle_timeout: idle_timeout.as_secs() as i64,
+            idle_timeout: idle_timeout.whole_seconds(),
             created_at: record.created_at.unix_timestamp(),
             idle_expires_at: idle_deadline
                 .min(record.absolute_expires_at)
@@ -481,7 +479,7 @@ impl AuthSession {
         &self,
         record: &SessionRecord,
         idle_deadline: OffsetDateTime,
-        idle_timeout: Duration,
+        idle_timeout: time::Duration,
     ) -> UserView {
         UserView {
             sub: record.sub.clone(),

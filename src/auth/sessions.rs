@@ -34,8 +34,7 @@ pub async fn summaries_of(
     sub: &str,
     current: Option<&str>,
 ) -> Result<Vec<SessionSummary>, SessionError> {
-    let idle = time::Duration::try_from(state.config.session.idle_timeout)
-        .unwrap_or(time::Duration::minutes(30));
+    let idle = state.config.session.idle_timeout;
     let stored = state
         .store
         .records_of(&Owner::Sub(sub.to_string()))

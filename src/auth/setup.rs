@@ -22,7 +22,7 @@ impl AuthState {
     pub async fn open(config: Arc<Config>) -> Result<Self, String> {
         let store = AnyStore::open(
             &config.session.store,
-            config.session.absolute_timeout,
+            config.session.absolute_timeout.unsigned_abs(),
             index_entry,
         )
         .await?;
@@ -54,8 +54,7 @@ impl AuthState {
     /// needs it.
     pub fn session_layer(&self) -> Result<SessionManagerLayer<AnyStore>, String> {
         let config = &self.config;
-        let idle = time::Duration::try_from(config.session.idle_timeout)
-            .map_err(|e| format!("SESSION_IDLE_TIMEOUT: {e}"))?;
+        let idle = config.session.idle_timeout;
         Ok(SessionManagerLayer::new(self.store.clone())
             .with_name(cookie_name(config))
             .with_http_only(true)

@@ -82,14 +82,14 @@ pub struct OidcConfig {
     /// Extra authorization-request parameters (Logto's `resource`, Keycloak's
     /// `kc_idp_hint`, Auth0's `audience`); never a protocol parameter.
     pub extra_auth_params: Vec<(String, String)>,
-    pub refresh_leeway: Duration,
+    pub refresh_leeway: time::Duration,
 }
 
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
     pub store: StoreUrl,
-    pub idle_timeout: Duration,
-    pub absolute_timeout: Duration,
+    pub idle_timeout: time::Duration,
+    pub absolute_timeout: time::Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -201,12 +201,17 @@ fn parse_flag(raw: &str) -> Result<bool, String> {
     }
 }
 
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+/// A positive duration such as `30s`, `30m` or `12h`, parsed once into the
+/// type every use of it needs (the rest of the code never converts again).
+pub fn parse_duration(raw: &str) -> Result<time::Duration, String> {
     let d = humantime::parse_duration(raw).map_err(|e| e.to_string())?;
     if d.is_zero() {
         return Err("must be greater than zero".into());
     }
-    Ok(d)
+    if d > Duration::from_secs(366 * 24 * 3600) {
+        return Err("must be at most a year".into());
+    }
+    time::Duration::try_from(d).map_err(|e| e.to_string())
 }
 
 impl Config {
@@ -284,7 +289,7 @@ impl Config {
         if absolute_timeout < idle_timeout {
             return Err(ConfigError {
                 var: "SESSION_ABSOLUTE_TIMEOUT".into(),
-                value: humantime::format_duration(absolute_timeout).to_string(),
+                value: r.raw("SESSION_ABSOLUTE_TIMEOUT", "12h"),
                 expected: "a duration at least as long as SESSION_IDLE_TIMEOUT".into(),
             });
         }
@@ -509,7 +514,7 @@ fn provider_prefix(name: Option<&str>) -> String {
 fn read_provider<L: Lookup>(
     r: &Reader<'_, L>,
     name: Option<&str>,
-    refresh_leeway: Duration,
+    refresh_leeway: time::Duration,
 ) -> Result<OidcConfig, ConfigError> {
     let prefix = provider_prefix(name);
     let var = |suffix: &str| format!("{prefix}{suffix}");
@@ -786,9 +791,9 @@ mod tests {
             c.session.store,
             StoreUrl::Sqlite("sqlite://data/sessions.db".into())
         );
-        assert_eq!(c.session.idle_timeout, Duration::from_secs(30 * 60));
-        assert_eq!(c.session.absolute_timeout, Duration::from_secs(12 * 3600));
-        assert_eq!(c.oidc.refresh_leeway, Duration::from_secs(30));
+        assert_eq!(c.session.idle_timeout, time::Duration::minutes(30));
+        assert_eq!(c.session.absolute_timeout, time::Duration::hours(12));
+        assert_eq!(c.oidc.refresh_leeway, time::Duration::seconds(30));
         assert_eq!(c.api_audience, "http://localhost:3000/api");
         assert_eq!(c.redirect_uri(), "http://localhost:3000/auth/callback");
         assert_eq!(
