@@ -17,6 +17,7 @@ use crate::{
         admin::AdminPage, home::HomePage, not_found::NotFound, notes::NotesPage,
         profile::ProfilePage, sessions::SessionsPage,
     },
+    types::ADMIN_ROLE,
 };
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -97,7 +98,7 @@ fn AdminLink() -> impl IntoView {
     let ended = expect_context::<SessionEnded>();
     view! {
         <Transition>
-            {move || user.get().and_then(|u| u.ok().flatten()).filter(|u| u.has_role("admin") && !ended.get()).map(|_| view! {
+            {move || user.get().and_then(|u| u.ok().flatten()).filter(|u| u.has_role(ADMIN_ROLE) && !ended.get()).map(|_| view! {
                 <A href="/admin">"Admin"</A>
             })}
         </Transition>

@@ -6,6 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The role that opens `/admin`, everyone's notes and ending anyone's
+/// sessions: named once, for the UI and the server's `RequireRole<Admin>`.
+pub const ADMIN_ROLE: &str = "admin";
+
 /// One claim, rendered for a table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimRow {

@@ -41,7 +41,7 @@ pub trait Role: Send + Sync + 'static {
 /// The `admin` role: `/admin`, everyone's notes, ending anyone's sessions.
 pub struct Admin;
 impl Role for Admin {
-    const NAME: &'static str = "admin";
+    const NAME: &'static str = crate::types::ADMIN_ROLE;
 }
 
 /// A signed-in user holding role `R`. The rejection is 401 or 403 JSON.

@@ -4,7 +4,7 @@ use crate::{
     components::{
         csrf_client::CsrfClient, current_user::UserResource, guard::RequireRole, time::format_utc,
     },
-    types::{AppError, SeenUser},
+    types::{AppError, SeenUser, ADMIN_ROLE},
 };
 
 /// `/admin` (role `admin`): the users seen, their roles and live sessions,
@@ -18,7 +18,7 @@ use crate::{
 /// waits for the user resource and asks the server only for an admin, so a
 /// visitor's 302 or 403 is not overwritten by the server function's status.
 /// The role this page needs (the server functions behind it check `Admin`).
-const ROLE: &str = "admin";
+const ROLE: &str = ADMIN_ROLE;
 
 #[component]
 pub fn AdminPage() -> impl IntoView {

@@ -2,7 +2,7 @@ use leptos::prelude::*;
 
 use crate::{
     components::{current_user::UserResource, guard::require_login, time::format_utc},
-    types::{Note, UserView},
+    types::{Note, UserView, ADMIN_ROLE},
 };
 
 /// `/notes`: the user's notes, through the protected API `/api/notes` (with
@@ -43,7 +43,7 @@ fn ClientOnly(children: ChildrenFn) -> impl IntoView {
 
 #[component]
 fn Notes(user: UserView) -> impl IntoView {
-    let is_admin = user.has_role("admin");
+    let is_admin = user.has_role(ADMIN_ROLE);
     let everyone = RwSignal::new(false);
     let version = RwSignal::new(0u32);
     let error = RwSignal::new(None::<String>);
