@@ -410,7 +410,7 @@ function sendJson(res, status, value) {
   });
 }
 
-async function readForm(req, limit = 64 * 1024) {
+async function readBody(req, limit = 64 * 1024) {
   const chunks = [];
   let size = 0;
   for await (const chunk of req) {
@@ -418,18 +418,15 @@ async function readForm(req, limit = 64 * 1024) {
     if (size > limit) throw new Error('request body too large');
     chunks.push(chunk);
   }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+  return Buffer.concat(chunks).toString('utf8');
 }
 
-async function readJson(req, limit = 64 * 1024) {
-  const chunks = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += chunk.length;
-    if (size > limit) throw new Error('request body too large');
-    chunks.push(chunk);
-  }
-  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+async function readForm(req) {
+  return new URLSearchParams(await readBody(req));
+}
+
+async function readJson(req) {
+  return JSON.parse(await readBody(req));
 }
 
 // ---------------------------------------------------------------------------

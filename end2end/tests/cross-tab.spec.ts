@@ -1,18 +1,26 @@
 // Every tab knows at once: signing out in one tab makes another open tab of
 // the same browser show the signed-out state within 2 s, without a reload.
-import { expect, test } from '@playwright/test';
+import {
+  expect, test, type BrowserContext, type Page,
+} from '@playwright/test';
 
 import { ALICE, signIn } from './support/auth';
 import { APP_URL, IDP_URL } from './support/env';
 
-test('sign-out in one tab shows "session ended" in another within 2 s', async ({ context }) => {
+/** Two tabs of one browser: the first signed in, the second on /profile,
+ * watching its session (its event stream is open). */
+async function twoTabs(context: BrowserContext): Promise<[Page, Page]> {
   const first = await context.newPage();
   await signIn(first, { appOrigin: APP_URL, idpOrigin: IDP_URL });
-
   const second = await context.newPage();
   const watching = second.waitForRequest(`${APP_URL}/auth/events`);
   await second.goto(`${APP_URL}/profile`);
   await watching;
+  return [first, second];
+}
+
+test('sign-out in one tab shows "session ended" in another within 2 s', async ({ context }) => {
+  const [first, second] = await twoTabs(context);
   await expect(second.getByTestId('session-ended')).toHaveCount(0);
 
   const before = Date.now();
@@ -27,13 +35,7 @@ test('sign-out in one tab shows "session ended" in another within 2 s', async ({
 });
 
 test('a tab whose session ended keeps nothing of the user on screen or in the page', async ({ context }) => {
-  const first = await context.newPage();
-  await signIn(first, { appOrigin: APP_URL, idpOrigin: IDP_URL });
-
-  const second = await context.newPage();
-  const watching = second.waitForRequest(`${APP_URL}/auth/events`);
-  await second.goto(`${APP_URL}/profile`);
-  await watching;
+  const [first, second] = await twoTabs(context);
   const html = async () => second.evaluate(() => document.documentElement.outerHTML);
   // Signed in, the profile shows alice (and the page carries her data).
   expect(await html()).toContain(ALICE.email);
