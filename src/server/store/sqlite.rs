@@ -250,3 +250,85 @@ impl Sqlite {
         Ok(done.rows_affected())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use serde_json::Value;
+
+    use super::*;
+
+    fn indexer(data: &HashMap<String, Value>) -> Option<OwnerEntry> {
+        data.get("owner")
+            .and_then(Value::as_str)
+            .map(|sub| OwnerEntry {
+                sub: sub.to_string(),
+                sid: None,
+            })
+    }
+
+    /// Sessions saved by tower-sessions' own SQLite store (as Gatehouse did
+    /// before its writes became compare-and-set) are moved at start-up: they
+    /// load, at revision 0, and are indexed by owner; the old table is gone.
+    #[tokio::test]
+    async fn sessions_of_the_old_table_are_moved_once() {
+        let dir = std::env::temp_dir().join(format!("gatehouse-migrate-{}", Id::default()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/sessions.db", dir.display());
+        let live = Record {
+            id: Id::default(),
+            data: HashMap::from([("owner".to_string(), Value::from("alice"))]),
+            expiry_date: OffsetDateTime::now_utc() + time::Duration::minutes(5),
+        };
+        let expired = Record {
+            id: Id::default(),
+            data: HashMap::new(),
+            expiry_date: OffsetDateTime::now_utc() - time::Duration::minutes(5),
+        };
+        {
+            let options = SqliteConnectOptions::from_str(&url)
+                .unwrap()
+                .create_if_missing(true);
+            let pool = SqlitePool::connect_with(options).await.unwrap();
+            sqlx::query(
+                "create table tower_sessions (id text primary key not null, data blob not null, expiry_date integer not null)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            for record in [&live, &expired] {
+                sqlx::query("insert into tower_sessions (id, data, expiry_date) values (?, ?, ?)")
+                    .bind(record.id.to_string())
+                    .bind(encode(record).unwrap())
+                    .bind(record.expiry_date.unix_timestamp())
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            pool.close().await;
+        }
+        let store = Sqlite::open(&url, indexer).await.unwrap();
+        let loaded = store.load(&live.id).await.unwrap().expect("moved");
+        assert_eq!(loaded.data["owner"], "alice");
+        assert_eq!(super::super::rev_of(&loaded), 0);
+        assert!(store.load(&expired.id).await.unwrap().is_none());
+        assert_eq!(
+            store
+                .sessions_of(&Owner::Sub("alice".into()))
+                .await
+                .unwrap(),
+            vec![live.id]
+        );
+        let old: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'tower_sessions'",
+        )
+        .fetch_optional(&store.pool)
+        .await
+        .unwrap();
+        assert!(old.is_none(), "the old table is dropped");
+        // Opening again finds nothing more to move.
+        Sqlite::open(&url, indexer).await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
