@@ -19,3 +19,4 @@ mod relay;
 mod roles;
 mod selfcheck;
 mod sessions;
+mod store_cas;
