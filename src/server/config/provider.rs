@@ -1,0 +1,206 @@
+//! One identity provider's variables: `OIDC_*` for the default provider,
+//! `OIDC_<NAME>_*` for each one named in `OIDC_PROVIDERS`.
+
+use openidconnect::{ClientId, ClientSecret, IssuerUrl, Scope};
+use url::Url;
+
+use super::{values::BaseUrl, ConfigError, Lookup, Reader};
+use crate::auth::claims::ClaimPath;
+
+#[derive(Clone, Debug)]
+pub struct OidcConfig {
+    /// How sessions, pending logins and `/auth/login?idp=` name this provider:
+    /// `default` for the one configured by the unprefixed `OIDC_*` variables.
+    pub name: String,
+    /// What the sign-in chooser shows when several providers are configured.
+    pub label: String,
+    pub issuer: IssuerUrl,
+    pub client_id: ClientId,
+    pub client_secret: ClientSecret,
+    pub scopes: Vec<Scope>,
+    pub roles_claim: ClaimPath,
+    /// Server-to-IdP origin for split networks: discovery, token, JWKS and
+    /// userinfo calls go there; the browser keeps the public URLs.
+    pub backchannel_base_url: Option<BaseUrl>,
+    /// Extra authorization-request parameters (Logto's `resource`, Keycloak's
+    /// `kc_idp_hint`, Auth0's `audience`); never a protocol parameter.
+    pub extra_auth_params: Vec<(String, String)>,
+    pub refresh_leeway: time::Duration,
+}
+
+/// `OIDC_` for the default provider, `OIDC_<NAME>_` for one named in `OIDC_PROVIDERS`.
+pub(super) fn provider_prefix(name: Option<&str>) -> String {
+    match name {
+        None => "OIDC_".into(),
+        Some(n) => format!("OIDC_{}_", n.to_ascii_uppercase().replace('-', "_")),
+    }
+}
+
+/// One provider's variables. The default provider has development defaults;
+/// a named one must give its issuer, client id and secret.
+pub(super) fn read_provider<L: Lookup>(
+    r: &Reader<'_, L>,
+    name: Option<&str>,
+    refresh_leeway: time::Duration,
+) -> Result<OidcConfig, ConfigError> {
+    let prefix = provider_prefix(name);
+    let var = |suffix: &str| format!("{prefix}{suffix}");
+    let required = |suffix: &str| -> Result<(), ConfigError> {
+        match (name, r.optional(&var(suffix))) {
+            (Some(n), None) => Err(ConfigError {
+                var: var(suffix),
+                value: String::new(),
+                expected: format!("a value: provider {n:?} is listed in OIDC_PROVIDERS"),
+            }),
+            _ => Ok(()),
+        }
+    };
+    required("ISSUER_URL")?;
+    required("CLIENT_ID")?;
+    required("CLIENT_SECRET")?;
+    let issuer = r.parse(
+        &var("ISSUER_URL"),
+        "http://localhost:8080/realms/demo",
+        "the IdP's issuer URL, exactly as its discovery document states it",
+        |v| {
+            let url = Url::parse(v).map_err(|e| e.to_string())?;
+            if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
+                return Err("an http(s) URL without query".into());
+            }
+            IssuerUrl::new(v.to_string()).map_err(|e| e.to_string())
+        },
+    )?;
+    let client_id = r.parse(&var("CLIENT_ID"), "gatehouse", "a client id", |v| {
+        Ok(ClientId::new(v.to_string()))
+    })?;
+    let client_secret = ClientSecret::new(r.raw(&var("CLIENT_SECRET"), DEV_CLIENT_SECRET));
+    let scopes = r.parse(
+        &var("SCOPES"),
+        "openid profile email offline_access",
+        "space-separated scopes including openid",
+        parse_scopes,
+    )?;
+    let roles_claim = r.parse(
+        &var("ROLES_CLAIM"),
+        "realm_access.roles",
+        "a dotted claim path such as realm_access.roles or roles",
+        ClaimPath::parse,
+    )?;
+    let backchannel_base_url = match r.optional(&var("BACKCHANNEL_BASE_URL")) {
+        None => None,
+        Some(v) => Some(r.parse(
+            &var("BACKCHANNEL_BASE_URL"),
+            &v,
+            "an http(s) origin such as http://keycloak:8080",
+            BaseUrl::parse,
+        )?),
+    };
+    let extra_auth_params = r.parse(
+        &var("EXTRA_AUTH_PARAMS"),
+        "",
+        "query syntax such as resource=https%3A%2F%2Fapi&kc_idp_hint=github",
+        parse_extra_auth_params,
+    )?;
+    let default_label = Url::parse(issuer.as_str())
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| u.port().map_or(h.to_string(), |p| format!("{h}:{p}")))
+        })
+        .unwrap_or_else(|| issuer.to_string());
+    let label = r.raw(&var("LABEL"), name.unwrap_or(&default_label));
+    Ok(OidcConfig {
+        name: name.unwrap_or(DEFAULT_PROVIDER).to_string(),
+        label,
+        issuer,
+        client_id,
+        client_secret,
+        scopes,
+        roles_claim,
+        backchannel_base_url,
+        extra_auth_params,
+        refresh_leeway,
+    })
+}
+
+/// The development client secret, which is public (it is in this repository).
+pub const DEV_CLIENT_SECRET: &str = "gatehouse-dev-secret";
+
+/// The name of the provider the unprefixed `OIDC_*` variables configure.
+pub const DEFAULT_PROVIDER: &str = "default";
+
+pub(super) fn parse_provider_names(raw: &str) -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in raw
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|n| !n.is_empty())
+    {
+        let name = name.to_ascii_lowercase();
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(format!("{name:?} must be letters, digits or -"));
+        }
+        if name == DEFAULT_PROVIDER {
+            return Err("`default` is the unprefixed OIDC_* provider".into());
+        }
+        if names.contains(&name) {
+            return Err(format!("{name:?} is listed twice"));
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// Parameters the flow itself sets: configuration may not override them
+/// (OIDC Core §3.1.2.1, RFC 7636, RFC 9700 §2.1.1). `prompt` is allowed
+/// (Logto needs `prompt=consent` for refresh tokens); sign-up replaces it.
+pub(super) const PROTOCOL_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "response_mode",
+    "request",
+    "request_uri",
+    "id_token_hint",
+];
+
+pub(super) fn parse_extra_auth_params(raw: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
+        if key.is_empty() {
+            return Err("a parameter has no name".into());
+        }
+        if PROTOCOL_PARAMS.contains(&key.as_ref()) {
+            return Err(format!("{key} is set by the sign-in flow itself"));
+        }
+        out.push((key.into_owned(), value.into_owned()));
+    }
+    Ok(out)
+}
+
+pub(super) fn parse_scopes(raw: &str) -> Result<Vec<Scope>, String> {
+    let scopes: Vec<&str> = raw.split_whitespace().collect();
+    if !scopes.contains(&"openid") {
+        return Err("openid is required".into());
+    }
+    if let Some(bad) = scopes.iter().find(|s| {
+        !s.chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+    }) {
+        return Err(format!(
+            "scope {bad:?} has characters RFC 6749 §3.3 forbids"
+        ));
+    }
+    // openidconnect adds `openid` itself; keep the rest in order, once each.
+    let mut out: Vec<Scope> = Vec::new();
+    for s in scopes.into_iter().filter(|s| *s != "openid") {
+        if !out.iter().any(|o| o.as_str() == s) {
+            out.push(Scope::new(s.to_string()));
+        }
+    }
+    Ok(out)
+}
