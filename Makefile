@@ -9,7 +9,7 @@ IDP_PORT ?= 8080
 # The dev IdP (oidc-provider), Playwright and wasm-opt live here.
 NODE_MODULES := end2end/node_modules/.package-lock.json
 
-.PHONY: dev serve idp test test-idp test-compose test-rust test-wasm-release test-e2e bench setup lint fmt
+.PHONY: dev serve idp test test-structure test-idp test-compose test-rust test-wasm-release test-e2e bench setup lint fmt
 
 setup:
 	@scripts/setup.sh
@@ -32,12 +32,17 @@ $(NODE_MODULES): end2end/package-lock.json
 	@touch $@
 
 ## test: everything — the dev IdP's self-test, unit, integration (real dev IdP over HTTP), end-to-end (real Chromium)
-test: setup test-idp test-compose test-rust test-wasm-release test-e2e
+test: setup test-structure test-idp test-compose test-rust test-wasm-release test-e2e
 
 # Each test target installs what it needs (setup runs once per make call), so
 # any of them works alone on a fresh clone, and none relies on what an earlier
 # target or an earlier run left in target/: test-rust serves static files from
 # public/ and builds nothing with cargo-leptos; test-e2e builds its own site.
+## imports point one way (no circle among src/ modules); the README's Layout names every file
+test-structure:
+	python3 scripts/import-cycles.py
+	python3 scripts/layout-check.py
+
 test-idp: setup
 	node end2end/idp/selftest.mjs
 
@@ -68,8 +73,7 @@ bench:
 	cargo bench --features ssr --bench bff
 
 ## lint: formatting, clippy, and no import circle among src/ modules
-lint:
-	python3 scripts/import-cycles.py
+lint: test-structure
 	cargo fmt --all -- --check
 	cargo clippy --all-features -- -D warnings
 

@@ -1,17 +1,17 @@
 //! Gatehouse's BFF core in a plain axum app of its own: its own state, its
-//! own pages, no Leptos. It mounts the `/auth/*` routes, the session layer
-//! and the anti-forgery layer, and protects one handler with `CurrentUser`
+//! own pages, no Leptos. It mounts the `/auth/*` routes (with their own
+//! anti-forgery and caching policy) and the session layer, and protects one handler with `CurrentUser`
 //! and one with `RequireRole<Admin>`. Same environment as the app
 //! (`OIDC_ISSUER_URL`, `SESSION_STORE`, `LEPTOS_SITE_ADDR`, …).
 //!
 //!     cargo run --example embed --features ssr
 
-use axum::{extract::FromRef, middleware, response::Html, routing::get, Router};
+use axum::{extract::FromRef, response::Html, routing::get, Router};
 use gatehouse::{
     auth::{
         self,
         authz::{Admin, RequireRole},
-        csrf,
+        csrf::{self, Rule},
         state::AuthState,
         user::CurrentUser,
     },
@@ -53,14 +53,15 @@ async fn main() -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     let addr = config.site_addr;
     let auth = AuthState::open(config.into()).await?;
-    let login_limit = auth::limits::auth_rate_limit(&auth.config.limits);
     let app = Router::new()
         .route("/", get(home))
         .route("/me", get(me))
         .route("/admin", get(admin))
-        .merge(auth::routes(login_limit))
+        // This app's pages are navigations: links may GET them, anything
+        // else needs the anti-forgery header. `/auth` brings its own policy.
+        .route_layer(csrf::layer(&auth, Rule::Navigation))
+        .merge(auth::routes(&auth))
         .layer(auth.session_layer()?)
-        .layer(middleware::from_fn_with_state(auth.clone(), csrf::guard))
         .with_state(App {
             auth,
             name: "embed",

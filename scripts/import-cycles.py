@@ -5,7 +5,7 @@ Each file under src/ is a module (src/a/mod.rs and src/a.rs are `a`). A file
 depends on the modules its `use crate::…`, `use super::…` and `use self::…`
 lines name (the longest module prefix of each path that is a file here).
 Prints every strongly connected component of more than one module, and exits
-1 if there is one. `make lint` runs it: imports must point one way.
+1 if there is one. `make test` and `make lint` run it: imports must point one way.
 """
 import os
 import re

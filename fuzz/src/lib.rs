@@ -19,7 +19,7 @@ use axum::{
 };
 use gatehouse::{
     auth::{
-        csrf::{decide, Verdict},
+        csrf::{decide, Rule, Verdict},
         flow::{authorization_code, CallbackParams},
         provider::Oidc,
         return_to::ReturnTo,
@@ -216,17 +216,26 @@ pub fn csrf_decision(data: &[u8]) {
     if input.cookie {
         headers.insert("cookie", HeaderValue::from_static("gatehouse_session=abc"));
     }
-    let verdict = decide(&method, &path, &headers, APP_ORIGIN);
-
-    let safe = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    // The rule the router's groups give such a path (`auth::routes`,
+    // `auth::json_group`, `server::build`): the fuzzed path only picks one.
     let json_read = path == "/auth/user"
         || path == "/auth/userinfo"
         || path == "/api"
         || path.starts_with("/api/");
+    let rule = if path == "/auth/backchannel-logout" {
+        Rule::ServerToServer
+    } else if json_read {
+        Rule::Json
+    } else {
+        Rule::Navigation
+    };
+    let verdict = decide(&method, rule, &headers, APP_ORIGIN);
+
+    let safe = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
     let bearer = authorization
         .as_ref()
         .is_some_and(|v| v.len() > 7 && v.as_bytes()[..7].eq_ignore_ascii_case(b"bearer "));
-    let exempt = path == "/auth/backchannel-logout" || (bearer && !input.cookie);
+    let exempt = rule == Rule::ServerToServer || (bearer && !input.cookie);
     let protected = !safe || json_read;
     let is =
         |v: &Option<HeaderValue>, s: &str| v.as_ref().is_some_and(|v| v.as_bytes() == s.as_bytes());

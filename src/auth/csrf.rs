@@ -7,12 +7,19 @@
 //! (or `Sec-Fetch-Site`) proving it came from our own origin. Requests with a
 //! bearer token and no cookie, and the IdP's back-channel logout, are exempt.
 
+use std::{
+    convert::Infallible,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
 use axum::{
-    extract::{Request, State},
+    extract::Request,
     http::{header, HeaderMap, Method, StatusCode},
-    middleware::Next,
     response::Response,
 };
+use futures::future::{Either, Ready};
+use tower::{Layer, Service};
 
 use super::error::json_error;
 use super::state::AuthState;
@@ -23,18 +30,33 @@ pub enum Verdict {
     Deny(&'static str),
 }
 
-/// Paths that return user data as JSON on a plain GET.
-fn is_json_read(path: &str) -> bool {
-    matches!(path, "/auth/user" | "/auth/userinfo") || path == "/api" || path.starts_with("/api/")
+/// What a route group asks of the anti-forgery check. Every route of the
+/// router is in a group that names one of these (`tests/api/policy.rs` checks
+/// it route by route).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// JSON with the session cookie (`/api/*`, server functions, `/auth/user`):
+    /// reads need `X-CSRF: 1` too, since a cross-site page could otherwise
+    /// have the browser fetch them (the answer would stay unreadable, but the
+    /// request's side effects — a refresh, a relayed call — would happen).
+    Json,
+    /// Top-level navigations (pages, sign-in, the callback, the event
+    /// stream): a link from anywhere may GET them; anything else needs the
+    /// header or same-origin proof.
+    Navigation,
+    /// Server-to-server calls that never carry the session cookie and prove
+    /// themselves otherwise (the IdP's back-channel logout posts a signed
+    /// logout token, OpenID Back-Channel Logout 1.0 §2.5): the one exemption.
+    ServerToServer,
 }
 
 /// The pure decision, kept free of I/O so it can be tested and fuzzed.
-pub fn decide(method: &Method, path: &str, headers: &HeaderMap, app_origin: &str) -> Verdict {
-    if path == "/auth/backchannel-logout" {
+pub fn decide(method: &Method, rule: Rule, headers: &HeaderMap, app_origin: &str) -> Verdict {
+    if rule == Rule::ServerToServer {
         return Verdict::Allow;
     }
     let unsafe_method = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if !unsafe_method && !is_json_read(path) {
+    if !unsafe_method && rule == Rule::Navigation {
         return Verdict::Allow;
     }
     let has_cookie = headers.contains_key(header::COOKIE);
@@ -74,20 +96,69 @@ pub fn decide(method: &Method, path: &str, headers: &HeaderMap, app_origin: &str
     Verdict::Deny("missing X-CSRF header")
 }
 
-/// The layer: applies [`decide`] to every request.
-pub async fn guard(State(state): State<AuthState>, request: Request, next: Next) -> Response {
-    match decide(
-        request.method(),
-        request.uri().path(),
-        request.headers(),
-        state.config.base_url.origin(),
-    ) {
-        Verdict::Allow => next.run(request).await,
-        Verdict::Deny(why) => {
-            tracing::warn!(method = %request.method(), path = request.uri().path(), why, "anti-forgery check failed");
-            json_error(StatusCode::FORBIDDEN, "csrf", why)
+/// The anti-forgery check as a layer for one route group:
+/// `router.route_layer(csrf::layer(&auth, Rule::Json))`. It decides before
+/// the request reaches the handler and answers a refusal itself (403 `csrf`).
+pub fn layer(state: &AuthState, rule: Rule) -> AntiForgery {
+    AntiForgery {
+        origin: state.config.base_url.origin().into(),
+        rule,
+    }
+}
+
+#[derive(Clone)]
+pub struct AntiForgery {
+    origin: Arc<str>,
+    rule: Rule,
+}
+
+impl<S> Layer<S> for AntiForgery {
+    type Service = AntiForgeryService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AntiForgeryService {
+            inner,
+            policy: self.clone(),
         }
     }
+}
+
+#[derive(Clone)]
+pub struct AntiForgeryService<S> {
+    inner: S,
+    policy: AntiForgery,
+}
+
+impl<S> Service<Request> for AntiForgeryService<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, Ready<Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match decide(
+            request.method(),
+            self.policy.rule,
+            request.headers(),
+            &self.policy.origin,
+        ) {
+            Verdict::Allow => Either::Left(self.inner.call(request)),
+            Verdict::Deny(why) => {
+                tracing::warn!(method = %request.method(), path = request.uri().path(), why, "anti-forgery check failed");
+                Either::Right(futures::future::ready(Ok(refusal(why))))
+            }
+        }
+    }
+}
+
+fn refusal(why: &'static str) -> Response {
+    json_error(StatusCode::FORBIDDEN, "csrf", why)
 }
 
 #[cfg(test)]
@@ -105,56 +176,58 @@ mod tests {
         h
     }
 
-    fn check(method: Method, path: &str, pairs: &[(&'static str, &'static str)]) -> Verdict {
-        decide(&method, path, &headers(pairs), ORIGIN)
+    fn check(method: Method, rule: Rule, pairs: &[(&'static str, &'static str)]) -> Verdict {
+        decide(&method, rule, &headers(pairs), ORIGIN)
     }
 
     #[test]
-    fn pages_and_login_need_nothing() {
-        assert_eq!(check(Method::GET, "/", &[]), Verdict::Allow);
+    fn navigations_need_nothing_but_their_writes_need_proof() {
+        assert_eq!(check(Method::GET, Rule::Navigation, &[]), Verdict::Allow);
         assert_eq!(
-            check(Method::GET, "/profile", &[("cookie", "s=1")]),
+            check(Method::GET, Rule::Navigation, &[("cookie", "s=1")]),
             Verdict::Allow
         );
-        assert_eq!(check(Method::GET, "/auth/login", &[]), Verdict::Allow);
-        assert_eq!(check(Method::GET, "/auth/callback", &[]), Verdict::Allow);
+        assert_eq!(check(Method::HEAD, Rule::Navigation, &[]), Verdict::Allow);
+        assert_eq!(
+            check(Method::POST, Rule::Navigation, &[("cookie", "s=1")]),
+            Verdict::Deny("missing X-CSRF header or same-origin proof")
+        );
     }
 
     #[test]
     fn json_reads_need_the_header() {
         assert!(matches!(
-            check(Method::GET, "/auth/user", &[("cookie", "s=1")]),
+            check(Method::GET, Rule::Json, &[("cookie", "s=1")]),
             Verdict::Deny(_)
         ));
         assert_eq!(
-            check(Method::GET, "/auth/user", &[("x-csrf", "1")]),
+            check(Method::GET, Rule::Json, &[("x-csrf", "1")]),
             Verdict::Allow
         );
         assert!(matches!(
-            check(Method::GET, "/auth/userinfo", &[("x-csrf", "0")]),
+            check(Method::GET, Rule::Json, &[("x-csrf", "0")]),
             Verdict::Deny(_)
         ));
         assert!(matches!(
-            check(Method::GET, "/api/notes", &[]),
+            check(Method::GET, Rule::Json, &[]),
             Verdict::Deny(_)
         ));
     }
 
     #[test]
     fn posts_need_the_header_or_same_origin_proof() {
-        let server_fn = "/api/current_user123";
         assert!(matches!(
-            check(Method::POST, server_fn, &[("cookie", "s=1")]),
+            check(Method::POST, Rule::Json, &[("cookie", "s=1")]),
             Verdict::Deny(_)
         ));
         assert_eq!(
-            check(Method::POST, server_fn, &[("x-csrf", "1")]),
+            check(Method::POST, Rule::Json, &[("x-csrf", "1")]),
             Verdict::Allow
         );
         assert_eq!(
             check(
                 Method::POST,
-                "/auth/logout",
+                Rule::Navigation,
                 &[("origin", "http://localhost:3000")]
             ),
             Verdict::Allow
@@ -162,7 +235,7 @@ mod tests {
         assert_eq!(
             check(
                 Method::POST,
-                "/auth/logout",
+                Rule::Navigation,
                 &[("sec-fetch-site", "same-origin")]
             ),
             Verdict::Allow
@@ -170,17 +243,17 @@ mod tests {
         assert!(matches!(
             check(
                 Method::POST,
-                "/auth/logout",
+                Rule::Navigation,
                 &[("sec-fetch-site", "same-site")]
             ),
             Verdict::Deny(_)
         ));
         assert!(matches!(
-            check(Method::POST, "/auth/logout", &[("origin", "null")]),
+            check(Method::POST, Rule::Navigation, &[("origin", "null")]),
             Verdict::Deny(_)
         ));
         assert!(matches!(
-            check(Method::DELETE, "/api/notes/1", &[]),
+            check(Method::DELETE, Rule::Json, &[]),
             Verdict::Deny(_)
         ));
     }
@@ -196,7 +269,7 @@ mod tests {
             h.insert("origin", HeaderValue::from_str(origin).unwrap());
             assert!(
                 matches!(
-                    decide(&Method::POST, "/auth/logout", &h, ORIGIN),
+                    decide(&Method::POST, Rule::Navigation, &h, ORIGIN),
                     Verdict::Deny(_)
                 ),
                 "{origin}"
@@ -207,50 +280,47 @@ mod tests {
     #[test]
     fn fetch_metadata_naming_another_origin_is_refused_even_with_the_header() {
         for site in ["cross-site", "same-site"] {
-            for (method, path) in [
-                (Method::POST, "/auth/logout"),
-                (Method::GET, "/auth/user"),
-                (Method::PUT, "/api/notes/1"),
-                (Method::POST, "/api/current_user"),
+            for (method, rule) in [
+                (Method::POST, Rule::Navigation),
+                (Method::GET, Rule::Json),
+                (Method::PUT, Rule::Json),
+                (Method::POST, Rule::Json),
             ] {
                 assert!(
                     matches!(
                         check(
                             method.clone(),
-                            path,
+                            rule,
                             &[("x-csrf", "1"), ("sec-fetch-site", site)]
                         ),
                         Verdict::Deny(_)
                     ),
-                    "{site} {method} {path}"
+                    "{site} {method} {rule:?}"
                 );
             }
         }
         // Links from other sites still lead to sign-in, and the IdP's
         // redirect back (a cross-site navigation) still reaches the callback.
-        for path in ["/auth/login", "/auth/callback", "/"] {
-            assert_eq!(
-                check(Method::GET, path, &[("sec-fetch-site", "cross-site")]),
-                Verdict::Allow,
-                "{path}"
-            );
-        }
+        assert_eq!(
+            check(
+                Method::GET,
+                Rule::Navigation,
+                &[("sec-fetch-site", "cross-site"), ("cookie", "s=1")]
+            ),
+            Verdict::Allow
+        );
     }
 
     #[test]
     fn bearer_without_cookie_is_exempt_but_not_with_a_cookie() {
         assert_eq!(
-            check(
-                Method::POST,
-                "/api/notes",
-                &[("authorization", "Bearer abc")]
-            ),
+            check(Method::POST, Rule::Json, &[("authorization", "Bearer abc")]),
             Verdict::Allow
         );
         assert!(matches!(
             check(
                 Method::POST,
-                "/api/notes",
+                Rule::Json,
                 &[("authorization", "Bearer abc"), ("cookie", "s=1")]
             ),
             Verdict::Deny(_)
@@ -260,7 +330,7 @@ mod tests {
     #[test]
     fn backchannel_logout_is_server_to_server() {
         assert_eq!(
-            check(Method::POST, "/auth/backchannel-logout", &[]),
+            check(Method::POST, Rule::ServerToServer, &[]),
             Verdict::Allow
         );
     }

@@ -34,48 +34,79 @@ use axum::{
 };
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use limits::AuthRateLimit;
+use csrf::Rule;
 use state::AuthState;
 
-/// The `/auth/*` routes of the contract. Nothing they answer may be cached:
-/// redirects carry one-time values and JSON carries the user.
+/// The `/auth/*` routes of the contract, in their policy groups: navigations
+/// (sign-in, the callback, sign-out, the event stream), JSON reads (the user),
+/// and the IdP's server-to-server back-channel logout. Nothing they answer
+/// may be cached (redirects carry one-time values, JSON carries the user) and
+/// their URLs are never sent on as a referrer (they carry codes and state).
 /// The routes that start or finish a login are rate-limited per client IP.
-pub fn routes<S>(login_limit: AuthRateLimit) -> Router<S>
+pub fn routes<S>(state: &AuthState) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,
 {
-    let login = Router::new()
+    let navigation = Router::new()
         .route("/auth/login", get(flow::login))
         .route("/auth/signup", get(flow::signup))
         .route("/auth/callback", get(flow::callback))
         .route("/auth/callback/{idp}", get(flow::callback_of))
-        .layer(login_limit);
-    Router::new()
-        .merge(login)
+        .route_layer(limits::auth_rate_limit(&state.config.limits))
         .route("/auth/logout", post(flow::logout))
+        .route("/auth/events", get(events::events))
+        .route_layer(csrf::layer(state, Rule::Navigation));
+    let json = Router::new()
         .route("/auth/user", get(user::user))
         .route("/auth/userinfo", get(user::userinfo))
+        .route_layer(csrf::layer(state, Rule::Json));
+    let server_to_server = Router::new()
         .route(
             "/auth/backchannel-logout",
             post(backchannel::backchannel_logout),
         )
-        .route("/auth/events", get(events::events))
+        .route_layer(csrf::layer(state, Rule::ServerToServer));
+    navigation
+        .merge(json)
+        .merge(server_to_server)
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
 }
 
 /// The BFF's own `/api/*` routes: token relay to the allow-listed remote APIs
-/// (`API_REMOTES`) and the admin's JSON view of the users.
-pub fn api_routes<S>() -> Router<S>
+/// (`API_REMOTES`) and the admin's JSON view of the users. JSON: every method
+/// needs the anti-forgery header when the cookie rides along, nothing cached.
+pub fn api_routes<S>(state: &AuthState) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,
 {
-    Router::new()
-        .route("/api/remote/{name}/", any(relay::relay_root))
-        .route("/api/remote/{name}/{*rest}", any(relay::relay))
-        .route("/api/admin/users", get(admin::users))
+    json_group(
+        state,
+        Router::new()
+            .route("/api/remote/{name}/", any(relay::relay_root))
+            .route("/api/remote/{name}/{*rest}", any(relay::relay))
+            .route("/api/admin/users", get(admin::users)),
+    )
+}
+
+/// The policy of a JSON API group, for the app's own API routes too: the
+/// anti-forgery check on every method, and `Cache-Control: no-store`.
+pub fn json_group<S>(state: &AuthState, routes: Router<S>) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    routes
+        .route_layer(csrf::layer(state, Rule::Json))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
 }

@@ -2,6 +2,10 @@
 //! the IETF browser-based-apps BFF section asks the BFF to protect its own
 //! origin, since the session cookie is the credential).
 //!
+//! Each route group's layers set what is particular to the group
+//! ([`page_headers`] on pages; `no-store` and `no-referrer` on the `/auth` and
+//! `/api` groups, see `auth::routes`); [`security_headers`] wraps everything.
+//!
 //! - `Content-Security-Policy`: HTML pages get a policy whose only inline
 //!   scripts are the ones carrying this response's nonce (the hydration script
 //!   and the streamed resource scripts, which Leptos tags with the nonce it
@@ -80,53 +84,56 @@ impl PagePolicy {
     }
 }
 
-pub async fn security_headers(
+/// The page group's layer (pages and the 404 fallback, which Leptos renders):
+/// a fresh CSP nonce for the shell to adopt, and on an HTML answer the page
+/// policy with that nonce and `Cache-Control: no-store` (pages show who is
+/// signed in, and a cached page would replay its nonce).
+pub async fn page_headers(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let path = request.uri().path();
-    let auth_route = path.starts_with("/auth/");
-    let never_cache = auth_route || path == "/api" || path.starts_with("/api/");
-    // Only Leptos renders pages with scripts, and never under `/auth`, `/api`
-    // (JSON, server functions) or `/pkg` (static files): no nonce is made on
-    // those paths, the busiest ones.
-    let nonce: Option<Arc<str>> = (!never_cache && !path.starts_with("/pkg/"))
-        .then(|| leptos::nonce::Nonce::new().as_inner().clone());
-    if let Some(nonce) = &nonce {
-        request.extensions_mut().insert(CspNonce(nonce.clone()));
-    }
+    let nonce = leptos::nonce::Nonce::new().as_inner().clone();
+    request.extensions_mut().insert(CspNonce(nonce.clone()));
     let mut response = next.run(request).await;
     let is_html = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
+    if is_html {
+        let headers = response.headers_mut();
+        if let Ok(policy) = HeaderValue::from_str(&state.page_policy.with_nonce(&nonce)) {
+            headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+        }
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// The layer around everything: headers every response gets, and the
+/// strictest defaults where a group set nothing (a policy that runs no
+/// script, a referrer policy). Groups that need more set it themselves:
+/// `no-store` on `/auth` and `/api`, `no-referrer` on `/auth`, the page
+/// policy on pages.
+pub async fn security_headers(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    // Pages get the page policy, where only scripts carrying this response's
-    // nonce run; everything else (the standalone `/auth` pages too) runs none.
-    let policy = match nonce.filter(|_| is_html) {
-        Some(nonce) => HeaderValue::from_str(&state.page_policy.with_nonce(&nonce))
-            .unwrap_or(HeaderValue::from_static(STRICT_POLICY)),
-        None => HeaderValue::from_static(STRICT_POLICY),
-    };
-    headers.insert(header::CONTENT_SECURITY_POLICY, policy);
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static(if auth_route {
-            "no-referrer"
-        } else {
-            "strict-origin-when-cross-origin"
-        }),
-    );
-    if never_cache || is_html {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(STRICT_POLICY));
+    headers
+        .entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("strict-origin-when-cross-origin"));
     if state.auth.config.base_url.is_https() {
         headers.insert(
             header::STRICT_TRANSPORT_SECURITY,

@@ -12,9 +12,17 @@ pub mod telemetry;
 
 use std::sync::Arc;
 
-use axum::{middleware, routing::get, Router};
+use axum::{
+    extract::Request,
+    middleware,
+    routing::{get, on, MethodFilter},
+    Router,
+};
 use leptos::config::LeptosOptions;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{
+    file_and_error_handler_with_context, generate_route_list_with_exclusions,
+    handle_server_fns_with_context, LeptosRoutes,
+};
 use tokio::net::TcpListener;
 use tower_http::{
     limit::RequestBodyLimitLayer,
@@ -23,7 +31,11 @@ use tower_http::{
 
 use crate::{
     app::{shell, App},
-    auth::{self, csrf, state::AuthState},
+    auth::{
+        self,
+        csrf::{self, Rule},
+        state::AuthState,
+    },
 };
 use config::Config;
 use state::AppState;
@@ -31,12 +43,19 @@ use state::AppState;
 /// Builds the whole application for `config`. Fails only on problems the
 /// operator must fix (e.g. an unusable session store); an unreachable IdP is
 /// not one of them: discovery is retried on the first login.
+///
+/// Every route is in a policy group, and the group's layers carry its
+/// security policy (anti-forgery rule, caching, CSP): the BFF's `/auth` and
+/// `/api` groups ([`auth::routes`], [`auth::api_routes`]), the app's JSON API
+/// ([`notes::routes`]) and server functions (JSON), the probes, static files,
+/// and the pages with the 404 fallback (navigations, CSP nonce).
+/// `tests/api/policy.rs` checks every route of the router against its rule.
 pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Router, String> {
     let config = Arc::new(config);
-    let auth_state = AuthState::open(config.clone()).await?;
+    let auth = AuthState::open(config.clone()).await?;
     let state = AppState::new(state::Shared {
         leptos_options: leptos_options.clone(),
-        auth: auth_state.clone(),
+        auth: auth.clone(),
         page_policy: Arc::new(headers::PagePolicy::new(
             &config,
             // cargo-leptos' live reload (`cargo leptos watch` sets LEPTOS_WATCH).
@@ -50,30 +69,70 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Rout
         )),
     });
 
-    let sessions = auth_state.session_layer()?;
-
-    let routes = generate_route_list(App);
     // Server functions and pages (the 404 page too) reach the BFF core through context.
     let provide_auth = {
-        let auth = auth_state.clone();
+        let auth = auth.clone();
         move || leptos::prelude::provide_context(auth.clone())
     };
-    let router = Router::new()
-        .merge(auth::routes(auth::limits::auth_rate_limit(&config.limits)))
-        .merge(auth::api_routes())
-        .merge(notes::routes())
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+
+    // Server functions are JSON endpoints under `/api`: registered here, in
+    // the JSON group, rather than by `leptos_routes` beside the pages.
+    let server_fn_paths: Vec<_> = leptos::server_fn::axum::server_fn_paths().collect();
+    let server_fns = server_fn_paths
+        .iter()
+        .fold(Router::new(), |router, (path, method)| {
+            let filter = MethodFilter::try_from(method.clone())
+                .expect("server functions use GET, POST, PUT, PATCH or DELETE");
+            let context = provide_auth.clone();
+            router.route(
+                path,
+                on(filter, move |request: Request| {
+                    handle_server_fns_with_context(context, request)
+                }),
+            )
+        });
+
+    let routes = generate_route_list_with_exclusions(
+        App,
+        Some(server_fn_paths.iter().map(|(p, _)| p.to_string()).collect()),
+    );
+    let pages = Router::new()
         .leptos_routes_with_context(&state, routes, provide_auth.clone(), {
             let options = leptos_options.clone();
             move || shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler_with_context::<
-            AppState,
-            _,
-        >(provide_auth, shell))
-        .layer(sessions)
-        .layer(middleware::from_fn_with_state(auth_state, csrf::guard))
+        .fallback(file_and_error_handler_with_context::<AppState, _>(
+            provide_auth.clone(),
+            shell,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            headers::page_headers,
+        ))
+        .layer(csrf::layer(&auth, Rule::Navigation));
+    let static_files = Router::new()
+        .route(
+            "/pkg/{*file}",
+            get(file_and_error_handler_with_context::<AppState, _>(
+                provide_auth,
+                shell,
+            )),
+        )
+        .route_layer(csrf::layer(&auth, Rule::Navigation));
+    let probes = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route_layer(csrf::layer(&auth, Rule::Navigation));
+
+    let router = Router::new()
+        .merge(auth::routes(&auth))
+        .merge(auth::api_routes(&auth))
+        .merge(notes::routes(&auth))
+        .merge(auth::json_group(&auth, server_fns))
+        .merge(probes)
+        .merge(static_files)
+        .merge(pages)
+        .layer(auth.session_layer()?)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             headers::security_headers,

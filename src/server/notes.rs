@@ -5,13 +5,12 @@
 
 use axum::{
     extract::{Path, Query, State},
-    http::{header, HeaderValue, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::{delete, get},
     Json, Router,
 };
 use serde::Deserialize;
-use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::db::MAX_NOTE_CHARS;
 use crate::auth::state::AuthState;
@@ -20,18 +19,18 @@ use crate::auth::{
     error::json_error,
 };
 
-pub fn routes<S>() -> Router<S>
+/// `/api/notes`, in the JSON API group (anti-forgery on every method, not cached).
+pub fn routes<S>(state: &AuthState) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: axum::extract::FromRef<S>,
 {
-    Router::new()
-        .route("/api/notes", get(list).post(create))
-        .route("/api/notes/{id}", delete(remove))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
+    crate::auth::json_group(
+        state,
+        Router::new()
+            .route("/api/notes", get(list).post(create))
+            .route("/api/notes/{id}", delete(remove)),
+    )
 }
 
 #[derive(Deserialize)]

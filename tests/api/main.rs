@@ -12,6 +12,7 @@ mod helpers;
 mod hostile_idp;
 mod limits;
 mod login_flow;
+mod policy;
 mod providers;
 mod redis;
 mod refresh;
