@@ -1,0 +1,229 @@
+//! The discovered provider and its cache: discovery (lazy, retried on the next
+//! use while the IdP is down), the [`Provider`] built from it (metadata, JWKS,
+//! client, accepted algorithms) and the JWKS re-fetch after a key rotation.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use openidconnect::{
+    core::CoreJwsSigningAlgorithm, AuthType, AuthUrl, EndSessionUrl, JsonWebKeySet,
+    JwsSigningAlgorithm, RedirectUrl,
+};
+use tokio::sync::RwLock;
+
+use super::{
+    types::{GhClient, ProviderMetadataWithExtras},
+    IdpError, Oidc,
+};
+use crate::server::config::{Config, OidcConfig};
+
+/// One successful discovery: metadata (with its JWKS) and a client built from it.
+pub struct Provider {
+    pub metadata: ProviderMetadataWithExtras,
+    pub client: GhClient,
+    /// ID token algorithms we accept: what the IdP advertises, minus `none` and
+    /// every shared-secret (HMAC) algorithm, so a token "signed" with the client
+    /// secret or not at all is never accepted (OIDC Core §3.1.3.7 items 6–8).
+    pub(super) allowed_algs: Vec<CoreJwsSigningAlgorithm>,
+}
+
+impl Provider {
+    fn new(
+        metadata: ProviderMetadataWithExtras,
+        config: &Config,
+        idp: &OidcConfig,
+    ) -> Result<Self, IdpError> {
+        let redirect = RedirectUrl::new(config.redirect_uri_for(&idp.name))
+            .map_err(|e| IdpError::Misconfigured(format!("redirect URI: {e}")))?;
+        if let Some(methods) = &metadata
+            .additional_metadata()
+            .additional_metadata
+            .code_challenge_methods_supported
+        {
+            if !methods.iter().any(|m| m == "S256") {
+                return Err(IdpError::Misconfigured(
+                    "the IdP does not support PKCE S256 (code_challenge_methods_supported)".into(),
+                ));
+            }
+        }
+        if metadata.token_endpoint().is_none() {
+            return Err(IdpError::Misconfigured(
+                "discovery has no token_endpoint".into(),
+            ));
+        }
+        let advertised = metadata
+            .id_token_signing_alg_values_supported()
+            .iter()
+            .filter(|alg| !alg.uses_shared_secret() && **alg != CoreJwsSigningAlgorithm::None)
+            .cloned()
+            .collect::<Vec<_>>();
+        let allowed_algs = if advertised.is_empty() {
+            vec![CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256]
+        } else {
+            advertised
+        };
+        let client = GhClient::from_provider_metadata(
+            metadata.clone(),
+            idp.client_id.clone(),
+            Some(idp.client_secret.clone()),
+        )
+        .set_redirect_uri(redirect)
+        .set_auth_type(AuthType::BasicAuth);
+        Ok(Self {
+            metadata,
+            client,
+            allowed_algs,
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        self.metadata.issuer().as_str()
+    }
+
+    pub fn requires_iss_parameter(&self) -> bool {
+        self.metadata
+            .additional_metadata()
+            .additional_metadata
+            .authorization_response_iss_parameter_supported
+    }
+
+    pub fn end_session_endpoint(&self) -> Option<&EndSessionUrl> {
+        self.metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .as_ref()
+    }
+}
+
+/// Re-fetching keys on an unknown `kid` is rate-limited so that tokens with
+/// random `kid`s cannot make us hammer the IdP.
+const JWKS_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(10);
+
+impl Oidc {
+    /// An `Oidc` whose discovery already happened, built from a discovery
+    /// document and a JWKS: for the fuzz targets, which must not touch the
+    /// network. A `kid` it does not know still triggers one JWKS re-fetch.
+    #[doc(hidden)]
+    pub fn with_discovery(
+        config: Arc<Config>,
+        idp: OidcConfig,
+        discovery_json: &str,
+        jwks_json: &str,
+    ) -> Result<Self, IdpError> {
+        let bad = |e: serde_json::Error| IdpError::BadResponse(e.to_string());
+        let metadata: ProviderMetadataWithExtras =
+            serde_json::from_str(discovery_json).map_err(bad)?;
+        let metadata = metadata.set_jwks(serde_json::from_str(jwks_json).map_err(bad)?);
+        let provider = Provider::new(metadata, &config, &idp)?;
+        let oidc = Self::new(config, idp);
+        Ok(Self {
+            current: RwLock::new(Some(Arc::new(provider))),
+            ..oidc
+        })
+    }
+
+    /// The provider, but only if the IdP answers right now: the cached
+    /// discovery is reused, yet its document is fetched again (one small GET with
+    /// a short timeout) so a login never sends the browser to an IdP that went
+    /// down after start-up, and `/readyz` tells the truth.
+    pub async fn reachable_provider(&self) -> Result<Arc<Provider>, IdpError> {
+        let provider = self.provider().await?;
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            provider.issuer().trim_end_matches('/')
+        );
+        let response = self
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .map_err(|e| IdpError::Unreachable(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(IdpError::Unreachable(format!(
+                "discovery answered {}",
+                response.status()
+            )));
+        }
+        Ok(provider)
+    }
+
+    /// The discovered provider, discovering it now if needed.
+    pub async fn provider(&self) -> Result<Arc<Provider>, IdpError> {
+        if let Some(p) = self.current.read().await.clone() {
+            return Ok(p);
+        }
+        let _one_at_a_time = self.discovery.lock().await;
+        if let Some(p) = self.current.read().await.clone() {
+            return Ok(p);
+        }
+        let provider = Arc::new(self.discover().await?);
+        *self.current.write().await = Some(provider.clone());
+        tracing::info!(issuer = provider.issuer(), "identity provider discovered");
+        Ok(provider)
+    }
+
+    async fn discover(&self) -> Result<Provider, IdpError> {
+        // Discovery checks that the document's issuer equals ours exactly
+        // (OIDC Discovery §4.3), which is what defeats issuer confusion.
+        let metadata =
+            ProviderMetadataWithExtras::discover_async(self.idp.issuer.clone(), &self.http)
+                .await
+                .map_err(|e| match e {
+                    openidconnect::DiscoveryError::Request(e) => {
+                        IdpError::Unreachable(e.to_string())
+                    }
+                    openidconnect::DiscoveryError::Response(status, _, _)
+                        if status.is_server_error() =>
+                    {
+                        IdpError::Unreachable(format!("discovery answered {status}"))
+                    }
+                    other => IdpError::Misconfigured(other.to_string()),
+                })?;
+        let metadata = self.browser_facing_urls_public(metadata)?;
+        Provider::new(metadata, &self.config, &self.idp)
+    }
+
+    /// On a split network, an IdP that builds discovery from the request's
+    /// host names its authorize and end-session endpoints on the internal
+    /// origin; the browser cannot reach that, so they go back to the public one.
+    fn browser_facing_urls_public(
+        &self,
+        metadata: ProviderMetadataWithExtras,
+    ) -> Result<ProviderMetadataWithExtras, IdpError> {
+        let bad = |e: url::ParseError| IdpError::Misconfigured(e.to_string());
+        let authorize = AuthUrl::new(self.http.public(metadata.authorization_endpoint().as_str()))
+            .map_err(bad)?;
+        let mut metadata = metadata.set_authorization_endpoint(authorize);
+        let extra = metadata.additional_metadata_mut();
+        if let Some(end) = &extra.end_session_endpoint {
+            extra.end_session_endpoint =
+                Some(EndSessionUrl::new(self.http.public(end.as_str())).map_err(bad)?);
+        }
+        Ok(metadata)
+    }
+
+    /// Replaces the key set after the IdP rotated its keys (OIDC Core §10.1.1).
+    pub(super) async fn refresh_jwks(
+        &self,
+        stale: &Provider,
+    ) -> Result<Option<Arc<Provider>>, IdpError> {
+        {
+            let mut last = self.last_jwks_refresh.lock().await;
+            if last.is_some_and(|t| t.elapsed() < JWKS_REFRESH_MIN_INTERVAL) {
+                return Ok(None);
+            }
+            *last = Some(Instant::now());
+        }
+        let jwks = JsonWebKeySet::fetch_async(stale.metadata.jwks_uri(), &self.http)
+            .await
+            .map_err(|e| IdpError::Unreachable(format!("JWKS: {e}")))?;
+        let metadata = stale.metadata.clone().set_jwks(jwks);
+        let provider = Arc::new(Provider::new(metadata, &self.config, &self.idp)?);
+        *self.current.write().await = Some(provider.clone());
+        tracing::info!("identity provider signing keys re-fetched");
+        Ok(Some(provider))
+    }
+}

@@ -1,0 +1,104 @@
+//! The identity provider as the BFF knows it: discovery (cached, retried while
+//! the IdP is down), its signing keys (re-fetched on an unknown `kid`), and the
+//! protocol calls — code exchange, ID token verification, userinfo, end-session.
+//! Every protocol detail is carried by the `openidconnect` crate's types.
+//!
+//! This file holds the handle on one IdP ([`Oidc`]) and what talking to it can
+//! fail with ([`IdpError`]); the rest is in:
+//! - `types`: the `openidconnect` types as instantiated here (claims, discovery
+//!   fields, the `Gh*` aliases);
+//! - `discovery`: the discovered [`Provider`], its lazy and retried discovery,
+//!   and the JWKS re-fetch after a key rotation;
+//! - `protocol`: code exchange, refresh, ID token verification, userinfo,
+//!   end-session URL;
+//! - `jwt`: the JWTs checked by hand — logout tokens and JWT access tokens.
+//!
+//! Everything is re-exported here: callers name `provider::X`.
+
+mod discovery;
+mod jwt;
+mod protocol;
+mod types;
+
+pub use discovery::Provider;
+pub use jwt::{JwtError, LogoutClaims, BACKCHANNEL_LOGOUT_EVENT};
+pub use types::{
+    ExtraProviderMetadata, GhClient, GhIdToken, GhIdTokenClaims, GhTokenResponse, OtherClaims,
+    ProviderMetadataWithExtras,
+};
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::{Mutex, RwLock};
+
+use super::{idp_http::IdpHttp, subject::owner_key};
+use crate::server::config::{Config, OidcConfig, DEFAULT_PROVIDER};
+
+/// Why talking to the IdP failed, in the terms the user-facing pages need.
+#[derive(Debug, thiserror::Error)]
+pub enum IdpError {
+    #[error("identity provider unreachable: {0}")]
+    Unreachable(String),
+    #[error("identity provider misconfigured: {0}")]
+    Misconfigured(String),
+    #[error("identity provider rejected the request: {0}")]
+    Rejected(String),
+    #[error("identity provider sent an invalid response: {0}")]
+    BadResponse(String),
+    #[error("ID token rejected: {0}")]
+    IdToken(String),
+}
+
+/// The BFF's handle on the IdP. Cheap to share; discovery happens lazily and is
+/// retried on the next use while it fails, so the app starts and serves public
+/// pages while the IdP is down and recovers without a restart.
+pub struct Oidc {
+    config: Arc<Config>,
+    idp: OidcConfig,
+    http: IdpHttp,
+    current: RwLock<Option<Arc<Provider>>>,
+    discovery: Mutex<()>,
+    last_jwks_refresh: Mutex<Option<Instant>>,
+}
+
+impl Oidc {
+    pub fn new(config: Arc<Config>, idp: OidcConfig) -> Self {
+        let http = reqwest::Client::builder()
+            // openidconnect: never follow redirects (SSRF, token leakage).
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("static reqwest configuration is valid");
+        let http = IdpHttp::new(http, &idp.issuer, idp.backchannel_base_url.as_ref());
+        Self {
+            config,
+            idp,
+            http,
+            current: RwLock::new(None),
+            discovery: Mutex::new(()),
+            last_jwks_refresh: Mutex::new(None),
+        }
+    }
+
+    /// This provider's settings.
+    pub fn config(&self) -> &OidcConfig {
+        &self.idp
+    }
+
+    /// What sessions and pending logins record as their provider: nothing for
+    /// the default one, so records from before `OIDC_PROVIDERS` still match.
+    pub fn session_name(&self) -> Option<String> {
+        (self.idp.name != DEFAULT_PROVIDER).then(|| self.idp.name.clone())
+    }
+
+    /// This provider's key for a `sub` or `sid` in the session index and for
+    /// what a user owns (two IdPs may issue the same `sub`).
+    pub fn owner_key(&self, value: &str) -> String {
+        owner_key(self.session_name().as_deref(), value)
+    }
+}

@@ -1,0 +1,209 @@
+//! The OpenID Connect calls to the IdP, made with the `openidconnect` client:
+//! the code exchange and the refresh grant (each with ID token verification),
+//! userinfo, and the end-session URL for RP-initiated logout.
+
+use std::sync::Arc;
+
+use openidconnect::{
+    core::{CoreErrorResponseType, CoreGenderClaim, CoreJsonWebKey},
+    AccessToken, AccessTokenHash, AuthorizationCode, ClaimsVerificationError, IdTokenVerifier,
+    LogoutRequest, Nonce, NonceVerifier, OAuth2TokenResponse, PkceCodeVerifier,
+    PostLogoutRedirectUrl, RefreshToken, RequestTokenError, SignatureVerificationError,
+    StandardErrorResponse, SubjectIdentifier, TokenResponse, UserInfoError,
+};
+use serde_json::{Map, Value};
+
+use super::{
+    discovery::Provider,
+    types::{GhIdToken, GhIdTokenClaims, GhTokenResponse, OtherClaims},
+    IdpError, Oidc,
+};
+use crate::server::config::OidcConfig;
+
+impl Provider {
+    fn verifier(&self, idp: &OidcConfig) -> IdTokenVerifier<'_, CoreJsonWebKey> {
+        // A public-client verifier never holds the client secret, so HMAC
+        // signatures cannot verify even if an algorithm slipped through.
+        IdTokenVerifier::new_public_client(
+            idp.client_id.clone(),
+            self.metadata.issuer().clone(),
+            self.metadata.jwks().clone(),
+        )
+        .set_allowed_algs(self.allowed_algs.clone())
+    }
+}
+
+impl Oidc {
+    /// Exchanges the authorization code (with the PKCE verifier, RFC 7636) and
+    /// verifies the ID token it returns.
+    pub async fn exchange_code(
+        &self,
+        code: String,
+        verifier: PkceCodeVerifier,
+        nonce: &Nonce,
+    ) -> Result<(GhTokenResponse, GhIdTokenClaims), IdpError> {
+        let provider = self.provider().await?;
+        let response = provider
+            .client
+            .exchange_code(AuthorizationCode::new(code))
+            .map_err(|e| IdpError::Misconfigured(e.to_string()))?
+            .set_pkce_verifier(verifier)
+            .request_async(&self.http)
+            .await
+            .map_err(token_error)?;
+        let id_token = response
+            .id_token()
+            .ok_or_else(|| IdpError::BadResponse("token response has no id_token".into()))?;
+        let claims = self
+            .verify_id_token(provider, id_token, response.access_token(), nonce)
+            .await?;
+        Ok((response, claims))
+    }
+
+    /// A refresh answer has no nonce to check (OIDC Core §12.2).
+    fn no_nonce(_: Option<&Nonce>) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// OIDC Core §3.1.3.7: signature (allowed algorithms only), `iss`, `aud`,
+    /// `azp`, `exp`, `iat`, `nonce`, and `at_hash` when present (§3.1.3.8).
+    /// A key the cached JWKS lacks triggers one JWKS re-fetch (the IdP rotated
+    /// its keys), at login and at refresh alike.
+    async fn verify_id_token<N: NonceVerifier + Copy>(
+        &self,
+        provider: Arc<Provider>,
+        id_token: &GhIdToken,
+        access_token: &AccessToken,
+        nonce: N,
+    ) -> Result<GhIdTokenClaims, IdpError> {
+        let mut provider = provider;
+        let claims = loop {
+            let result = id_token
+                .claims(&provider.verifier(&self.idp), nonce)
+                .cloned();
+            match result {
+                Ok(claims) => break claims,
+                Err(ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::NoMatchingKey,
+                )) => match self.refresh_jwks(&provider).await? {
+                    Some(fresh) => provider = fresh,
+                    None => return Err(IdpError::IdToken("no matching signing key".into())),
+                },
+                Err(e) => return Err(IdpError::IdToken(e.to_string())),
+            }
+        };
+        if let Some(expected) = claims.access_token_hash() {
+            let verifier = provider.verifier(&self.idp);
+            let alg = id_token
+                .signing_alg()
+                .map_err(|e| IdpError::IdToken(e.to_string()))?;
+            let key = id_token
+                .signing_key(&verifier)
+                .map_err(|e| IdpError::IdToken(e.to_string()))?;
+            let actual = AccessTokenHash::from_token(access_token, alg, key)
+                .map_err(|e| IdpError::IdToken(e.to_string()))?;
+            if actual != *expected {
+                return Err(IdpError::IdToken(
+                    "at_hash does not match the access token".into(),
+                ));
+            }
+        }
+        Ok(claims)
+    }
+
+    /// The refresh grant (RFC 6749 §6). A new ID token in the answer must pass
+    /// the same checks as at login, except the nonce, and name the same `iss`
+    /// and `sub` (OIDC Core §12.2); otherwise the answer is rejected.
+    pub async fn refresh(
+        &self,
+        refresh_token: &RefreshToken,
+        sub: &str,
+    ) -> Result<(GhTokenResponse, Option<GhIdTokenClaims>), IdpError> {
+        let provider = self.provider().await?;
+        let response = provider
+            .client
+            .exchange_refresh_token(refresh_token)
+            .map_err(|e| IdpError::Misconfigured(e.to_string()))?
+            .request_async(&self.http)
+            .await
+            .map_err(token_error)?;
+        let claims = match response.id_token() {
+            None => None,
+            Some(id_token) => {
+                let no_nonce: fn(Option<&Nonce>) -> Result<(), String> = Self::no_nonce;
+                let claims = self
+                    .verify_id_token(provider, id_token, response.access_token(), no_nonce)
+                    .await?;
+                if claims.subject().as_str() != sub {
+                    return Err(IdpError::IdToken(
+                        "refreshed ID token names another sub".into(),
+                    ));
+                }
+                Some(claims)
+            }
+        };
+        Ok((response, claims))
+    }
+
+    /// The user as the IdP's userinfo endpoint returns it now. The `sub` must be
+    /// the session's (OIDC Core §5.3.2), or the response is discarded.
+    pub async fn userinfo(
+        &self,
+        access_token: &AccessToken,
+        sub: &str,
+    ) -> Result<Map<String, Value>, IdpError> {
+        let provider = self.provider().await?;
+        let claims: openidconnect::UserInfoClaims<OtherClaims, CoreGenderClaim> = provider
+            .client
+            .user_info(
+                access_token.clone(),
+                Some(SubjectIdentifier::new(sub.to_string())),
+            )
+            .map_err(|e| IdpError::Misconfigured(e.to_string()))?
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match e {
+                UserInfoError::Request(e) => IdpError::Unreachable(e.to_string()),
+                UserInfoError::Response(status, _, _) if status.is_server_error() => {
+                    IdpError::Unreachable(format!("userinfo answered {status}"))
+                }
+                UserInfoError::Response(status, _, _) => {
+                    IdpError::Rejected(format!("userinfo answered {status}"))
+                }
+                other => IdpError::BadResponse(other.to_string()),
+            })?;
+        match serde_json::to_value(&claims) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(IdpError::BadResponse(
+                "userinfo is not a JSON object".into(),
+            )),
+        }
+    }
+
+    /// RP-Initiated Logout 1.0 §2: the end-session URL with `id_token_hint`,
+    /// `client_id` and `post_logout_redirect_uri`, if the IdP has one.
+    pub async fn end_session_url(&self, id_token: &str) -> Option<String> {
+        let provider = self.provider().await.ok()?;
+        let endpoint = provider.end_session_endpoint()?.clone();
+        let mut request = LogoutRequest::from(endpoint)
+            .set_client_id(self.idp.client_id.clone())
+            .set_post_logout_redirect_uri(
+                PostLogoutRedirectUrl::new(self.config.base_url.join("/")).ok()?,
+            );
+        if let Ok(token) = id_token.parse::<GhIdToken>() {
+            request = request.set_id_token_hint(&token);
+        }
+        Some(request.http_get_url().to_string())
+    }
+}
+
+fn token_error<RE: std::error::Error + 'static>(
+    e: RequestTokenError<RE, StandardErrorResponse<CoreErrorResponseType>>,
+) -> IdpError {
+    match e {
+        RequestTokenError::ServerResponse(r) => IdpError::Rejected(r.error().to_string()),
+        RequestTokenError::Request(e) => IdpError::Unreachable(e.to_string()),
+        RequestTokenError::Parse(e, _) => IdpError::BadResponse(e.to_string()),
+        RequestTokenError::Other(e) => IdpError::BadResponse(e),
+    }
+}

@@ -1,0 +1,170 @@
+//! A signed-in session's life: signing in (with a new session id), reading
+//! the record (within its absolute lifetime) and reloading it from the store,
+//! storing refreshed tokens, keeping the session alive, signing out.
+
+use time::OffsetDateTime;
+use tower_sessions::SessionStore;
+
+use super::{
+    record::{decode_record, encode_record, record_from_data, SessionRecord, TokenSet, RECORD_KEY},
+    AuthSession, SessionError,
+};
+use crate::{
+    auth::state::AuthState,
+    server::store::{AnyStore, Change},
+};
+
+/// When the idle deadline was last pushed back (Unix seconds).
+const ACTIVE_KEY: &str = "gatehouse.active_at";
+
+/// The idle deadline is pushed back at most this often (or a tenth of the idle
+/// timeout, if shorter), so an active user costs one session write per minute,
+/// not one per request.
+const KEEP_ALIVE_EVERY: time::Duration = time::Duration::minutes(1);
+
+impl AuthSession {
+    /// Signs the session in. The session id is rotated first, so an id an
+    /// attacker planted before login is worthless after it (session fixation,
+    /// OWASP ASVS 5.0 V7.2.4).
+    pub async fn sign_in(&self, record: SessionRecord) -> Result<(), SessionError> {
+        self.0.cycle_id().await?;
+        self.0
+            .insert_value(
+                ACTIVE_KEY,
+                OffsetDateTime::now_utc().unix_timestamp().into(),
+            )
+            .await?;
+        self.put_record(&record).await
+    }
+
+    /// The signed-in record, if any and not past its absolute lifetime. An
+    /// expired record is removed on the spot: no half-logged-in state.
+    pub async fn record(&self) -> Result<Option<SessionRecord>, SessionError> {
+        let Some(record) = self.stored_record().await? else {
+            return Ok(None);
+        };
+        if OffsetDateTime::now_utc() >= record.absolute_expires_at {
+            self.0.flush().await?;
+            return Ok(None);
+        }
+        Ok(Some(record))
+    }
+
+    /// The record as the store holds it now (another request may have changed
+    /// it since this request loaded the session).
+    pub async fn reload_record(
+        &self,
+        store: &AnyStore,
+    ) -> Result<Option<SessionRecord>, SessionError> {
+        let Some(id) = self.0.id() else {
+            return Ok(None);
+        };
+        let Some(stored) = store
+            .load(&id)
+            .await
+            .map_err(tower_sessions::session::Error::Store)?
+        else {
+            return Ok(None);
+        };
+        Ok(record_from_data(&stored.data))
+    }
+
+    /// Replaces the stored record with `refreshed` (new tokens), unless the
+    /// stored tokens are no longer `previous` (then they are newer: keep
+    /// them). Written before this returns, so requests waiting for the
+    /// refresh read it from the store. `false` when the session has ended
+    /// meanwhile: the new tokens are then dropped, not stored.
+    pub async fn store_refreshed(
+        &self,
+        store: &AnyStore,
+        previous: &TokenSet,
+        refreshed: &SessionRecord,
+    ) -> Result<bool, SessionError> {
+        let Some(id) = self.0.id() else {
+            return Ok(false);
+        };
+        let encoded = encode_record(refreshed);
+        let written = store
+            .update(&id, |stored| {
+                let current = record_from_data(&stored.data);
+                if current.is_some_and(|c| !c.tokens.same_as(previous)) {
+                    return Change::Keep(());
+                }
+                stored.data.insert(RECORD_KEY.to_string(), encoded.clone());
+                Change::Write(())
+            })
+            .await
+            .map_err(tower_sessions::session::Error::Store)?;
+        self.adopt().await?;
+        Ok(written.is_some())
+    }
+
+    /// This request's copy of the record, as stored (no lifetime check).
+    async fn stored_record(&self) -> Result<Option<SessionRecord>, SessionError> {
+        Ok(self
+            .0
+            .get_value(RECORD_KEY)
+            .await?
+            .as_ref()
+            .and_then(decode_record))
+    }
+
+    /// Replaces this request's copy of the record (saved with the response).
+    async fn put_record(&self, record: &SessionRecord) -> Result<(), SessionError> {
+        self.0
+            .insert_value(RECORD_KEY, encode_record(record))
+            .await?;
+        Ok(())
+    }
+
+    /// Ends the session: the record is deleted from the store and the cookie removed.
+    pub async fn sign_out(&self) -> Result<Option<SessionRecord>, SessionError> {
+        let record = self.stored_record().await?;
+        self.0.flush().await?;
+        Ok(record)
+    }
+
+    /// Activity keeps a signed-in session alive: when the idle deadline was
+    /// last pushed back more than a minute ago (or a tenth of the idle
+    /// timeout), push it back to now + idle. That is a change to this
+    /// request's copy, saved with the response (and its cookie renewed) by a
+    /// compare-and-set: if the session ended or another write landed while
+    /// the request ran, nothing is written back. Returns the idle deadline.
+    pub async fn keep_alive(&self, idle: time::Duration) -> Result<OffsetDateTime, SessionError> {
+        let now = OffsetDateTime::now_utc();
+        let active_at = self
+            .0
+            .get_value(ACTIVE_KEY)
+            .await?
+            .and_then(|v| v.as_i64())
+            .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
+        if let Some(at) = active_at.filter(|at| now - *at < KEEP_ALIVE_EVERY.min(idle / 10)) {
+            return Ok(at + idle);
+        }
+        self.0
+            .insert_value(ACTIVE_KEY, now.unix_timestamp().into())
+            .await?;
+        Ok(now + idle)
+    }
+
+    /// The signed-in record and its idle deadline, keeping the session alive;
+    /// `None` when anonymous. Every "who is this?" goes through here.
+    pub async fn signed_in(
+        &self,
+        state: &AuthState,
+    ) -> Result<Option<(SessionRecord, OffsetDateTime)>, SessionError> {
+        let Some(record) = self.record().await? else {
+            return Ok(None);
+        };
+        let record = match crate::auth::refresh::current_claims(state, self, record).await {
+            Ok(record) => record,
+            Err(crate::auth::refresh::RefreshError::SessionEnded) => return Ok(None),
+            Err(crate::auth::refresh::RefreshError::IdpUnavailable(why)) => {
+                tracing::warn!(%why, "claims could not be refreshed");
+                return Err(SessionError::IdpUnavailable);
+            }
+        };
+        let deadline = self.keep_alive(state.config.session.idle_timeout).await?;
+        Ok(Some((record, deadline)))
+    }
+}
