@@ -9,12 +9,12 @@
 
 use axum::{
     extract::{Request, State},
-    http::{header, HeaderMap, Method, StatusCode},
+    http::{header, HeaderMap, Method},
     middleware::Next,
-    response::Response,
+    response::{IntoResponse, Response},
 };
 
-use super::error::json_error;
+use super::api_error::ApiError;
 use super::state::AuthState;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -85,7 +85,7 @@ pub async fn guard(State(state): State<AuthState>, request: Request, next: Next)
         Verdict::Allow => next.run(request).await,
         Verdict::Deny(why) => {
             tracing::warn!(method = %request.method(), path = request.uri().path(), why, "anti-forgery check failed");
-            json_error(StatusCode::FORBIDDEN, "csrf", why)
+            ApiError::Csrf(why).into_response()
         }
     }
 }
