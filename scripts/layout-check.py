@@ -2,7 +2,7 @@
 """Checks that the README's Layout section matches the tree under src/.
 
 Every Rust file under src/ must be named in the Layout block (by its file name,
-`store.rs`, or its stem, `store`, or its folder, `store/`, for a `mod.rs`),
+`store.rs`, or, for a `mod.rs`, by its folder, `store/`),
 and every `*.rs` file the block names must exist somewhere under src/ (or be a
 top-level path such as benches/bff.rs that exists). Exits 1 with the
 differences. `make test` and `make lint` run it.
@@ -25,8 +25,8 @@ def layout_block():
 def main():
     block = layout_block()
     words = set(re.findall(r"[A-Za-z0-9_./-]+", block))
-    names = {w.rstrip(",.:;").rstrip("/") for w in words}
-    names |= {os.path.basename(n) for n in names}
+    names = {w.rstrip(",.:;") for w in words}
+    names |= {os.path.basename(n.rstrip("/")) + ("/" if n.endswith("/") else "") for n in names}
     missing = []
     files = []
     for dirpath, _, filenames in os.walk(SRC):
@@ -35,10 +35,10 @@ def main():
                 continue
             rel = os.path.relpath(os.path.join(dirpath, f), REPO)
             files.append(rel)
-            stem = f[:-3]
-            if stem == "mod":
-                stem = os.path.basename(dirpath)
-            if not ({f, stem, rel} & names):
+            named = {f, rel}
+            if f == "mod.rs":
+                named = {os.path.basename(dirpath) + "/", os.path.relpath(dirpath, REPO) + "/"}
+            if not (named & names):
                 missing.append(rel)
     existing = {os.path.basename(f) for f in files}
     stale = sorted(

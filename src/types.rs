@@ -159,18 +159,29 @@ pub struct SeenUser {
     pub sessions: Vec<SessionSummary>,
 }
 
-/// Why a guarded server function refused, sent as JSON with the matching
-/// status (401, 403, 503, 500): `{"error":"forbidden","needed":"admin"}`.
+/// Why a server function refused, sent as JSON with the matching status
+/// (401, 403, 503, 500): `{"error":"forbidden","needed":"admin"}`. The codes
+/// are the JSON API's for the same meaning (`unauthenticated`,
+/// `session_store_unavailable`, …); on the server, `?` on the API's error
+/// type converts to this and sets the status.
+///
+/// One convention for "not signed in": a server function that needs a user
+/// answers `Err(AppError::Unauthenticated)` with 401, never `Ok(None)`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "error", rename_all = "snake_case")]
 pub enum AppError {
-    /// No session (401).
+    /// No session, or it has ended (401).
     Unauthenticated,
     /// Signed in, but without the role this needs (403).
     Forbidden { needed: String },
-    /// A dependency (session store, database, IdP) is down (503).
-    Unavailable { message: String },
-    /// Anything else, including transport errors on the way (500).
+    /// The session store cannot be reached (503).
+    SessionStoreUnavailable,
+    /// The identity provider cannot be reached; the session stays (503).
+    IdpUnreachable,
+    /// The app's database cannot be reached (503).
+    DatabaseUnavailable,
+    /// Anything else, including transport errors on the way (500, or the
+    /// status of the server-side error it came from).
     Failed { message: String },
 }
 
@@ -179,7 +190,14 @@ impl std::fmt::Display for AppError {
         match self {
             Self::Unauthenticated => f.write_str("You are not signed in."),
             Self::Forbidden { needed } => write!(f, "This needs the role “{needed}”."),
-            Self::Unavailable { message } | Self::Failed { message } => f.write_str(message),
+            Self::SessionStoreUnavailable => {
+                f.write_str("The session store cannot be reached; try again in a moment.")
+            }
+            Self::IdpUnreachable => f.write_str(
+                "The identity provider cannot be reached right now; try again in a moment.",
+            ),
+            Self::DatabaseUnavailable => f.write_str("The database cannot be reached."),
+            Self::Failed { message } => f.write_str(message),
         }
     }
 }

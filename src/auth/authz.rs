@@ -10,6 +10,8 @@
 //!   or a non-browser client with `Authorization: Bearer <JWT>` — holding scope
 //!   `S` (RFC 6750 §3 errors with `WWW-Authenticate`).
 //!
+//! Every rejection is an [`ApiError`].
+//!
 //! Where roles come from: for sessions, the verified ID token at sign-in
 //! (`OIDC_ROLES_CLAIM`), refreshed whenever a token refresh returns a new ID
 //! token; for bearer callers, the verified access token's claims at the same
@@ -19,16 +21,15 @@ use std::marker::PhantomData;
 
 use axum::{
     extract::{FromRef, FromRequestParts},
-    http::{header, request::Parts, HeaderValue, StatusCode},
-    response::Response,
+    http::{header, request::Parts, HeaderValue},
 };
 use serde_json::{Map, Value};
 
 use super::state::AuthState;
 use super::{
-    error::json_error,
+    api_error::{respond, ApiError},
     provider::JwtError,
-    session::{AuthSession, SessionError},
+    session::AuthSession,
     user::CurrentUser,
 };
 use crate::types::AppError;
@@ -55,13 +56,13 @@ where
     St: Send + Sync,
     AuthState: FromRef<St>,
 {
-    type Rejection = Response;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, ApiError> {
         let user = CurrentUser::from_request_parts(parts, state).await?;
         if !user.record.roles.iter().any(|r| r == R::NAME) {
             tracing::info!(sub = %user.record.sub, needed = R::NAME, "forbidden: missing role");
-            return Err(forbidden_role(R::NAME));
+            return Err(ApiError::Forbidden { role: R::NAME });
         }
         Ok(Self {
             user,
@@ -70,34 +71,10 @@ where
     }
 }
 
-fn forbidden_role(role: &str) -> Response {
-    json_error(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        &format!("This needs the role {role:?}."),
-    )
-}
-
-/// The HTTP status that goes with a server function's [`AppError`].
-pub fn status_of(error: &AppError) -> StatusCode {
-    match error {
-        AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
-        AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
-        AppError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        AppError::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// Sets `error`'s status on the server function's response, and returns it.
-pub fn respond(error: AppError) -> AppError {
-    if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
-        response.set_status(status_of(&error));
-    }
-    error
-}
-
 /// The signed-in user of a server function's request, or a 401 `AppError`
-/// (503 when the session store is down).
+/// (503 when the session store, or the IdP for an expired access token,
+/// cannot be reached). Every server function that needs a user starts here:
+/// "not signed in" is `Err(AppError::Unauthenticated)`, never `Ok(None)`.
 pub async fn server_fn_user() -> Result<(AuthState, CurrentUser), AppError> {
     use leptos::prelude::expect_context;
     let state = expect_context::<AuthState>();
@@ -106,8 +83,8 @@ pub async fn server_fn_user() -> Result<(AuthState, CurrentUser), AppError> {
             message: e.to_string(),
         })
     })?;
-    match session.signed_in(&state).await {
-        Ok(Some((record, idle_deadline))) => Ok((
+    match session.signed_in(&state).await.map_err(ApiError::from)? {
+        Some((record, idle_deadline)) => Ok((
             state,
             CurrentUser {
                 session,
@@ -115,16 +92,7 @@ pub async fn server_fn_user() -> Result<(AuthState, CurrentUser), AppError> {
                 idle_deadline,
             },
         )),
-        Ok(None) => Err(respond(AppError::Unauthenticated)),
-        Err(SessionError::IdpUnavailable) => Err(respond(AppError::Unavailable {
-            message: "The identity provider cannot be reached to confirm the session.".into(),
-        })),
-        Err(e) => {
-            tracing::error!(error = %e, "session store unavailable");
-            Err(respond(AppError::Unavailable {
-                message: "The session store cannot be reached.".into(),
-            }))
-        }
+        None => Err(ApiError::NotSignedIn.into()),
     }
 }
 
@@ -133,9 +101,7 @@ pub async fn server_fn_role<R: Role>() -> Result<(AuthState, CurrentUser), AppEr
     let (state, user) = server_fn_user().await?;
     if !user.record.roles.iter().any(|r| r == R::NAME) {
         tracing::info!(sub = %user.record.sub, needed = R::NAME, "forbidden: missing role");
-        return Err(respond(AppError::Forbidden {
-            needed: R::NAME.into(),
-        }));
+        return Err(ApiError::Forbidden { role: R::NAME }.into());
     }
     Ok((state, user))
 }
@@ -193,29 +159,13 @@ where
     St: Send + Sync,
     AuthState: FromRef<St>,
 {
-    type Rejection = Response;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, ApiError> {
         let state = &AuthState::from_ref(state);
-        let caller = match parts.headers.get(header::AUTHORIZATION) {
-            Some(value) => bearer_caller(value, state).await?,
-            None => session_caller(parts, state).await?,
-        };
-        if !caller.scopes.iter().any(|s| s == S::NAME) {
-            tracing::info!(sub = %caller.sub, needed = S::NAME, "forbidden: missing scope");
-            return Err(insufficient_scope(S::NAME));
-        }
-        if let Some(named) = parts.headers.get(ORGANIZATION_HEADER) {
-            let named = named.to_str().unwrap_or_default().trim().to_string();
-            if named.is_empty() || !caller.organizations.contains(&named) {
-                tracing::info!(sub = %caller.sub, organization = %named, "forbidden: organization mismatch");
-                return Err(json_error(
-                    StatusCode::FORBIDDEN,
-                    "organization_mismatch",
-                    "The credentials are not for the organization this request names.",
-                ));
-            }
-        }
+        let caller = api_caller(parts, state, S::NAME)
+            .await
+            .map_err(ApiError::at_bearer_resource)?;
         Ok(Self {
             caller,
             scope: PhantomData,
@@ -223,19 +173,35 @@ where
     }
 }
 
-async fn session_caller(parts: &mut Parts, state: &AuthState) -> Result<ApiCaller, Response> {
-    let user = CurrentUser::from_request_parts(parts, state)
-        .await
-        .map_err(|mut rejection| {
-            if rejection.status() == StatusCode::UNAUTHORIZED {
-                // RFC 6750 §3: no credentials at all → a challenge without an error code.
-                rejection.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"gatehouse\""),
-                );
-            }
-            rejection
-        })?;
+/// Who calls, holding `scope` and acting for the organization the request
+/// names (if any).
+async fn api_caller(
+    parts: &mut Parts,
+    state: &AuthState,
+    scope: &'static str,
+) -> Result<ApiCaller, ApiError> {
+    let caller = match parts.headers.get(header::AUTHORIZATION) {
+        Some(value) => bearer_caller(value, state).await?,
+        None => session_caller(parts, state).await?,
+    };
+    if !caller.scopes.iter().any(|s| s == scope) {
+        tracing::info!(sub = %caller.sub, needed = scope, "forbidden: missing scope");
+        return Err(ApiError::InsufficientScope { scope });
+    }
+    if let Some(named) = parts.headers.get(ORGANIZATION_HEADER) {
+        let named = named.to_str().unwrap_or_default().trim().to_string();
+        if named.is_empty() || !caller.organizations.contains(&named) {
+            tracing::info!(sub = %caller.sub, organization = %named, "forbidden: organization mismatch");
+            return Err(ApiError::OrganizationMismatch);
+        }
+    }
+    Ok(caller)
+}
+
+/// The session's user as an API caller. Anonymous is `NotSignedIn` here;
+/// [`ApiAccess`] turns it into the bearer challenge RFC 6750 §3 asks for.
+async fn session_caller(parts: &mut Parts, state: &AuthState) -> Result<ApiCaller, ApiError> {
+    let user = CurrentUser::from_request_parts(parts, state).await?;
     let record = user.record;
     Ok(ApiCaller {
         organizations: organizations(&record.id_token_claims),
@@ -246,7 +212,8 @@ async fn session_caller(parts: &mut Parts, state: &AuthState) -> Result<ApiCalle
     })
 }
 
-async fn bearer_caller(value: &HeaderValue, state: &AuthState) -> Result<ApiCaller, Response> {
+async fn bearer_caller(value: &HeaderValue, state: &AuthState) -> Result<ApiCaller, ApiError> {
+    let invalid_token = |description| ApiError::InvalidToken { description };
     let token = value
         .to_str()
         .ok()
@@ -266,11 +233,7 @@ async fn bearer_caller(value: &HeaderValue, state: &AuthState) -> Result<ApiCall
         }
         JwtError::Idp(e) => {
             tracing::warn!(error = %e, "cannot verify bearer tokens: IdP keys unavailable");
-            json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "idp_unreachable",
-                "The identity provider's keys cannot be fetched right now.",
-            )
+            ApiError::IdpUnreachable
         }
     })?;
     let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
@@ -320,45 +283,14 @@ pub fn organizations(claims: &Map<String, Value>) -> Vec<String> {
     found
 }
 
-/// 401 with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3.1).
-fn invalid_token(description: &str) -> Response {
-    let mut response = json_error(StatusCode::UNAUTHORIZED, "invalid_token", description);
-    let challenge = format!(
-        "Bearer realm=\"gatehouse\", error=\"invalid_token\", error_description=\"{description}\""
-    );
-    if let Ok(value) = HeaderValue::from_str(&challenge) {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, value);
-    }
-    response
-}
-
-/// 403 with `WWW-Authenticate: Bearer error="insufficient_scope"` (RFC 6750 §3.1).
-fn insufficient_scope(scope: &str) -> Response {
-    let mut response = json_error(
-        StatusCode::FORBIDDEN,
-        "insufficient_scope",
-        &format!("This needs the scope {scope:?}."),
-    );
-    let challenge =
-        format!("Bearer realm=\"gatehouse\", error=\"insufficient_scope\", scope=\"{scope}\"");
-    if let Ok(value) = HeaderValue::from_str(&challenge) {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, value);
-    }
-    response
-}
-
 /// The 403 JSON for an API caller lacking role `R` (e.g. listing everyone's
 /// notes), or `None` when the caller has it.
-pub fn missing_role<R: Role>(caller: &ApiCaller) -> Option<Response> {
+pub fn missing_role<R: Role>(caller: &ApiCaller) -> Option<ApiError> {
     if caller.has_role(R::NAME) {
         return None;
     }
     tracing::info!(sub = %caller.sub, needed = R::NAME, "forbidden: missing role");
-    Some(forbidden_role(R::NAME))
+    Some(ApiError::Forbidden { role: R::NAME })
 }
 
 #[cfg(test)]

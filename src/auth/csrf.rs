@@ -15,13 +15,13 @@ use std::{
 
 use axum::{
     extract::Request,
-    http::{header, HeaderMap, Method, StatusCode},
-    response::Response,
+    http::{header, HeaderMap, Method},
+    response::{IntoResponse, Response},
 };
 use futures::future::{Either, Ready};
 use tower::{Layer, Service};
 
-use super::error::json_error;
+use super::api_error::ApiError;
 use super::state::AuthState;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -158,7 +158,7 @@ where
 }
 
 fn refusal(why: &'static str) -> Response {
-    json_error(StatusCode::FORBIDDEN, "csrf", why)
+    ApiError::Csrf(why).into_response()
 }
 
 #[cfg(test)]

@@ -1,13 +1,12 @@
-//! How auth failures reach people: a small self-contained HTML page for browser
-//! flows (login, callback), and a JSON body for API calls. Both carry a short
-//! machine-readable reason; neither ever echoes what the request sent.
+//! How auth failures reach people in a browser flow (login, callback): a
+//! small self-contained HTML page with a short machine-readable reason that
+//! never echoes what the request sent. JSON answers are
+//! [`ApiError`](super::api_error::ApiError)'s.
 
 use axum::{
     http::{header, HeaderValue, StatusCode},
     response::{Html, IntoResponse, Response},
-    Json,
 };
-use serde_json::json;
 
 use super::{provider::IdpError, return_to::ReturnTo};
 
@@ -196,16 +195,6 @@ pub(crate) fn escape(s: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
         .replace('\'', "&#39;")
-}
-
-/// A JSON error for API-style endpoints: `{"error": "...", "message": "..."}`.
-pub fn json_error(status: StatusCode, error: &str, message: &str) -> Response {
-    let mut response =
-        (status, Json(json!({ "error": error, "message": message }))).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use std::{convert::Infallible, time::Duration};
 
 use axum::{
     extract::State,
-    http::{header, HeaderValue, StatusCode},
     response::{
         sse::{Event, KeepAlive, Sse},
         IntoResponse, Response,
@@ -20,7 +19,7 @@ use tower_sessions::{session::Id, SessionStore};
 
 use super::state::AuthState;
 use super::{
-    error::json_error,
+    api_error::ApiError,
     session::{record_from_data, AuthSession},
 };
 use crate::server::store::AnyStore;
@@ -46,15 +45,7 @@ pub async fn events(State(state): State<AuthState>, session: AuthSession) -> Res
     let key = id.map(|id| id.to_string()).unwrap_or_default();
     let Some(permit) = state.event_streams.admit(&key) else {
         tracing::warn!("too many open /auth/events streams");
-        let mut response = json_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_streams",
-            "Too many open session watchers; close some tabs.",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-        return response;
+        return ApiError::TooManyStreams.into_response();
     };
     let store = state.store.clone();
     let ended = stream::unfold(Some((store, id, permit)), |watch| async move {

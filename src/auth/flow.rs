@@ -340,11 +340,7 @@ pub async fn logout(State(state): State<AuthState>, session: AuthSession) -> Res
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "logout could not reach the session store");
-            return super::error::json_error(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "session_store_unavailable",
-                "The session store cannot be reached; try again.",
-            );
+            return super::api_error::ApiError::SessionStoreUnavailable.into_response();
         }
     };
     let end_session = match &record {

@@ -4,6 +4,7 @@
 //! anti-forgery layer ([`csrf`]).
 
 pub mod admin;
+pub mod api_error;
 pub mod authz;
 pub mod backchannel;
 pub mod chooser;

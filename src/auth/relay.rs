@@ -13,7 +13,7 @@
 use axum::{
     body::{to_bytes, Body},
     extract::{Path, Request, State},
-    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use openidconnect::AccessToken;
@@ -21,7 +21,7 @@ use url::Url;
 
 use super::state::AuthState;
 use super::{
-    error::json_error,
+    api_error::ApiError,
     refresh::{refresh_if_needed, refresh_rejected, RefreshError},
     user::CurrentUser,
 };
@@ -73,7 +73,7 @@ pub async fn relay(
     Path((name, _rest)): Path<(String, String)>,
     user: CurrentUser,
     request: Request,
-) -> Response {
+) -> Result<Response, ApiError> {
     forward(state, &name, user, request).await
 }
 
@@ -83,50 +83,36 @@ pub async fn relay_root(
     Path(name): Path<String>,
     user: CurrentUser,
     request: Request,
-) -> Response {
+) -> Result<Response, ApiError> {
     forward(state, &name, user, request).await
 }
 
-async fn forward(state: AuthState, name: &str, user: CurrentUser, request: Request) -> Response {
+async fn forward(
+    state: AuthState,
+    name: &str,
+    user: CurrentUser,
+    request: Request,
+) -> Result<Response, ApiError> {
     let Some(remote) = state.config.remotes.iter().find(|r| r.name == name) else {
-        return json_error(StatusCode::NOT_FOUND, "not_found", "No such remote API.");
+        return Err(ApiError::NotFound("No such remote API."));
     };
     if !remote.methods.contains(request.method()) {
-        let mut response = json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "This method is not relayed to that API.",
-        );
-        let allow: Vec<&str> = remote.methods.iter().map(Method::as_str).collect();
-        if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
-            response.headers_mut().insert(header::ALLOW, value);
-        }
-        return response;
+        return Err(ApiError::MethodNotAllowed {
+            allow: remote.methods.clone(),
+        });
     }
     let Some(url) = upstream_url(remote, request.uri()) else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_path",
-            "The path leaves the remote API's prefix.",
-        );
+        return Err(ApiError::InvalidPath);
     };
     let (parts, body) = request.into_parts();
-    let body = match to_bytes(body, MAX_BODY).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            return json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "The request body is too large to relay.",
-            )
-        }
-    };
+    let body = to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge { limit: MAX_BODY })?;
     let headers = forwarded_headers(&parts.headers);
 
-    let token = match refresh_if_needed(&state, &user.session, &user.record).await {
-        Ok(token) => token,
-        Err(e) => return refresh_failed(e),
-    };
+    let token = refresh_if_needed(&state, &user.session, &user.record)
+        .await
+        .map_err(refresh_failed)?;
     let send = |token: AccessToken| {
         state
             .relay_http
@@ -136,31 +122,24 @@ async fn forward(state: AuthState, name: &str, user: CurrentUser, request: Reque
             .body(body.clone())
             .send()
     };
-    let mut upstream = match send(token.clone()).await {
-        Ok(r) => r,
-        Err(e) => return unreachable(&remote.name, e),
-    };
+    let mut upstream = send(token.clone())
+        .await
+        .map_err(|e| unreachable(&remote.name, e))?;
     if upstream.status() == StatusCode::UNAUTHORIZED {
         tracing::info!(remote = %remote.name, "upstream refused the access token; refreshing once");
-        let fresh = match refresh_rejected(&state, &user.session, &user.record, &token).await {
-            Ok(fresh) => fresh,
-            Err(e) => return refresh_failed(e),
-        };
-        upstream = match send(fresh).await {
-            Ok(r) => r,
-            Err(e) => return unreachable(&remote.name, e),
-        };
+        let fresh = refresh_rejected(&state, &user.session, &user.record, &token)
+            .await
+            .map_err(refresh_failed)?;
+        upstream = send(fresh)
+            .await
+            .map_err(|e| unreachable(&remote.name, e))?;
         if upstream.status() == StatusCode::UNAUTHORIZED {
             tracing::warn!(remote = %remote.name, "upstream refused a fresh access token; ending the session");
             let _ = user.session.sign_out().await;
-            return json_error(
-                StatusCode::UNAUTHORIZED,
-                "session_ended",
-                "Your session has ended — sign in again.",
-            );
+            return Err(ApiError::SessionEnded);
         }
     }
-    respond(upstream)
+    Ok(respond(upstream))
 }
 
 /// The upstream URL for a request to `/api/remote/<name>/<rest>?<query>`, or
@@ -222,37 +201,25 @@ fn respond(upstream: reqwest::Response) -> Response {
     response
 }
 
-fn refresh_failed(e: RefreshError) -> Response {
+fn refresh_failed(e: RefreshError) -> ApiError {
     match e {
-        RefreshError::SessionEnded => json_error(
-            StatusCode::UNAUTHORIZED,
-            "session_ended",
-            "Your session has ended — sign in again.",
-        ),
+        RefreshError::SessionEnded => ApiError::SessionEnded,
         RefreshError::IdpUnavailable(detail) => {
             tracing::warn!(%detail, "token refresh unavailable for relay");
-            json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "idp_unreachable",
-                "The identity provider cannot be reached right now; you are still signed in.",
-            )
+            ApiError::IdpUnreachable
         }
     }
 }
 
-fn unreachable(remote: &str, e: reqwest::Error) -> Response {
+fn unreachable(remote: &str, e: reqwest::Error) -> ApiError {
     tracing::warn!(%remote, error = %e, "remote API unreachable");
-    json_error(
-        StatusCode::BAD_GATEWAY,
-        "upstream_unreachable",
-        "The remote API cannot be reached.",
-    )
+    ApiError::UpstreamUnreachable
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderName;
+    use axum::http::{HeaderName, Method};
 
     fn remote() -> Remote {
         Remote {

@@ -4,7 +4,8 @@
 use super::state::AuthState;
 use time::OffsetDateTime;
 
-use super::session::{record_from_data, AuthSession, SessionError};
+use super::session::{record_from_data, SessionError};
+use super::user::CurrentUser;
 use crate::{server::store::Owner, types::SessionSummary};
 
 /// Which of the user's sessions to end.
@@ -13,17 +14,17 @@ pub enum Which<'a> {
     AllOthers,
 }
 
-/// The user's live sessions, newest first; `None` when anonymous.
+/// The signed-in user's live sessions, newest first.
 pub async fn list(
     state: &AuthState,
-    session: &AuthSession,
-) -> Result<Option<Vec<SessionSummary>>, SessionError> {
-    let Some((me, _)) = session.signed_in(state).await? else {
-        return Ok(None);
-    };
-    summaries_of(state, &me.subject_key(), session.id().as_deref())
-        .await
-        .map(Some)
+    user: &CurrentUser,
+) -> Result<Vec<SessionSummary>, SessionError> {
+    summaries_of(
+        state,
+        &user.record.subject_key(),
+        user.session.id().as_deref(),
+    )
+    .await
 }
 
 /// The live sessions of the user with subject key `sub`
@@ -62,15 +63,13 @@ pub async fn summaries_of(
 }
 
 /// Ends the chosen sessions of the signed-in user (never anyone else's);
-/// `None` when anonymous, else how many ended.
+/// how many ended.
 pub async fn end(
     state: &AuthState,
-    session: &AuthSession,
+    user: &CurrentUser,
     which: Which<'_>,
-) -> Result<Option<usize>, SessionError> {
-    let Some((me, _)) = session.signed_in(state).await? else {
-        return Ok(None);
-    };
+) -> Result<usize, SessionError> {
+    let (me, session) = (&user.record, &user.session);
     let current = session.id();
     let stored = state
         .store
@@ -103,7 +102,7 @@ pub async fn end(
         ended += 1;
     }
     tracing::info!(sub = %me.sub, ended, "sessions ended by their user");
-    Ok(Some(ended))
+    Ok(ended)
 }
 
 /// "Firefox on Linux" from a User-Agent, good enough to recognise a device.

@@ -4,10 +4,13 @@
 
 use leptos::prelude::*;
 
-use crate::{components::csrf_client::CsrfClient, types::UserView};
+use crate::{
+    components::csrf_client::CsrfClient,
+    types::{AppError, UserView},
+};
 
 /// The signed-in user (or `None`), loaded once per page load and shared.
-pub type UserResource = Resource<Result<Option<UserView>, ServerFnError>>;
+pub type UserResource = Resource<Result<Option<UserView>, AppError>>;
 
 /// Starts loading the user for this page and provides it to every component.
 pub fn provide_current_user() -> UserResource {
@@ -16,11 +19,21 @@ pub fn provide_current_user() -> UserResource {
     user
 }
 
-/// The user of this request's session, or `None` when anonymous.
+/// The user of this request's session, or `Ok(None)` when anonymous.
+///
+/// The one server function that answers "not signed in" with `Ok` rather
+/// than `Err(AppError::Unauthenticated)`: it asks "who is signed in?", and
+/// "nobody" is a valid answer to that, not a refusal. (Every page load asks
+/// it; a visitor on a public page is not an error.) A session store that
+/// cannot be read also answers `None`: failing closed, as anonymous.
 #[server(client = CsrfClient)]
-pub async fn current_user() -> Result<Option<UserView>, ServerFnError> {
-    use crate::auth::session::AuthSession;
-    let session: AuthSession = leptos_axum::extract().await?;
+pub async fn current_user() -> Result<Option<UserView>, AppError> {
+    use crate::auth::{api_error::respond, session::AuthSession};
+    let session: AuthSession = leptos_axum::extract().await.map_err(|e| {
+        respond(AppError::Failed {
+            message: e.to_string(),
+        })
+    })?;
     let state = expect_context::<crate::auth::state::AuthState>();
     Ok(session.user_view(&state).await)
 }

@@ -9,7 +9,7 @@ use leptos::prelude::*;
 
 use crate::{
     components::{csrf_client::CsrfClient, current_user::UserResource, guard::login_url},
-    types::SessionTimes,
+    types::{AppError, SessionTimes},
 };
 
 /// Warn this many seconds before the idle deadline (at most half the timeout).
@@ -120,8 +120,9 @@ pub fn SessionWatch() -> impl IntoView {
     });
     let stay = ServerAction::<StaySignedIn>::new();
     Effect::new(move |_| match stay.value().get() {
-        Some(Ok(Some(times))) => deadline.set(Some((times.idle_expires_at, times.idle_timeout))),
-        Some(Ok(None)) => ended.set(),
+        Some(Ok(times)) => deadline.set(Some((times.idle_expires_at, times.idle_timeout))),
+        Some(Err(AppError::Unauthenticated)) => ended.set(),
+        // Store or IdP down: not an ending; the warning stays, "Stay signed in" can be retried.
         _ => {}
     });
     let warning = move || {
@@ -154,13 +155,17 @@ fn current_path() -> String {
 }
 
 /// "Stay signed in": counts as activity (extends the idle deadline) and
-/// returns the session's deadlines; `None` when the session has ended.
+/// returns the session's deadlines; 401 `AppError::Unauthenticated` when the
+/// session has ended (503 when the store or the IdP cannot be reached: that
+/// is not an ending).
 #[server(client = CsrfClient)]
-pub async fn stay_signed_in() -> Result<Option<SessionTimes>, ServerFnError> {
-    use crate::auth::session::AuthSession;
-    let session: AuthSession = leptos_axum::extract().await?;
-    let state = expect_context::<crate::auth::state::AuthState>();
-    Ok(session.user_view(&state).await.map(|user| user.session))
+pub async fn stay_signed_in() -> Result<SessionTimes, AppError> {
+    let (state, user) = crate::auth::authz::server_fn_user().await?;
+    let idle = state.config.session.idle_timeout;
+    Ok(user
+        .session
+        .view(&user.record, user.idle_deadline, idle)
+        .session)
 }
 
 #[cfg(feature = "hydrate")]

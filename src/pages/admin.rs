@@ -113,9 +113,7 @@ fn UserTable(list: Vec<SeenUser>, end: ServerAction<AdminEndUserSessions>) -> im
 pub async fn admin_overview() -> Result<Vec<SeenUser>, AppError> {
     use crate::auth::authz::{server_fn_role, Admin};
     let (state, admin) = server_fn_role::<Admin>().await?;
-    crate::auth::admin::overview(&state, &admin)
-        .await
-        .map_err(crate::auth::authz::respond)
+    Ok(crate::auth::admin::overview(&state, &admin).await?)
 }
 
 /// Ends every session of user `sub` (on every instance); how many ended. Admins only.
@@ -123,7 +121,5 @@ pub async fn admin_overview() -> Result<Vec<SeenUser>, AppError> {
 pub async fn admin_end_user_sessions(sub: String) -> Result<usize, AppError> {
     use crate::auth::authz::{server_fn_role, Admin};
     let (state, admin) = server_fn_role::<Admin>().await?;
-    crate::auth::admin::end_sessions_of(&state, &admin, &sub)
-        .await
-        .map_err(crate::auth::authz::respond)
+    Ok(crate::auth::admin::end_sessions_of(&state, &admin, &sub).await?)
 }

@@ -2,7 +2,7 @@ use leptos::{form::ActionForm, prelude::*};
 
 use crate::{
     components::{csrf_client::CsrfClient, guard::require_login, time::format_utc},
-    types::SessionSummary,
+    types::{AppError, SessionSummary},
 };
 
 /// `/sessions`: the signed-in user's sessions; end any one, or all others.
@@ -22,13 +22,13 @@ pub fn SessionsPage() -> impl IntoView {
             <Suspense fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match sessions.await {
-                        Ok(Some(list)) => view! {
+                        Ok(list) => view! {
                             <SessionTable list end_one/>
                             <ActionForm action=end_others>
                                 <button type="submit" class="button" data-testid="end-others">"End all other sessions"</button>
                             </ActionForm>
                         }.into_any(),
-                        Ok(None) => {
+                        Err(AppError::Unauthenticated) => {
                             require_login("/sessions");
                             view! { <p>"Redirecting to sign in…"</p> }.into_any()
                         }
@@ -68,48 +68,41 @@ fn SessionTable(list: Vec<SessionSummary>, end_one: ServerAction<EndSession>) ->
     }
 }
 
-/// The signed-in user's sessions, newest first; `None` when anonymous.
+/// The signed-in user's sessions, newest first.
+///
+/// Not signed in is `Err(AppError::Unauthenticated)` (401), as for every
+/// server function that needs a user, not `Ok(None)`: the page needs nothing
+/// more than that variant to send a visitor to sign in, and a caller outside
+/// the page gets a real 401 instead of a 200 that says nothing.
 #[server(client = CsrfClient)]
-pub async fn my_sessions() -> Result<Option<Vec<SessionSummary>>, ServerFnError> {
-    use crate::auth::{session::AuthSession, sessions};
-    let session: AuthSession = leptos_axum::extract().await?;
-    let state = expect_context::<crate::auth::state::AuthState>();
-    sessions::list(&state, &session)
+pub async fn my_sessions() -> Result<Vec<SessionSummary>, AppError> {
+    use crate::auth::{api_error::ApiError, authz::server_fn_user, sessions};
+    let (state, user) = server_fn_user().await?;
+    Ok(sessions::list(&state, &user)
         .await
-        .map_err(ServerFnError::new)
+        .map_err(ApiError::from)?)
 }
 
 /// Ends one of the signed-in user's sessions (by handle); how many ended.
+/// 401 `AppError::Unauthenticated` when not signed in.
 #[server(client = CsrfClient)]
-pub async fn end_session(handle: String) -> Result<usize, ServerFnError> {
-    use crate::auth::{session::AuthSession, sessions};
-    let session: AuthSession = leptos_axum::extract().await?;
-    let state = expect_context::<crate::auth::state::AuthState>();
-    signed_in_count(sessions::end(&state, &session, sessions::Which::Handle(&handle)).await)
+pub async fn end_session(handle: String) -> Result<usize, AppError> {
+    use crate::auth::{api_error::ApiError, authz::server_fn_user, sessions};
+    let (state, user) = server_fn_user().await?;
+    Ok(
+        sessions::end(&state, &user, sessions::Which::Handle(&handle))
+            .await
+            .map_err(ApiError::from)?,
+    )
 }
 
 /// Ends every session of the signed-in user except this one; how many ended.
+/// 401 `AppError::Unauthenticated` when not signed in.
 #[server(client = CsrfClient)]
-pub async fn end_other_sessions() -> Result<usize, ServerFnError> {
-    use crate::auth::{session::AuthSession, sessions};
-    let session: AuthSession = leptos_axum::extract().await?;
-    let state = expect_context::<crate::auth::state::AuthState>();
-    signed_in_count(sessions::end(&state, &session, sessions::Which::AllOthers).await)
-}
-
-/// Anonymous callers get 401, store failures an error.
-#[cfg(feature = "ssr")]
-fn signed_in_count(
-    result: Result<Option<usize>, crate::auth::session::SessionError>,
-) -> Result<usize, ServerFnError> {
-    match result {
-        Ok(Some(n)) => Ok(n),
-        Ok(None) => {
-            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-                response.set_status(axum::http::StatusCode::UNAUTHORIZED);
-            }
-            Err(ServerFnError::new("not signed in"))
-        }
-        Err(e) => Err(ServerFnError::new(e)),
-    }
+pub async fn end_other_sessions() -> Result<usize, AppError> {
+    use crate::auth::{api_error::ApiError, authz::server_fn_user, sessions};
+    let (state, user) = server_fn_user().await?;
+    Ok(sessions::end(&state, &user, sessions::Which::AllOthers)
+        .await
+        .map_err(ApiError::from)?)
 }

@@ -5,8 +5,10 @@ use axum::{
     extract::Request,
     http::{header, StatusCode},
     middleware::Next,
-    response::Response,
+    response::{IntoResponse, Response},
 };
+
+use crate::auth::api_error::ApiError;
 
 /// Request bodies are small here (forms, JSON); anything bigger is refused (413).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -23,9 +25,5 @@ pub async fn explain_too_large(request: Request, next: Next) -> Response {
     if response.status() != StatusCode::PAYLOAD_TOO_LARGE || !plain {
         return response;
     }
-    crate::auth::error::json_error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        &format!("request bodies are limited to {} KiB", BODY_LIMIT / 1024),
-    )
+    ApiError::PayloadTooLarge { limit: BODY_LIMIT }.into_response()
 }

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use super::db::MAX_NOTE_CHARS;
 use crate::auth::state::AuthState;
 use crate::auth::{
+    api_error::ApiError,
     authz::{missing_role, Admin, ApiAccess, NotesRead, NotesWrite, Role},
-    error::json_error,
 };
 
 /// `/api/notes`, in the JSON API group (anti-forgery on every method, not cached).
@@ -48,7 +48,7 @@ async fn list(
     let caller = access.caller;
     let owner = if query.all {
         if let Some(forbidden) = missing_role::<Admin>(&caller) {
-            return forbidden;
+            return forbidden.into_response();
         }
         None
     } else {
@@ -76,21 +76,14 @@ async fn create(
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             return rejection.into_response()
         }
-        Err(_) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "Send JSON: {\"text\": \"…\"}.",
-            )
-        }
+        Err(_) => return ApiError::InvalidRequest("Send JSON: {\"text\": \"…\"}.").into_response(),
     };
     let text = note.text.trim();
     if text.is_empty() || text.chars().count() > MAX_NOTE_CHARS {
-        return json_error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_note",
-            &format!("A note is 1 to {MAX_NOTE_CHARS} characters."),
-        );
+        return ApiError::InvalidNote {
+            max_chars: MAX_NOTE_CHARS,
+        }
+        .into_response();
     }
     let caller = access.caller;
     match state.db.add_note(&caller.sub, &caller.name, text).await {
@@ -109,16 +102,12 @@ async fn remove(
     match state.db.delete_note(id, owner).await {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         // Someone else's note looks exactly like a missing one.
-        Ok(false) => json_error(StatusCode::NOT_FOUND, "not_found", "No such note of yours."),
+        Ok(false) => ApiError::NotFound("No such note of yours.").into_response(),
         Err(e) => database_error(e),
     }
 }
 
 fn database_error(e: sqlx::Error) -> Response {
     tracing::error!(error = %e, "notes database error");
-    json_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "database_unavailable",
-        "The notes database cannot be reached.",
-    )
+    ApiError::DatabaseUnavailable.into_response()
 }

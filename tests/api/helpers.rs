@@ -641,6 +641,23 @@ impl Redis {
         }
         panic!("redis-server did not start on port {port}");
     }
+
+    /// One command, in Redis' wire protocol, on a connection of its own;
+    /// returns the reply line. (`ACL SETUSER default -<command>` makes the
+    /// store refuse that command from then on: a store that fails.)
+    pub async fn command(&self, args: &[&str]) -> String {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let addr = self.url.trim_start_matches("redis://");
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut line = String::new();
+        BufReader::new(socket).read_line(&mut line).await.unwrap();
+        line
+    }
 }
 
 impl Drop for Redis {

@@ -187,3 +187,78 @@ async fn a_redis_password_never_appears_in_a_store_error() {
     );
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+/// A session store that fails reads the same on every path: 503
+/// `session_store_unavailable` from the JSON routes, the `/api/*` guard and
+/// the server functions alike (one code per meaning), the store's own words
+/// never reach the client, and nothing is ended by it.
+#[tokio::test]
+async fn a_failing_store_is_one_code_on_every_path() {
+    use gatehouse::{
+        components::session_watch::StaySignedIn,
+        pages::{admin::AdminOverview, sessions::MySessions},
+    };
+    use leptos::server_fn::ServerFn;
+
+    let redis = Redis::start().await;
+    let idp = Idp::start().await;
+    let app = spawn_app_with(&idp.issuer, &[("SESSION_STORE", redis.url.as_str())]).await;
+    assert_eq!(
+        app.login("alice", "alice").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    async fn store_down(what: &str, response: reqwest::Response) {
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{what}");
+        let text = response.text().await.unwrap();
+        assert!(!text.contains("NOPERM"), "{what}: {text}");
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["error"], "session_store_unavailable", "{what}: {body}");
+    }
+
+    // The session itself reads, the list of a user's sessions does not.
+    assert!(redis
+        .command(&["ACL", "SETUSER", "default", "-smembers"])
+        .await
+        .starts_with("+OK"));
+    store_down(
+        "my_sessions",
+        app.server_fn(<MySessions as ServerFn>::PATH, &[]).await,
+    )
+    .await;
+    store_down(
+        "admin_overview",
+        app.server_fn(<AdminOverview as ServerFn>::PATH, &[]).await,
+    )
+    .await;
+    store_down("/api/admin/users", app.get_json("/api/admin/users").await).await;
+
+    // Nothing reads at all.
+    assert!(redis
+        .command(&["ACL", "SETUSER", "default", "-@all", "+acl"])
+        .await
+        .starts_with("+OK"));
+    store_down("/auth/user", app.get_json("/auth/user").await).await;
+    store_down("/api/notes", app.get_json("/api/notes").await).await;
+    store_down(
+        "my_sessions",
+        app.server_fn(<MySessions as ServerFn>::PATH, &[]).await,
+    )
+    .await;
+    // Not "your session ended": the tab keeps its warning and may retry.
+    store_down(
+        "stay_signed_in",
+        app.server_fn(<StaySignedIn as ServerFn>::PATH, &[]).await,
+    )
+    .await;
+    store_down("/auth/logout", app.logout().await).await;
+
+    assert!(redis
+        .command(&["ACL", "SETUSER", "default", "+@all"])
+        .await
+        .starts_with("+OK"));
+    assert_eq!(
+        app.get_json("/auth/user").await.status(),
+        StatusCode::OK,
+        "the session outlived the outage"
+    );
+}

@@ -102,5 +102,5 @@ async fn an_unreachable_idp_is_not_a_logout() {
         "the session stays"
     );
     let body: Value = user.json().await.unwrap();
-    assert_eq!(body["error"], "idp_unavailable");
+    assert_eq!(body["error"], "idp_unreachable");
 }

@@ -83,12 +83,25 @@ async fn users_list_and_end_their_own_sessions_only() {
     let (_, sessions) = list(&laptop).await;
     assert_eq!(sessions.len(), 1);
 
-    // Anonymous callers get 401.
+    // Anonymous callers get 401 `unauthenticated`, from every one of them.
     let anonymous = laptop.second_browser();
-    let response = anonymous
-        .server_fn(<EndOtherSessions as ServerFn>::PATH, &[])
-        .await;
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    for (path, form) in [
+        (<MySessions as ServerFn>::PATH, vec![]),
+        (
+            <EndSession as ServerFn>::PATH,
+            vec![("handle", phone_handle.as_str())],
+        ),
+        (<EndOtherSessions as ServerFn>::PATH, vec![]),
+    ] {
+        let response = anonymous.server_fn(path, &form).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "unauthenticated"}),
+            "{path}"
+        );
+    }
 }
 
 #[tokio::test]
