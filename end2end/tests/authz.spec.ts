@@ -5,6 +5,7 @@ import { expect, test, type Page } from '@playwright/test';
 
 import { clickWhenHydrated, signIn, submitIdpLogin } from './support/auth';
 import { APP_URL, IDP_URL } from './support/env';
+import { SCREENSHOT } from './support/visual';
 
 async function signInAs(page: Page, username: string, returnTo: string): Promise<void> {
   await page.goto(`${APP_URL}/auth/login?return_to=${returnTo}`);
@@ -52,7 +53,7 @@ test('bob gets a 403 page at /admin, alice ends his sessions there', async ({ br
     expect(again?.status()).toBe(403);
     await expect(bob.getByTestId('forbidden')).toBeVisible();
     await expect(bob.locator('nav a[href="/admin"]')).toHaveCount(0);
-    await bob.screenshot({ path: 'test-results/screenshots/admin-403-bob.png', fullPage: true });
+    await expect(bob).toHaveScreenshot('admin-403.png', SCREENSHOT);
 
     const alice = await aliceContext.newPage();
     await signInAs(alice, 'alice', '/admin');
@@ -60,7 +61,6 @@ test('bob gets a 403 page at /admin, alice ends his sessions there', async ({ br
     await expect(alice.locator('nav a[href="/admin"]')).toHaveCount(1);
     const bobRow = alice.getByTestId('admin-user').filter({ hasText: 'Bob Builder' });
     await expect(bobRow.getByTestId('admin-session-count')).not.toContainText(/^0/);
-    await alice.screenshot({ path: 'test-results/screenshots/admin.png', fullPage: true });
     await clickWhenHydrated(
       alice,
       async () => bobRow.getByTestId('end-user-sessions').click(),

@@ -2,16 +2,13 @@
 // serving public pages, explains a failed sign-in, and recovers without a
 // restart. Each test runs its own app + IdP pair on other ports, so the
 // suite's shared pair is never disturbed.
-import fs from 'node:fs';
-import path from 'node:path';
-
 import { expect, test, type Page } from '@playwright/test';
 
 import {
   ALICE, expectIdpLoginForm, signIn, submitIdpLogin,
 } from './support/auth';
-import { SCREENSHOT_DIR } from './support/env';
 import { startApp, startIdp, type Managed } from './support/processes';
+import { SCREENSHOT } from './support/visual';
 
 const APP_PORT = 3200;
 const IDP_PORT = 8280;
@@ -76,8 +73,7 @@ test('IdP down: public pages render, "Sign in" explains, and it recovers when th
 
   await expectUnreachablePage(page);
   await expect(page.getByRole('link', { name: 'Try again' })).toBeVisible();
-  fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
-  await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'error.png'), fullPage: true });
+  await expect(page).toHaveScreenshot('error.png', SCREENSHOT);
   const anonymous = await page.request.get(`${APP}/auth/user`, { headers: { 'X-CSRF': '1' } });
   expect(anonymous.status()).toBe(401);
 

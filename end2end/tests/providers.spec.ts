@@ -2,14 +2,12 @@
 // opens a chooser, the chosen provider's login form follows, and the user is
 // back in the app signed in; sign-out goes through that provider. A private
 // app and two dev IdPs on their own ports, so the shared pair is untouched.
-import fs from 'node:fs';
-import path from 'node:path';
-
 import { expect, test } from '@playwright/test';
 
 import { ALICE, onOrigin, submitIdpLogin } from './support/auth';
-import { SCREENSHOT_DIR, issuerFor } from './support/env';
+import { issuerFor } from './support/env';
 import { startApp, startIdp, type Managed } from './support/processes';
+import { SCREENSHOT } from './support/visual';
 
 const APP_PORT = 3201;
 const FIRST_PORT = 8281;
@@ -48,8 +46,7 @@ test('"Sign in" offers each provider; the chosen one signs the user in and out',
   const chooser = page.locator('main.chooser-page');
   await expect(chooser.locator('h1')).toHaveText('Sign in with');
   await expect(chooser.getByRole('link')).toHaveText(['Company Keycloak', 'Partner IdP', 'Back to Home']);
-  fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
-  await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'chooser.png'), fullPage: true });
+  await expect(page).toHaveScreenshot('chooser.png', SCREENSHOT);
 
   await chooser.getByRole('link', { name: 'Partner IdP' }).click();
   await submitIdpLogin(page, { appOrigin: APP, idpOrigin: SECOND });

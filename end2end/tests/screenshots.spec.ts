@@ -1,12 +1,17 @@
-// 8. Full-page screenshots for a human to look at (the error page's is taken
-// by idp-down.spec.ts, which is where the IdP is down).
-import fs from 'node:fs';
-import path from 'node:path';
-
+// 8. What the pages look like, compared with committed baselines
+// (`screenshots.spec.ts-snapshots/`; the error page's is in
+// `idp-down.spec.ts`, which is where the IdP is down). Values that change
+// from run to run (times, nonces, session ids) are masked. After a change
+// to how a page looks: `npx playwright test screenshots idp-down
+// --update-snapshots`, look at the new PNGs, and commit them.
 import { expect, test, type Page } from '@playwright/test';
 
 import { clickWhenHydrated, signIn } from './support/auth';
-import { APP_URL, IDP_URL, SCREENSHOT_DIR } from './support/env';
+import { APP_URL, IDP_URL } from './support/env';
+import { SCREENSHOT } from './support/visual';
+
+/** Claims whose values differ on every sign-in. */
+const CHANGING_CLAIMS = /^(at_hash|auth_time|exp|iat|jti|nonce|sid|updated_at)$/;
 
 async function stylesApplied(page: Page): Promise<void> {
   await page.waitForLoadState('load');
@@ -17,19 +22,14 @@ async function stylesApplied(page: Page): Promise<void> {
   })).toBe('flex');
 }
 
-async function save(page: Page, name: string): Promise<void> {
-  fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
-  await page.screenshot({ path: path.join(SCREENSHOT_DIR, `${name}.png`), fullPage: true });
-}
-
-test('screenshot: home, signed out', async ({ page }) => {
+test('home, signed out, looks like its baseline', async ({ page }) => {
   await page.goto('/');
   await expect(page.locator('a[href="/auth/login"]').first()).toBeVisible();
   await stylesApplied(page);
-  await save(page, 'home');
+  await expect(page).toHaveScreenshot('home.png', SCREENSHOT);
 });
 
-test('screenshot: profile, signed in, with the userinfo diff', async ({ page }) => {
+test('profile, signed in, with the userinfo diff, looks like its baseline', async ({ page }) => {
   await signIn(page, { appOrigin: APP_URL, idpOrigin: IDP_URL });
   await page.goto('/profile');
   await expect(page.getByTestId('profile')).toBeVisible();
@@ -40,5 +40,11 @@ test('screenshot: profile, signed in, with the userinfo diff', async ({ page }) 
   );
   await stylesApplied(page);
   await expect.poll(() => page.locator('img.avatar').evaluateAll((imgs) => imgs.every((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth > 0))).toBe(true);
-  await save(page, 'profile');
+  const changing = page.locator('table.claims tbody tr')
+    .filter({ has: page.locator('td:first-child code', { hasText: CHANGING_CLAIMS }) })
+    .locator('td.value');
+  await expect(page).toHaveScreenshot('profile.png', {
+    ...SCREENSHOT,
+    mask: [page.locator('dl.times dd'), changing],
+  });
 });

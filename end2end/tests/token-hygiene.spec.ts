@@ -72,7 +72,21 @@ function cookieAttributes(setCookie: string): Map<string, string> {
   return attributes;
 }
 
+/** The tokens the shared IdP issued to the app's client, as far back as its hook keeps them. */
+async function issuedToApp(): Promise<IssuedTokens[]> {
+  // The hook exists only with IDP_EXPOSE_TOKENS_FOR_TESTS=1.
+  const hook = await fetch(`${IDP_URL}/dev/issued-tokens`);
+  expect(hook.status, 'the dev IdP must run with IDP_EXPOSE_TOKENS_FOR_TESTS=1 (see playwright.config.ts)').toBe(200);
+  return ((await hook.json()) as { tokens: IssuedTokens[] }).tokens.filter((t) => t.client_id === 'gatehouse');
+}
+
+function tokenValues(t: IssuedTokens): string[] {
+  return [t.access_token, t.refresh_token, t.id_token].filter((v): v is string => Boolean(v));
+}
+
 test('no token reaches the browser: one HttpOnly cookie, empty storage, clean responses', async ({ page, context }) => {
+  // What was issued before this test started is not this test's sign-in.
+  const before = new Set((await issuedToApp()).flatMap(tokenValues));
   const appResponses: Promise<Seen>[] = [];
   const appUrls: string[] = [];
   const idpCookieNames = new Set<string>();
@@ -150,11 +164,12 @@ test('no token reaches the browser: one HttpOnly cookie, empty storage, clean re
   await expect(page.locator('a[href="/auth/login"]').first()).toBeVisible();
   await settle();
 
-  // Every token the IdP issued (the hook exists only with IDP_EXPOSE_TOKENS_FOR_TESTS=1).
-  const hook = await fetch(`${IDP_URL}/dev/issued-tokens`);
-  expect(hook.status, 'the dev IdP must run with IDP_EXPOSE_TOKENS_FOR_TESTS=1 (see playwright.config.ts)').toBe(200);
-  const issued = ((await hook.json()) as { tokens: IssuedTokens[] }).tokens.filter((t) => t.client_id === 'gatehouse');
-  expect(issued.length, 'the app obtained tokens from the IdP').toBeGreaterThan(0);
+  // The tokens the IdP issued to the app during this test (the hook keeps the
+  // last ones of the shared IdP, earlier tests' too: those are scanned for as
+  // well, but only this test's prove that its own sign-in was recorded).
+  const issued = await issuedToApp();
+  const ours = issued.filter((t) => !tokenValues(t).some((v) => before.has(v)));
+  expect(ours.length, 'the app obtained tokens from the IdP during this test').toBeGreaterThan(0);
   const secrets = new Map<string, string>();
   for (const entry of issued) {
     for (const kind of ['access_token', 'refresh_token', 'id_token'] as const) {
@@ -162,8 +177,9 @@ test('no token reaches the browser: one HttpOnly cookie, empty storage, clean re
       if (value) secrets.set(value, kind);
     }
   }
-  expect([...secrets.values()]).toEqual(expect.arrayContaining(['access_token', 'refresh_token', 'id_token']));
-  const idTokens = new Set(issued.map((t) => t.id_token).filter(Boolean));
+  expect(ours.flatMap((t) => (['access_token', 'refresh_token', 'id_token'] as const).filter((k) => t[k])))
+    .toEqual(expect.arrayContaining(['access_token', 'refresh_token', 'id_token']));
+  const idTokens = new Set(ours.map((t) => t.id_token).filter(Boolean));
 
   function leaks(text: string): string[] {
     const found: string[] = [];

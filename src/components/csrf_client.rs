@@ -1,5 +1,13 @@
-//! The one way the browser calls the server: every server function goes
-//! through [`CsrfClient`], which sends the anti-forgery header.
+//! The anti-forgery header the browser sends on every call to our own
+//! origin: every server function goes through [`CsrfClient`], every other
+//! JSON call through [`api_client`](super::api_client). Both take the header
+//! from here.
+
+/// The anti-forgery header's name (`X-CSRF: 1`; the server checks it in
+/// `auth::csrf`).
+pub const CSRF_HEADER: &str = "X-CSRF";
+/// The anti-forgery header's value.
+pub const CSRF_VALUE: &str = "1";
 
 /// The server-function client: the browser's `fetch` (gloo-net, via server_fn's
 /// `BrowserClient`) with the anti-forgery header `X-CSRF: 1` on every call. A
@@ -8,7 +16,7 @@
 pub struct CsrfClient;
 
 mod browser_client {
-    use super::CsrfClient;
+    use super::{CsrfClient, CSRF_HEADER, CSRF_VALUE};
     use leptos::server_fn::{
         client::{browser::BrowserClient, Client},
         error::FromServerFnError,
@@ -29,7 +37,7 @@ mod browser_client {
         type Response = BrowserResponse;
 
         fn send(req: Self::Request) -> impl Future<Output = Result<Self::Response, E>> + Send {
-            req.headers().append("X-CSRF", "1");
+            req.headers().append(CSRF_HEADER, CSRF_VALUE);
             <BrowserClient as Client<E, IS, OS>>::send(req)
         }
 

@@ -3,19 +3,32 @@
 
 use leptos::prelude::*;
 
-use crate::components::current_user::UserResource;
+use crate::{components::current_user::UserResource, types::UserView};
 
-/// Renders `children` for a signed-in user with `role`; a 403 page (status 403
-/// during SSR, no redirect) for other signed-in users; the login for anonymous
-/// visitors. This only decides what to show: the data behind the page comes
-/// from server functions that check the role again on the server.
+/// Renders `children` with the signed-in user; the login for anonymous
+/// visitors (a `302` during SSR, a full navigation in the browser), an error
+/// when the session could not be checked.
+///
+/// The children take the user: `<RequireLogin return_to="/profile" let:user>`.
+/// This only decides what to show: the data behind a page comes from server
+/// functions and APIs that check the session again on the server. Resources
+/// a page needs belong above this component, not in its children (leptos#4866,
+/// see `pages::admin`).
 #[component]
-pub fn RequireRole(
-    role: &'static str,
+pub fn RequireLogin<C, V>(
     /// Where the login should come back to.
     return_to: &'static str,
-    children: ChildrenFn,
-) -> impl IntoView {
+    /// What the error says before the reason (with its trailing space), when
+    /// the session could not be checked.
+    #[prop(optional)]
+    error_prefix: &'static str,
+    /// The page for the signed-in user.
+    children: C,
+) -> impl IntoView
+where
+    C: Fn(UserView) -> V + Send + Sync + Clone + 'static,
+    V: IntoView + 'static,
+{
     let user = expect_context::<UserResource>();
     view! {
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
@@ -23,18 +36,47 @@ pub fn RequireRole(
                 let children = children.clone();
                 Suspend::new(async move {
                     match user.await {
-                        Ok(Some(u)) if u.has_role(role) => children().into_any(),
-                        Ok(Some(_)) => view! { <Forbidden role/> }.into_any(),
-                        Ok(None) => {
-                            require_login(return_to);
-                            view! { <p>"Redirecting to sign in…"</p> }.into_any()
-                        }
-                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                        Ok(Some(u)) => children(u).into_any(),
+                        Ok(None) => view! { <RedirectToLogin return_to/> }.into_any(),
+                        Err(e) => view! { <p class="error">{format!("{error_prefix}{e}")}</p> }.into_any(),
                     }
                 })
             }}
         </Suspense>
     }
+}
+
+/// Renders `children` for a signed-in user with `role`; a 403 page (status 403
+/// during SSR, no redirect) for other signed-in users; the login for anonymous
+/// visitors ([`RequireLogin`]). This only decides what to show: the data behind
+/// the page comes from server functions that check the role again on the server.
+#[component]
+pub fn RequireRole(
+    role: &'static str,
+    /// Where the login should come back to.
+    return_to: &'static str,
+    children: ChildrenFn,
+) -> impl IntoView {
+    view! {
+        <RequireLogin return_to let:user>
+            {if user.has_role(role) {
+                children().into_any()
+            } else {
+                view! { <Forbidden role/> }.into_any()
+            }}
+        </RequireLogin>
+    }
+}
+
+/// What an anonymous visitor of a signed-in page sees while [`require_login`]
+/// sends them to the login.
+#[component]
+pub fn RedirectToLogin(
+    /// Where the login should come back to.
+    return_to: &'static str,
+) -> impl IntoView {
+    require_login(return_to);
+    view! { <p>"Redirecting to sign in…"</p> }
 }
 
 /// The 403 page: signed in, but without the role the page needs.

@@ -1,5 +1,6 @@
 //! Reusable pieces of UI.
 
+pub mod api_client;
 pub mod claims_table;
 pub mod csrf_client;
 pub mod current_user;

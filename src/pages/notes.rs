@@ -1,29 +1,24 @@
 use leptos::prelude::*;
 
 use crate::{
-    components::{current_user::UserResource, guard::require_login, time::format_utc},
+    components::{
+        api_client::{self, Method},
+        guard::RequireLogin,
+        time::format_utc,
+    },
     types::{Note, UserView, ADMIN_ROLE},
 };
 
 /// `/notes`: the user's notes, through the protected API `/api/notes` (with
-/// the session cookie and `X-CSRF: 1`, like any same-origin API call). The
-/// list is fetched by the browser after hydration.
+/// the session cookie and `X-CSRF: 1`, like any same-origin API call: see
+/// `components::api_client`). The list is fetched by the browser after
+/// hydration.
 #[component]
 pub fn NotesPage() -> impl IntoView {
-    let user = expect_context::<UserResource>();
     view! {
-        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match user.await {
-                    Ok(Some(u)) => view! { <ClientOnly><Notes user=u.clone()/></ClientOnly> }.into_any(),
-                    Ok(None) => {
-                        require_login("/notes");
-                        view! { <p>"Redirecting to sign in…"</p> }.into_any()
-                    }
-                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                }
-            })}
-        </Suspense>
+        <RequireLogin return_to="/notes" let:user>
+            <ClientOnly><Notes user=user.clone()/></ClientOnly>
+        </RequireLogin>
     }
 }
 
@@ -122,67 +117,23 @@ fn Notes(user: UserView) -> impl IntoView {
 }
 
 async fn fetch_notes(everyone: bool) -> Result<Vec<Note>, String> {
-    let url = if everyone {
+    let path = if everyone {
         "/api/notes?all=true"
     } else {
         "/api/notes"
     };
-    let body = call("GET", url, None).await?;
-    serde_json::from_str(&body).map_err(|_| "The server's answer was malformed.".to_string())
+    api_client::call_json(Method::Get, path, None).await
 }
 
 async fn create_note(text: String) -> Result<(), String> {
-    let body = serde_json::json!({ "text": text }).to_string();
-    call("POST", "/api/notes", Some(body)).await.map(|_| ())
-}
-
-async fn delete_note(id: i64) -> Result<(), String> {
-    call("DELETE", &format!("/api/notes/{id}"), None)
+    let body = serde_json::json!({ "text": text });
+    api_client::call(Method::Post, "/api/notes", Some(body))
         .await
         .map(|_| ())
 }
 
-/// One same-origin API call with the anti-forgery header; the error is the
-/// API's own message.
-async fn call(method: &str, url: &str, body: Option<String>) -> Result<String, String> {
-    #[cfg(feature = "hydrate")]
-    {
-        use gloo_net::http::{Method, RequestBuilder};
-        let method = match method {
-            "POST" => Method::POST,
-            "DELETE" => Method::DELETE,
-            _ => Method::GET,
-        };
-        let builder = RequestBuilder::new(url)
-            .method(method)
-            .header("X-CSRF", "1");
-        let request = match body {
-            Some(json) => builder
-                .header("Content-Type", "application/json")
-                .body(json)
-                .map_err(|e| e.to_string())?,
-            None => builder.build().map_err(|e| e.to_string())?,
-        };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| format!("The server could not be reached: {e}"))?;
-        let text = response.text().await.unwrap_or_default();
-        if response.status() == 401 {
-            return Err("Your session has ended — sign in again.".into());
-        }
-        if !response.ok() {
-            let message = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| format!("The request failed ({}).", response.status()));
-            return Err(message);
-        }
-        Ok(text)
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        let _ = (method, url, body);
-        Err("Notes are fetched from the browser.".into())
-    }
+async fn delete_note(id: i64) -> Result<(), String> {
+    api_client::call(Method::Delete, &format!("/api/notes/{id}"), None)
+        .await
+        .map(|_| ())
 }

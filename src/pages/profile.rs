@@ -2,9 +2,9 @@ use leptos::prelude::*;
 
 use crate::{
     components::{
+        api_client::{self, Method},
         claims_table::{ClaimsDiffTable, ClaimsTable},
-        current_user::UserResource,
-        guard::require_login,
+        guard::RequireLogin,
         time::format_utc,
         user_menu::{Avatar, SignOutButton},
     },
@@ -14,22 +14,10 @@ use crate::{
 /// `/profile`: needs a session; anonymous visitors go to the login and come back.
 #[component]
 pub fn ProfilePage() -> impl IntoView {
-    let user = expect_context::<UserResource>();
     view! {
-        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match user.await {
-                    Ok(Some(u)) => view! { <Profile user=u/> }.into_any(),
-                    Ok(None) => {
-                        require_login("/profile");
-                        view! { <p>"Redirecting to sign in…"</p> }.into_any()
-                    }
-                    Err(e) => view! {
-                        <p class="error">"Your profile could not be loaded: " {e.to_string()}</p>
-                    }.into_any(),
-                }
-            })}
-        </Suspense>
+        <RequireLogin return_to="/profile" error_prefix="Your profile could not be loaded: " let:user>
+            <Profile user/>
+        </RequireLogin>
     }
 }
 
@@ -88,31 +76,13 @@ fn Profile(user: UserView) -> impl IntoView {
     }
 }
 
-/// `GET /auth/userinfo` from the browser, with the anti-forgery header.
+/// `GET /auth/userinfo` from the browser (through [`api_client`], which sends
+/// the anti-forgery header).
 async fn fetch_userinfo() -> Result<Vec<ClaimRow>, String> {
-    #[cfg(feature = "hydrate")]
-    {
-        use gloo_net::http::Request;
-        let response = Request::get("/auth/userinfo")
-            .header("X-CSRF", "1")
-            .send()
-            .await
-            .map_err(|e| format!("The server could not be reached: {e}"))?;
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        if response.status() == 401 {
-            return Err("Your session has ended — sign in again.".into());
-        }
-        if !response.ok() {
-            let message = body["message"].as_str().unwrap_or("The request failed.");
-            return Err(message.to_string());
-        }
-        match body.get("claims").and_then(|c| c.as_object()) {
-            Some(claims) => Ok(ClaimRow::rows(claims)),
-            None => Err("The server's answer was malformed.".into()),
-        }
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        Err("Userinfo is fetched from the browser.".into())
+    let body: serde_json::Value =
+        api_client::call_json(Method::Get, "/auth/userinfo", None).await?;
+    match body.get("claims").and_then(|c| c.as_object()) {
+        Some(claims) => Ok(ClaimRow::rows(claims)),
+        None => Err("The server's answer was malformed.".into()),
     }
 }

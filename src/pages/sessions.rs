@@ -1,42 +1,57 @@
 use leptos::{form::ActionForm, prelude::*};
 
 use crate::{
-    components::{csrf_client::CsrfClient, guard::require_login, time::format_utc},
+    components::{
+        csrf_client::CsrfClient,
+        current_user::UserResource,
+        guard::{RedirectToLogin, RequireLogin},
+        time::format_utc,
+    },
     types::{AppError, SessionSummary},
 };
 
 /// `/sessions`: the signed-in user's sessions; end any one, or all others.
 /// The forms work without JavaScript too (same-origin form posts).
+///
+/// The list's resource is made here, above the guard's `<Suspense>` (see
+/// `pages::admin` for why), and asks the server only for a signed-in user.
 #[component]
 pub fn SessionsPage() -> impl IntoView {
+    let user = expect_context::<UserResource>();
     let end_one = ServerAction::<EndSession>::new();
     let end_others = ServerAction::<EndOtherSessions>::new();
     let sessions = Resource::new(
         move || (end_one.version().get(), end_others.version().get()),
-        |_| my_sessions(),
+        move |_| async move {
+            match user.await {
+                Ok(Some(_)) => my_sessions().await,
+                Ok(None) => Err(AppError::Unauthenticated),
+                Err(e) => Err(e),
+            }
+        },
     );
     view! {
-        <section class="sessions" data-testid="sessions">
-            <h1>"Your sessions"</h1>
-            <p class="muted">"Every browser where you are signed in. Ending a session signs that browser out at once."</p>
-            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match sessions.await {
-                        Ok(list) => view! {
-                            <SessionTable list end_one/>
-                            <ActionForm action=end_others>
-                                <button type="submit" class="button" data-testid="end-others">"End all other sessions"</button>
-                            </ActionForm>
-                        }.into_any(),
-                        Err(AppError::Unauthenticated) => {
-                            require_login("/sessions");
-                            view! { <p>"Redirecting to sign in…"</p> }.into_any()
+        <RequireLogin return_to="/sessions" let:_user>
+            <section class="sessions" data-testid="sessions">
+                <h1>"Your sessions"</h1>
+                <p class="muted">"Every browser where you are signed in. Ending a session signs that browser out at once."</p>
+                <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+                    {move || Suspend::new(async move {
+                        match sessions.await {
+                            Ok(list) => view! {
+                                <SessionTable list end_one/>
+                                <ActionForm action=end_others>
+                                    <button type="submit" class="button" data-testid="end-others">"End all other sessions"</button>
+                                </ActionForm>
+                            }.into_any(),
+                            // The session ended since the page loaded ("Sign out here").
+                            Err(AppError::Unauthenticated) => view! { <RedirectToLogin return_to="/sessions"/> }.into_any(),
+                            Err(e) => view! { <p class="error">"Sessions could not be loaded: " {e.to_string()}</p> }.into_any(),
                         }
-                        Err(e) => view! { <p class="error">"Sessions could not be loaded: " {e.to_string()}</p> }.into_any(),
-                    }
-                })}
-            </Suspense>
-        </section>
+                    })}
+                </Suspense>
+            </section>
+        </RequireLogin>
     }
 }
 

@@ -52,7 +52,10 @@ export async function signIn(
  * nothing, and a form button submits the plain form instead — which already
  * acts on the server. Wait for the hydrate entry's `data-hydrated-at` mark
  * (set after asynchronous hydration, lazy chunks included); then click once
- * and wait for the expected effect.
+ * and wait for the expected effect. The mark belongs to the document, so call
+ * this after a full page load (`goto`, `reload`, a redirect), as every caller
+ * does: after a client-side navigation the first page's mark is still there
+ * while the new route's chunk may not be.
  */
 export async function clickWhenHydrated(
   page: Page,

@@ -6,7 +6,6 @@ export const END2END_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.u
 export const REPO_ROOT = path.resolve(END2END_DIR, '..');
 export const APP_BINARY = path.join(REPO_ROOT, 'target', 'debug', 'gatehouse');
 export const IDP_SERVER = path.join(END2END_DIR, 'idp', 'server.mjs');
-export const SCREENSHOT_DIR = path.join(END2END_DIR, 'test-results', 'screenshots');
 
 // The pair started by playwright.config.ts for the whole suite.
 export const APP_PORT = 3100;
