@@ -21,7 +21,7 @@ use gatehouse::{
     auth::{
         csrf::{decide, Rule, Verdict},
         flow::{authorization_code, CallbackParams},
-        provider::Oidc,
+        idp::Idp,
         return_to::ReturnTo,
     },
     server::config::Config,
@@ -360,7 +360,7 @@ fn claim(c: &ClaimValue) -> Value {
 }
 
 struct Fixture {
-    oidc: Oidc,
+    oidc: Idp,
     signing: EncodingKey,
     attacker: EncodingKey,
 }
@@ -394,9 +394,9 @@ fn fixture() -> &'static Fixture {
             "id_token_signing_alg_values_supported": ["RS256"],
             "code_challenge_methods_supported": ["S256"],
         });
-        let oidc = Oidc::with_discovery(
+        let oidc = Idp::with_discovery(
             config.clone(),
-            config.oidc.clone(),
+            config.default_idp.clone(),
             &discovery.to_string(),
             &read("jwks.json"),
         )

@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 use super::state::AuthState;
 use super::{
     api_error::{respond, ApiError},
-    provider::JwtError,
+    idp::JwtError,
     session::AuthSession,
     user::CurrentUser,
 };

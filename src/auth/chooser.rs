@@ -9,11 +9,11 @@ use axum::{http::StatusCode, response::Response};
 
 use super::{
     error::{escape, login_href, standalone_page},
-    provider::Oidc,
+    idp::Idp,
     return_to::ReturnTo,
 };
 
-pub fn page(idps: &[Arc<Oidc>], return_to: &ReturnTo, signup: bool) -> Response {
+pub fn page(idps: &[Arc<Idp>], return_to: &ReturnTo, signup: bool) -> Response {
     let (path, title) = if signup {
         ("/auth/signup", "Create an account with")
     } else {

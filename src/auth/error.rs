@@ -8,7 +8,7 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 
-use super::{provider::IdpError, return_to::ReturnTo};
+use super::{idp::IdpError, return_to::ReturnTo};
 
 /// Why a browser login did not end signed in.
 #[derive(Debug)]

@@ -21,7 +21,7 @@ use super::state::AuthState;
 use super::{
     chooser,
     error::LoginError,
-    provider::{GhIdTokenClaims, GhTokenResponse, IdpError, Oidc},
+    idp::{GhIdTokenClaims, GhTokenResponse, Idp, IdpError},
     return_to::ReturnTo,
     session::{AuthSession, PendingLogin, RawIdToken, SessionRecord, TokenSet},
 };
@@ -264,7 +264,7 @@ pub fn authorization_code(
 
 fn build_record(
     state: &AuthState,
-    oidc: &Oidc,
+    oidc: &Idp,
     response: &GhTokenResponse,
     claims: &GhIdTokenClaims,
 ) -> Result<SessionRecord, IdpError> {

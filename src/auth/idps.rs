@@ -6,40 +6,40 @@
 
 use std::sync::Arc;
 
-use super::provider::Oidc;
+use super::idp::Idp;
 use crate::server::config::Config;
 
 pub struct Idps {
     /// The default provider first, then `OIDC_PROVIDERS` in order.
-    all: Vec<Arc<Oidc>>,
+    all: Vec<Arc<Idp>>,
 }
 
 impl Idps {
     pub fn new(config: Arc<Config>) -> Self {
-        let all = std::iter::once(&config.oidc)
-            .chain(&config.extra_providers)
-            .map(|idp| Arc::new(Oidc::new(config.clone(), idp.clone())))
+        let all = std::iter::once(&config.default_idp)
+            .chain(&config.extra_idps)
+            .map(|idp| Arc::new(Idp::new(config.clone(), idp.clone())))
             .collect();
         Self { all }
     }
 
-    pub fn all(&self) -> &[Arc<Oidc>] {
+    pub fn all(&self) -> &[Arc<Idp>] {
         &self.all
     }
 
     /// The provider configured by the unprefixed `OIDC_*` variables.
-    pub fn default_idp(&self) -> &Arc<Oidc> {
+    pub fn default_idp(&self) -> &Arc<Idp> {
         &self.all[0]
     }
 
-    pub fn named(&self, name: &str) -> Option<&Arc<Oidc>> {
+    pub fn named(&self, name: &str) -> Option<&Arc<Idp>> {
         self.all.iter().find(|o| o.config().name == name)
     }
 
     /// The provider a session or pending login recorded (`None`: the default
     /// one, which is also what records written before `OIDC_PROVIDERS` mean).
     /// A name no longer configured gives `None`: the caller fails closed.
-    pub fn of(&self, idp: Option<&str>) -> Option<&Arc<Oidc>> {
+    pub fn of(&self, idp: Option<&str>) -> Option<&Arc<Idp>> {
         match idp {
             None => Some(self.default_idp()),
             Some(name) => self.named(name),
@@ -50,7 +50,7 @@ impl Idps {
     /// keys to verify it with. The claim is *unverified* here; the chosen
     /// provider then checks the signature and `iss` exactly, so a token that
     /// names one issuer and is signed by another fails.
-    pub fn for_jwt(&self, token: &str) -> Option<&Arc<Oidc>> {
+    pub fn for_jwt(&self, token: &str) -> Option<&Arc<Idp>> {
         if self.all.len() == 1 {
             return Some(self.default_idp());
         }

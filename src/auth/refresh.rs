@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use super::state::AuthState;
 use super::{
-    provider::IdpError,
+    idp::IdpError,
     session::{AuthSession, RawIdToken, SessionRecord, TokenSet},
 };
 
@@ -79,7 +79,7 @@ pub async fn refresh_if_needed(
     session: &AuthSession,
     record: &SessionRecord,
 ) -> Result<AccessToken, RefreshError> {
-    let leeway = state.config.oidc.refresh_leeway;
+    let leeway = state.config.default_idp.refresh_leeway;
     refresh_where(state, session, record, |tokens| {
         needs_refresh(tokens, leeway, OffsetDateTime::now_utc())
     })
@@ -95,7 +95,7 @@ pub async fn refresh_rejected(
     record: &SessionRecord,
     rejected: &AccessToken,
 ) -> Result<AccessToken, RefreshError> {
-    let leeway = state.config.oidc.refresh_leeway;
+    let leeway = state.config.default_idp.refresh_leeway;
     refresh_where(state, session, record, |tokens| {
         tokens.access_token.secret() == rejected.secret()
             || needs_refresh(tokens, leeway, OffsetDateTime::now_utc())

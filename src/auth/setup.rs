@@ -6,9 +6,9 @@ use std::{sync::Arc, time::Duration};
 use tower_sessions::{cookie::SameSite, Expiry, SessionManagerLayer};
 
 use super::{
+    idp::IdpError,
     idps::Idps,
     limits::{LoginBudget, StreamLimits},
-    provider::IdpError,
     session::{index_entry, PENDING_LOGIN_TTL},
     state::{AuthShared, AuthState},
 };

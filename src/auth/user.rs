@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use super::state::AuthState;
 use super::{
     api_error::ApiError,
-    provider::IdpError,
+    idp::IdpError,
     refresh::{refresh_if_needed, RefreshError},
     session::{AuthSession, SessionRecord},
 };

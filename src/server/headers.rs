@@ -60,8 +60,8 @@ impl PagePolicy {
     /// No `form-action`: the sign-out form's redirect chain ends at the IdP's
     /// end-session endpoint, whose origin discovery may put anywhere.
     pub fn new(config: &Config, reload_socket: Option<String>) -> Self {
-        let mut idp_origins: Vec<String> = std::iter::once(&config.oidc)
-            .chain(&config.extra_providers)
+        let mut idp_origins: Vec<String> = std::iter::once(&config.default_idp)
+            .chain(&config.extra_idps)
             .filter_map(|idp| url::Url::parse(idp.issuer.as_str()).ok())
             .map(|u| u.origin().ascii_serialization())
             .collect();

@@ -5,20 +5,20 @@
 //!
 //! This file holds the `Config` and how it is read; `values.rs` parses single
 //! values (the app's origin, durations, the store URL, the relay allow-list),
-//! `provider.rs` one identity provider's `OIDC_*` variables, and `safety.rs`
+//! `idp.rs` one identity provider's `OIDC_*` variables, and `safety.rs`
 //! the start-up refusal of insecure deployments.
 
-mod provider;
+mod idp;
 mod safety;
 mod values;
 
 use std::net::SocketAddr;
 
-pub use provider::{OidcConfig, DEFAULT_PROVIDER, DEV_CLIENT_SECRET};
+pub use idp::{IdpConfig, DEFAULT_PROVIDER, DEV_CLIENT_SECRET};
 pub use safety::without_password;
 pub use values::{parse_duration, BaseUrl, Remote, StoreUrl};
 
-use provider::{parse_provider_names, provider_prefix, read_provider};
+use idp::{parse_provider_names, provider_prefix, read_provider};
 use safety::refuse_insecure;
 use values::{parse_flag, parse_remotes, parse_store};
 
@@ -37,9 +37,9 @@ pub struct Config {
     pub base_url: BaseUrl,
     pub site_addr: SocketAddr,
     /// The provider configured by the unprefixed `OIDC_*` variables.
-    pub oidc: OidcConfig,
+    pub default_idp: IdpConfig,
     /// More providers from `OIDC_PROVIDERS` (each with `OIDC_<NAME>_*`).
-    pub extra_providers: Vec<OidcConfig>,
+    pub extra_idps: Vec<IdpConfig>,
     pub session: SessionConfig,
     pub api_audience: String,
     /// The app's own data (notes, users seen): a sqlx SQLite URL.
@@ -152,18 +152,18 @@ impl Config {
             "provider names (letters, digits, -) separated by spaces or commas, not `default`",
             parse_provider_names,
         )?;
-        let mut extra_providers: Vec<OidcConfig> = Vec::new();
+        let mut extra_idps: Vec<IdpConfig> = Vec::new();
         for name in names {
             let p = read_provider(&r, Some(&name), refresh_leeway)?;
             // Mix-up defence (RFC 9700 §4.4.2) tells providers apart by issuer.
-            if p.issuer == oidc.issuer || extra_providers.iter().any(|o| o.issuer == p.issuer) {
+            if p.issuer == oidc.issuer || extra_idps.iter().any(|o| o.issuer == p.issuer) {
                 return Err(ConfigError {
                     var: format!("{}ISSUER_URL", provider_prefix(Some(&name))),
                     value: p.issuer.to_string(),
                     expected: "an issuer no other configured provider has".into(),
                 });
             }
-            extra_providers.push(p);
+            extra_idps.push(p);
         }
         let store = r
             .parse(
@@ -224,7 +224,7 @@ impl Config {
             "1 (downgrade the start-up security checks to warnings) or 0",
             parse_flag,
         )?;
-        refuse_insecure(&base_url, &oidc, &extra_providers, &remotes, allow_insecure)?;
+        refuse_insecure(&base_url, &oidc, &extra_idps, &remotes, allow_insecure)?;
         let positive = |v: &str| match v.parse::<u32>() {
             Ok(n) if n > 0 => Ok(n),
             Ok(_) => Err("must be greater than zero".to_string()),
@@ -266,8 +266,8 @@ impl Config {
         Ok(Self {
             base_url,
             site_addr,
-            oidc,
-            extra_providers,
+            default_idp: oidc,
+            extra_idps,
             session: SessionConfig {
                 store,
                 idle_timeout,
@@ -317,19 +317,22 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.base_url.origin(), "http://localhost:3000");
         assert_eq!(c.site_addr.to_string(), "127.0.0.1:3000");
-        assert_eq!(c.oidc.issuer.as_str(), "http://localhost:8080/realms/demo");
-        assert_eq!(c.oidc.client_id.as_str(), "gatehouse");
-        assert_eq!(c.oidc.client_secret.secret(), "gatehouse-dev-secret");
-        let scopes: Vec<&str> = c.oidc.scopes.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            c.default_idp.issuer.as_str(),
+            "http://localhost:8080/realms/demo"
+        );
+        assert_eq!(c.default_idp.client_id.as_str(), "gatehouse");
+        assert_eq!(c.default_idp.client_secret.secret(), "gatehouse-dev-secret");
+        let scopes: Vec<&str> = c.default_idp.scopes.iter().map(|s| s.as_str()).collect();
         assert_eq!(scopes, ["profile", "email", "offline_access"]);
-        assert_eq!(c.oidc.roles_claim.to_string(), "realm_access.roles");
+        assert_eq!(c.default_idp.roles_claim.to_string(), "realm_access.roles");
         assert_eq!(
             c.session.store,
             StoreUrl::Sqlite("sqlite://data/sessions.db".into())
         );
         assert_eq!(c.session.idle_timeout, time::Duration::minutes(30));
         assert_eq!(c.session.absolute_timeout, time::Duration::hours(12));
-        assert_eq!(c.oidc.refresh_leeway, time::Duration::seconds(30));
+        assert_eq!(c.default_idp.refresh_leeway, time::Duration::seconds(30));
         assert_eq!(c.api_audience, "http://localhost:3000/api");
         assert_eq!(c.redirect_uri(), "http://localhost:3000/auth/callback");
         assert_eq!(
@@ -340,7 +343,7 @@ mod tests {
             c.redirect_uri_for("logto"),
             "http://localhost:3000/auth/callback/logto"
         );
-        assert!(c.oidc.backchannel_base_url.is_none());
+        assert!(c.default_idp.backchannel_base_url.is_none());
     }
 
     #[test]
@@ -397,7 +400,7 @@ mod tests {
         assert!(c.base_url.is_https());
         assert_eq!(c.api_audience, "https://app.example.com/api");
         assert_eq!(
-            c.oidc.backchannel_base_url.unwrap().origin(),
+            c.default_idp.backchannel_base_url.unwrap().origin(),
             "https://keycloak:8443"
         );
         let r = config(&[("SESSION_STORE", "redis://127.0.0.1:6379")]).unwrap();
@@ -428,7 +431,7 @@ mod tests {
     #[test]
     fn scopes_are_deduplicated_and_openid_is_implicit() {
         let c = config(&[("OIDC_SCOPES", "openid email email profile")]).unwrap();
-        let scopes: Vec<&str> = c.oidc.scopes.iter().map(|s| s.as_str()).collect();
+        let scopes: Vec<&str> = c.default_idp.scopes.iter().map(|s| s.as_str()).collect();
         assert_eq!(scopes, ["email", "profile"]);
     }
 
@@ -472,11 +475,11 @@ mod tests {
             ("OIDC_MY_IDP_CLIENT_SECRET", "d"),
         ])
         .unwrap();
-        assert_eq!(c.oidc.name, DEFAULT_PROVIDER);
-        assert_eq!(c.oidc.label, "localhost:8080");
-        let names: Vec<&str> = c.extra_providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(c.default_idp.name, DEFAULT_PROVIDER);
+        assert_eq!(c.default_idp.label, "localhost:8080");
+        let names: Vec<&str> = c.extra_idps.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["logto", "my-idp"]);
-        let logto = &c.extra_providers[0];
+        let logto = &c.extra_idps[0];
         assert_eq!(logto.label, "Logto");
         assert_eq!(logto.client_secret.secret(), "s3");
         assert_eq!(logto.roles_claim.to_string(), "roles");
@@ -490,8 +493,8 @@ mod tests {
                 ("prompt".to_string(), "consent".to_string())
             ]
         );
-        assert_eq!(c.extra_providers[1].label, "my-idp");
-        assert!(c.oidc.extra_auth_params.is_empty());
+        assert_eq!(c.extra_idps[1].label, "my-idp");
+        assert!(c.default_idp.extra_auth_params.is_empty());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use url::Url;
 
 use super::{
-    provider::{provider_prefix, OidcConfig, DEFAULT_PROVIDER, DEV_CLIENT_SECRET},
+    idp::{provider_prefix, IdpConfig, DEFAULT_PROVIDER, DEV_CLIENT_SECRET},
     values::{is_loopback_host, BaseUrl, Remote},
     ConfigError,
 };
@@ -37,8 +37,8 @@ pub fn without_password(raw: &str) -> String {
 /// follow from an https `APP_BASE_URL` by construction.)
 pub(super) fn refuse_insecure(
     base_url: &BaseUrl,
-    oidc: &OidcConfig,
-    extra: &[OidcConfig],
+    oidc: &IdpConfig,
+    extra: &[IdpConfig],
     remotes: &[Remote],
     allow_insecure: bool,
 ) -> Result<(), ConfigError> {

@@ -8,7 +8,7 @@ use super::{values::BaseUrl, ConfigError, Lookup, Reader};
 use crate::auth::claims::ClaimPath;
 
 #[derive(Clone, Debug)]
-pub struct OidcConfig {
+pub struct IdpConfig {
     /// How sessions, pending logins and `/auth/login?idp=` name this provider:
     /// `default` for the one configured by the unprefixed `OIDC_*` variables.
     pub name: String,
@@ -42,7 +42,7 @@ pub(super) fn read_provider<L: Lookup>(
     r: &Reader<'_, L>,
     name: Option<&str>,
     refresh_leeway: time::Duration,
-) -> Result<OidcConfig, ConfigError> {
+) -> Result<IdpConfig, ConfigError> {
     let prefix = provider_prefix(name);
     let var = |suffix: &str| format!("{prefix}{suffix}");
     let required = |suffix: &str| -> Result<(), ConfigError> {
@@ -109,7 +109,7 @@ pub(super) fn read_provider<L: Lookup>(
         })
         .unwrap_or_else(|| issuer.to_string());
     let label = r.raw(&var("LABEL"), name.unwrap_or(&default_label));
-    Ok(OidcConfig {
+    Ok(IdpConfig {
         name: name.unwrap_or(DEFAULT_PROVIDER).to_string(),
         label,
         issuer,

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use super::{discovery::Provider, IdpError, Oidc};
+use super::{discovery::Discovered, Idp, IdpError};
 
 /// The member of `events` that makes a JWT a logout token.
 pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -35,7 +35,7 @@ pub enum JwtError {
     Idp(IdpError),
 }
 
-impl Provider {
+impl Discovered {
     /// The key for a JWT's `kid` (or the only key, when the JWT names none).
     /// `Ok(None)`: no such key — the caller may re-fetch the JWKS once.
     fn decoding_key(
@@ -72,7 +72,7 @@ impl Provider {
     }
 }
 
-impl Oidc {
+impl Idp {
     /// Verifies a JWT signed by the IdP that is not an ID token (logout tokens,
     /// JWT access tokens): `typ` (when present) must be one of `typs`, the
     /// algorithm one the IdP advertises for ID tokens minus `none` and HMAC

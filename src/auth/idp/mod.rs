@@ -3,24 +3,24 @@
 //! protocol calls — code exchange, ID token verification, userinfo, end-session.
 //! Every protocol detail is carried by the `openidconnect` crate's types.
 //!
-//! This file holds the handle on one IdP ([`Oidc`]) and what talking to it can
+//! This file holds the handle on one IdP ([`Idp`]) and what talking to it can
 //! fail with ([`IdpError`]); the rest is in:
 //! - `types`: the `openidconnect` types as instantiated here (claims, discovery
 //!   fields, the `Gh*` aliases);
-//! - `discovery`: the discovered [`Provider`], its lazy and retried discovery,
+//! - `discovery`: [`Discovered`] (what discovery found: metadata, client, keys), its lazy and retried discovery,
 //!   and the JWKS re-fetch after a key rotation;
 //! - `protocol`: code exchange, refresh, ID token verification, userinfo,
 //!   end-session URL;
 //! - `jwt`: the JWTs checked by hand — logout tokens and JWT access tokens.
 //!
-//! Everything is re-exported here: callers name `provider::X`.
+//! Everything is re-exported here: callers name `idp::X`.
 
 mod discovery;
 mod jwt;
 mod protocol;
 mod types;
 
-pub use discovery::Provider;
+pub use discovery::Discovered;
 pub use jwt::{JwtError, LogoutClaims, BACKCHANNEL_LOGOUT_EVENT};
 pub use types::{
     ExtraProviderMetadata, GhClient, GhIdToken, GhIdTokenClaims, GhTokenResponse, OtherClaims,
@@ -35,7 +35,7 @@ use std::{
 use tokio::sync::{Mutex, RwLock};
 
 use super::{idp_http::IdpHttp, subject::owner_key};
-use crate::server::config::{Config, OidcConfig, DEFAULT_PROVIDER};
+use crate::server::config::{Config, IdpConfig, DEFAULT_PROVIDER};
 
 /// Why talking to the IdP failed, in the terms the user-facing pages need.
 #[derive(Debug, thiserror::Error)]
@@ -55,17 +55,17 @@ pub enum IdpError {
 /// The BFF's handle on the IdP. Cheap to share; discovery happens lazily and is
 /// retried on the next use while it fails, so the app starts and serves public
 /// pages while the IdP is down and recovers without a restart.
-pub struct Oidc {
+pub struct Idp {
     config: Arc<Config>,
-    idp: OidcConfig,
+    idp: IdpConfig,
     http: IdpHttp,
-    current: RwLock<Option<Arc<Provider>>>,
+    current: RwLock<Option<Arc<Discovered>>>,
     discovery: Mutex<()>,
     last_jwks_refresh: Mutex<Option<Instant>>,
 }
 
-impl Oidc {
-    pub fn new(config: Arc<Config>, idp: OidcConfig) -> Self {
+impl Idp {
+    pub fn new(config: Arc<Config>, idp: IdpConfig) -> Self {
         let http = reqwest::Client::builder()
             // openidconnect: never follow redirects (SSRF, token leakage).
             .redirect(reqwest::redirect::Policy::none())
@@ -86,7 +86,7 @@ impl Oidc {
     }
 
     /// This provider's settings.
-    pub fn config(&self) -> &OidcConfig {
+    pub fn config(&self) -> &IdpConfig {
         &self.idp
     }
 

@@ -1,5 +1,5 @@
 //! The discovered provider and its cache: discovery (lazy, retried on the next
-//! use while the IdP is down), the [`Provider`] built from it (metadata, JWKS,
+//! use while the IdP is down), the [`Discovered`] built from it (metadata, JWKS,
 //! client, accepted algorithms) and the JWKS re-fetch after a key rotation.
 
 use std::{
@@ -15,12 +15,12 @@ use tokio::sync::RwLock;
 
 use super::{
     types::{GhClient, ProviderMetadataWithExtras},
-    IdpError, Oidc,
+    Idp, IdpError,
 };
-use crate::server::config::{Config, OidcConfig};
+use crate::server::config::{Config, IdpConfig};
 
 /// One successful discovery: metadata (with its JWKS) and a client built from it.
-pub struct Provider {
+pub struct Discovered {
     pub metadata: ProviderMetadataWithExtras,
     pub client: GhClient,
     /// ID token algorithms we accept: what the IdP advertises, minus `none` and
@@ -29,11 +29,11 @@ pub struct Provider {
     pub(super) allowed_algs: Vec<CoreJwsSigningAlgorithm>,
 }
 
-impl Provider {
+impl Discovered {
     fn new(
         metadata: ProviderMetadataWithExtras,
         config: &Config,
-        idp: &OidcConfig,
+        idp: &IdpConfig,
     ) -> Result<Self, IdpError> {
         let redirect = RedirectUrl::new(config.redirect_uri_for(&idp.name))
             .map_err(|e| IdpError::Misconfigured(format!("redirect URI: {e}")))?;
@@ -101,14 +101,14 @@ impl Provider {
 /// random `kid`s cannot make us hammer the IdP.
 const JWKS_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
-impl Oidc {
-    /// An `Oidc` whose discovery already happened, built from a discovery
+impl Idp {
+    /// An `Idp` whose discovery already happened, built from a discovery
     /// document and a JWKS: for the fuzz targets, which must not touch the
     /// network. A `kid` it does not know still triggers one JWKS re-fetch.
     #[doc(hidden)]
     pub fn with_discovery(
         config: Arc<Config>,
-        idp: OidcConfig,
+        idp: IdpConfig,
         discovery_json: &str,
         jwks_json: &str,
     ) -> Result<Self, IdpError> {
@@ -116,7 +116,7 @@ impl Oidc {
         let metadata: ProviderMetadataWithExtras =
             serde_json::from_str(discovery_json).map_err(bad)?;
         let metadata = metadata.set_jwks(serde_json::from_str(jwks_json).map_err(bad)?);
-        let provider = Provider::new(metadata, &config, &idp)?;
+        let provider = Discovered::new(metadata, &config, &idp)?;
         let oidc = Self::new(config, idp);
         Ok(Self {
             current: RwLock::new(Some(Arc::new(provider))),
@@ -128,7 +128,7 @@ impl Oidc {
     /// discovery is reused, yet its document is fetched again (one small GET with
     /// a short timeout) so a login never sends the browser to an IdP that went
     /// down after start-up, and `/readyz` tells the truth.
-    pub async fn reachable_provider(&self) -> Result<Arc<Provider>, IdpError> {
+    pub async fn reachable_provider(&self) -> Result<Arc<Discovered>, IdpError> {
         let provider = self.provider().await?;
         let url = format!(
             "{}/.well-known/openid-configuration",
@@ -151,7 +151,7 @@ impl Oidc {
     }
 
     /// The discovered provider, discovering it now if needed.
-    pub async fn provider(&self) -> Result<Arc<Provider>, IdpError> {
+    pub async fn provider(&self) -> Result<Arc<Discovered>, IdpError> {
         if let Some(p) = self.current.read().await.clone() {
             return Ok(p);
         }
@@ -165,7 +165,7 @@ impl Oidc {
         Ok(provider)
     }
 
-    async fn discover(&self) -> Result<Provider, IdpError> {
+    async fn discover(&self) -> Result<Discovered, IdpError> {
         // Discovery checks that the document's issuer equals ours exactly
         // (OIDC Discovery §4.3), which is what defeats issuer confusion.
         let metadata =
@@ -183,7 +183,7 @@ impl Oidc {
                     other => IdpError::Misconfigured(other.to_string()),
                 })?;
         let metadata = self.browser_facing_urls_public(metadata)?;
-        Provider::new(metadata, &self.config, &self.idp)
+        Discovered::new(metadata, &self.config, &self.idp)
     }
 
     /// On a split network, an IdP that builds discovery from the request's
@@ -208,8 +208,8 @@ impl Oidc {
     /// Replaces the key set after the IdP rotated its keys (OIDC Core §10.1.1).
     pub(super) async fn refresh_jwks(
         &self,
-        stale: &Provider,
-    ) -> Result<Option<Arc<Provider>>, IdpError> {
+        stale: &Discovered,
+    ) -> Result<Option<Arc<Discovered>>, IdpError> {
         {
             let mut last = self.last_jwks_refresh.lock().await;
             if last.is_some_and(|t| t.elapsed() < JWKS_REFRESH_MIN_INTERVAL) {
@@ -221,7 +221,7 @@ impl Oidc {
             .await
             .map_err(|e| IdpError::Unreachable(format!("JWKS: {e}")))?;
         let metadata = stale.metadata.clone().set_jwks(jwks);
-        let provider = Arc::new(Provider::new(metadata, &self.config, &self.idp)?);
+        let provider = Arc::new(Discovered::new(metadata, &self.config, &self.idp)?);
         *self.current.write().await = Some(provider.clone());
         tracing::info!("identity provider signing keys re-fetched");
         Ok(Some(provider))

@@ -14,14 +14,14 @@ use openidconnect::{
 use serde_json::{Map, Value};
 
 use super::{
-    discovery::Provider,
+    discovery::Discovered,
     types::{GhIdToken, GhIdTokenClaims, GhTokenResponse, OtherClaims},
-    IdpError, Oidc,
+    Idp, IdpError,
 };
-use crate::server::config::OidcConfig;
+use crate::server::config::IdpConfig;
 
-impl Provider {
-    fn verifier(&self, idp: &OidcConfig) -> IdTokenVerifier<'_, CoreJsonWebKey> {
+impl Discovered {
+    fn verifier(&self, idp: &IdpConfig) -> IdTokenVerifier<'_, CoreJsonWebKey> {
         // A public-client verifier never holds the client secret, so HMAC
         // signatures cannot verify even if an algorithm slipped through.
         IdTokenVerifier::new_public_client(
@@ -33,7 +33,7 @@ impl Provider {
     }
 }
 
-impl Oidc {
+impl Idp {
     /// Exchanges the authorization code (with the PKCE verifier, RFC 7636) and
     /// verifies the ID token it returns.
     pub async fn exchange_code(
@@ -71,7 +71,7 @@ impl Oidc {
     /// its keys), at login and at refresh alike.
     async fn verify_id_token<N: NonceVerifier + Copy>(
         &self,
-        provider: Arc<Provider>,
+        provider: Arc<Discovered>,
         id_token: &GhIdToken,
         access_token: &AccessToken,
         nonce: N,
