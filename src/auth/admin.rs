@@ -49,7 +49,7 @@ pub async fn end_sessions_of(
             tracing::error!(error = %e, "admin: the session store cannot be reached");
             ApiError::SessionStoreUnavailable
         })?;
-    if sub == admin.record.subject_key() {
+    if sub == admin.record.subject_key().as_str() {
         // Our own session was among them: make sure this response does not
         // save it back.
         admin.session.sign_out().await?;

@@ -30,6 +30,7 @@ use super::{
     api_error::{respond, ApiError},
     idp::JwtError,
     session::AuthSession,
+    subject::SubjectKey,
     user::CurrentUser,
 };
 use crate::types::AppError;
@@ -129,10 +130,9 @@ const SESSION_SCOPES: &[&str] = &[NotesRead::NAME, NotesWrite::NAME];
 /// Who is calling `/api/*`, after authentication.
 #[derive(Clone, Debug)]
 pub struct ApiCaller {
-    /// Who owns what this caller creates: the `sub`, qualified by provider
-    /// for a provider named in `OIDC_PROVIDERS` (two IdPs may issue the same
-    /// `sub` to different people), as `SessionRecord::subject_key` does.
-    pub sub: String,
+    /// Who owns what this caller creates: the caller's `sub` qualified by
+    /// provider (two IdPs may issue the same `sub` to different people).
+    pub owner: SubjectKey,
     pub name: String,
     pub roles: Vec<String>,
     pub scopes: Vec<String>,
@@ -185,13 +185,13 @@ async fn api_caller(
         None => session_caller(parts, state).await?,
     };
     if !caller.scopes.iter().any(|s| s == scope) {
-        tracing::info!(sub = %caller.sub, needed = scope, "forbidden: missing scope");
+        tracing::info!(owner = %caller.owner, needed = scope, "forbidden: missing scope");
         return Err(ApiError::InsufficientScope { scope });
     }
     if let Some(named) = parts.headers.get(ORGANIZATION_HEADER) {
         let named = named.to_str().unwrap_or_default().trim().to_string();
         if named.is_empty() || !caller.organizations.contains(&named) {
-            tracing::info!(sub = %caller.sub, organization = %named, "forbidden: organization mismatch");
+            tracing::info!(owner = %caller.owner, organization = %named, "forbidden: organization mismatch");
             return Err(ApiError::OrganizationMismatch);
         }
     }
@@ -205,7 +205,7 @@ async fn session_caller(parts: &mut Parts, state: &AuthState) -> Result<ApiCalle
     let record = user.record;
     Ok(ApiCaller {
         organizations: organizations(&record.id_token_claims),
-        sub: record.subject_key(),
+        owner: record.subject_key(),
         name: record.name,
         roles: record.roles,
         scopes: SESSION_SCOPES.iter().map(|s| s.to_string()).collect(),
@@ -255,7 +255,7 @@ async fn bearer_caller(value: &HeaderValue, state: &AuthState) -> Result<ApiCall
             .map(|s| s.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default(),
         organizations: organizations(&claims),
-        sub: oidc.owner_key(&sub),
+        owner: oidc.owner_key(&sub),
     })
 }
 
@@ -289,7 +289,7 @@ pub fn missing_role<R: Role>(caller: &ApiCaller) -> Option<ApiError> {
     if caller.has_role(R::NAME) {
         return None;
     }
-    tracing::info!(sub = %caller.sub, needed = R::NAME, "forbidden: missing role");
+    tracing::info!(owner = %caller.owner, needed = R::NAME, "forbidden: missing role");
     Some(ApiError::Forbidden { role: R::NAME })
 }
 

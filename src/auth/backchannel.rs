@@ -62,8 +62,8 @@ pub async fn backchannel_logout(
     }
     // Only this provider's sessions: another IdP may use the same sub or sid.
     let owner = match (claims.sid, claims.sub) {
-        (Some(sid), _) => Owner::Sid(oidc.owner_key(&sid)),
-        (None, Some(sub)) => Owner::Sub(oidc.owner_key(&sub)),
+        (Some(sid), _) => Owner::Sid(oidc.owner_key(&sid).into_string()),
+        (None, Some(sub)) => Owner::Sub(oidc.owner_key(&sub).into_string()),
         (None, None) => return rejected("neither sub nor sid"),
     };
     let ended = match state.store.end_sessions_of(&owner).await {

@@ -201,7 +201,7 @@ async fn finish_login(
             // For `/admin`'s user list; a failure here must not undo the login.
             if let Err(e) = state
                 .db
-                .saw_user(&sub, &seen.0, seen.1.as_deref(), &seen.2)
+                .saw_user(sub.as_str(), &seen.0, seen.1.as_deref(), &seen.2)
                 .await
             {
                 tracing::warn!(error = %e, "could not record the user for /admin");

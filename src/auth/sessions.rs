@@ -21,7 +21,7 @@ pub async fn list(
 ) -> Result<Vec<SessionSummary>, SessionError> {
     summaries_of(
         state,
-        &user.record.subject_key(),
+        user.record.subject_key().as_str(),
         user.session.id().as_deref(),
     )
     .await
@@ -73,7 +73,7 @@ pub async fn end(
     let current = session.id();
     let stored = state
         .store
-        .records_of(&Owner::Sub(me.subject_key()))
+        .records_of(&Owner::Sub(me.subject_key().into_string()))
         .await
         .map_err(tower_sessions::session::Error::Store)?;
     let mut ended = 0;

@@ -11,7 +11,7 @@
 /// values, as before `OIDC_PROVIDERS` existed — unchanged for any `sub`
 /// without `|` or `\` — and a default-provider `sub` of `logto|X` is
 /// `logto\|X`, never provider `logto`'s `X`.
-pub fn owner_key(idp: Option<&str>, value: &str) -> String {
+fn owner_key(idp: Option<&str>, value: &str) -> String {
     let mut key = String::with_capacity(value.len() + idp.map_or(0, |n| n.len() + 1));
     if let Some(name) = idp {
         key.push_str(name);
@@ -24,6 +24,35 @@ pub fn owner_key(idp: Option<&str>, value: &str) -> String {
         key.push(c);
     }
     key
+}
+
+/// A user (`sub`) or IdP session (`sid`) as the session index, the notes and
+/// `/admin` name it: qualified by provider ([`owner_key`]'s encoding). Not the
+/// IdP's raw `sub` (`SessionRecord.sub`, `UserView.sub`), which two providers
+/// may share: the type keeps the two from being mixed up. The stores and the
+/// app database below the core keep it as the string [`SubjectKey::as_str`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SubjectKey(String);
+
+impl SubjectKey {
+    /// `value` (a `sub` or `sid`) of provider `idp` (`None`: the default one).
+    pub fn new(idp: Option<&str>, value: &str) -> Self {
+        Self(owner_key(idp, value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl std::fmt::Display for SubjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ async fn list(
         }
         None
     } else {
-        Some(caller.sub.as_str())
+        Some(caller.owner.as_str())
     };
     match state.db.notes(owner).await {
         Ok(notes) => Json(notes).into_response(),
@@ -86,7 +86,11 @@ async fn create(
         .into_response();
     }
     let caller = access.caller;
-    match state.db.add_note(&caller.sub, &caller.name, text).await {
+    match state
+        .db
+        .add_note(caller.owner.as_str(), &caller.name, text)
+        .await
+    {
         Ok(note) => (StatusCode::CREATED, Json(note)).into_response(),
         Err(e) => database_error(e),
     }
@@ -98,7 +102,7 @@ async fn remove(
     Path(id): Path<i64>,
 ) -> Response {
     let caller = access.caller;
-    let owner = (!caller.has_role(Admin::NAME)).then_some(caller.sub.as_str());
+    let owner = (!caller.has_role(Admin::NAME)).then_some(caller.owner.as_str());
     match state.db.delete_note(id, owner).await {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         // Someone else's note looks exactly like a missing one.

@@ -34,7 +34,7 @@ use std::{
 
 use tokio::sync::{Mutex, RwLock};
 
-use super::{idp_http::IdpHttp, subject::owner_key};
+use super::{idp_http::IdpHttp, subject::SubjectKey};
 use crate::server::config::{Config, IdpConfig, DEFAULT_PROVIDER};
 
 /// Why talking to the IdP failed, in the terms the user-facing pages need.
@@ -98,7 +98,7 @@ impl Idp {
 
     /// This provider's key for a `sub` or `sid` in the session index and for
     /// what a user owns (two IdPs may issue the same `sub`).
-    pub fn owner_key(&self, value: &str) -> String {
-        owner_key(self.session_name().as_deref(), value)
+    pub fn owner_key(&self, value: &str) -> SubjectKey {
+        SubjectKey::new(self.session_name().as_deref(), value)
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::{auth::subject::owner_key, server::store::OwnerEntry};
+use crate::{auth::subject::SubjectKey, server::store::OwnerEntry};
 
 /// Where a signed-in session keeps its [`SessionRecord`] in the session data.
 pub const RECORD_KEY: &str = "gatehouse.user";
@@ -94,8 +94,8 @@ pub struct SessionRecord {
 
 impl SessionRecord {
     /// This user's key in the session index and in `/admin`'s user list.
-    pub fn subject_key(&self) -> String {
-        owner_key(self.idp.as_deref(), &self.sub)
+    pub fn subject_key(&self) -> SubjectKey {
+        SubjectKey::new(self.idp.as_deref(), &self.sub)
     }
 }
 
@@ -126,9 +126,9 @@ pub fn index_entry(data: &HashMap<String, Value>) -> Option<OwnerEntry> {
     let sid = record
         .sid
         .as_deref()
-        .map(|sid| owner_key(record.idp.as_deref(), sid));
+        .map(|sid| SubjectKey::new(record.idp.as_deref(), sid).into_string());
     Some(OwnerEntry {
-        sub: record.subject_key(),
+        sub: record.subject_key().into_string(),
         sid,
     })
 }
