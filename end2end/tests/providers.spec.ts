@@ -18,7 +18,7 @@ const SECOND = `http://localhost:${SECOND_PORT}`;
 const running: Managed[] = [];
 
 test.beforeAll(async () => {
-  test.setTimeout(120_000);
+  test.setTimeout(180_000); // two IdPs and an app, each allowed 60 s to start
   running.push(await startIdp({ idpPort: FIRST_PORT, appPort: APP_PORT }));
   running.push(await startIdp({ idpPort: SECOND_PORT, appPort: APP_PORT }));
   running.push(await startApp({

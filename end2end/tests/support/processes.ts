@@ -78,7 +78,9 @@ function start(name: string, command: string, args: string[], env: Record<string
 export async function startIdp({ idpPort, appPort }: { idpPort: number; appPort: number }): Promise<Managed> {
   await assertPortFree(idpPort);
   const proc = start(`dev IdP :${idpPort}`, process.execPath, [IDP_SERVER], idpEnv({ idpPort, appPort }), REPO_ROOT);
-  await waitForHealth(`http://127.0.0.1:${idpPort}/dev/health`, proc, 15_000);
+  // Generous: on a loaded 2-core CI machine, Node's start-up plus the RSA key
+  // generation once took more than 15 s (a CI run failed on exactly that).
+  await waitForHealth(`http://127.0.0.1:${idpPort}/dev/health`, proc, 60_000);
   return proc;
 }
 
