@@ -24,7 +24,7 @@ use std::{
 
 use gatehouse::{
     auth::session::{encode_record, index_entry, RawIdToken, SessionRecord, TokenSet, RECORD_KEY},
-    server::{config::StoreUrl, store::AnyStore},
+    server::{clock::Clock, config::StoreUrl, store::AnyStore},
 };
 use helpers::{free_port, Idp, Redis, TestApp};
 use leptos::server_fn::ServerFn;
@@ -463,6 +463,7 @@ async fn memory_per_session() -> Value {
         &StoreUrl::Memory,
         Duration::from_secs(12 * 3600),
         index_entry,
+        Clock::system(),
     )
     .await
     .unwrap();
@@ -487,6 +488,7 @@ async fn sqlite_size() -> Value {
         &StoreUrl::Sqlite(format!("sqlite://{}", path.display())),
         Duration::from_secs(12 * 3600),
         index_entry,
+        Clock::system(),
     )
     .await
     .unwrap();

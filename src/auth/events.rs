@@ -14,7 +14,6 @@ use axum::{
     },
 };
 use futures::stream;
-use time::OffsetDateTime;
 use tower_sessions::{session::Id, SessionStore};
 
 use super::state::AuthState;
@@ -22,15 +21,15 @@ use super::{
     api_error::ApiError,
     session::{record_from_data, AuthSession},
 };
-use crate::server::store::AnyStore;
+use crate::server::{clock::Clock, store::AnyStore};
 
 /// How often an open stream re-checks its session (the "within 2 s" budget).
 const POLL: Duration = Duration::from_secs(1);
 
-async fn still_signed_in(store: &AnyStore, id: &Id) -> bool {
+async fn still_signed_in(store: &AnyStore, clock: &Clock, id: &Id) -> bool {
     match store.load(id).await {
         Ok(Some(stored)) => {
-            let now = OffsetDateTime::now_utc();
+            let now = clock.now();
             stored.expiry_date > now
                 && record_from_data(&stored.data).is_some_and(|r| r.absolute_expires_at > now)
         }
@@ -48,10 +47,11 @@ pub async fn events(State(state): State<AuthState>, session: AuthSession) -> Res
         return ApiError::TooManyStreams.into_response();
     };
     let store = state.store.clone();
-    let ended = stream::unfold(Some((store, id, permit)), |watch| async move {
-        let (store, id, _permit) = watch?;
+    let clock = state.clock.clone();
+    let ended = stream::unfold(Some((store, clock, id, permit)), |watch| async move {
+        let (store, clock, id, _permit) = watch?;
         if let Some(id) = id {
-            while still_signed_in(&store, &id).await {
+            while still_signed_in(&store, &clock, &id).await {
                 tokio::time::sleep(POLL).await;
             }
         }

@@ -15,7 +15,6 @@ use openidconnect::{
     TokenResponse,
 };
 use serde::Deserialize;
-use time::OffsetDateTime;
 
 use super::state::AuthState;
 use super::{
@@ -104,7 +103,7 @@ async fn start_login(
         nonce,
         pkce_verifier,
         return_to: return_to.clone(),
-        issued_at: OffsetDateTime::now_utc(),
+        issued_at: state.clock.now(),
     };
     if let Err(e) = session
         .begin_login(&state.store, csrf_state.secret(), pending)
@@ -168,7 +167,7 @@ async fn finish_login(
     // The pending login is consumed before anything else, so any response —
     // good or bad — can be used once only.
     let pending = match params.state.as_deref() {
-        Some(s) if !s.is_empty() => session.take_login(&state.store, s).await,
+        Some(s) if !s.is_empty() => session.take_login(&state.store, s, state.clock.now()).await,
         _ => Ok(None),
     };
     let pending = match pending {
@@ -280,7 +279,7 @@ fn build_record(
         .id_token()
         .ok_or_else(|| IdpError::BadResponse("no id_token".into()))?
         .to_string();
-    let now = OffsetDateTime::now_utc();
+    let now = state.clock.now();
     let access_token_expires_at = response
         .expires_in()
         .and_then(|d| time::Duration::try_from(d).ok())

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::idp::Idp;
-use crate::server::config::Config;
+use crate::server::{clock::Clock, config::Config};
 
 pub struct Idps {
     /// The default provider first, then `OIDC_PROVIDERS` in order.
@@ -15,10 +15,10 @@ pub struct Idps {
 }
 
 impl Idps {
-    pub fn new(config: Arc<Config>) -> Self {
+    pub fn new(config: Arc<Config>, clock: &Clock) -> Self {
         let all = std::iter::once(&config.default_idp)
             .chain(&config.extra_idps)
-            .map(|idp| Arc::new(Idp::new(config.clone(), idp.clone())))
+            .map(|idp| Arc::new(Idp::new(config.clone(), idp.clone(), clock.clone())))
             .collect();
         Self { all }
     }

@@ -63,12 +63,11 @@ pub async fn current_claims(
     session: &AuthSession,
     record: SessionRecord,
 ) -> Result<SessionRecord, RefreshError> {
-    if record.tokens.refresh_token.is_none() || !expired(&record.tokens, OffsetDateTime::now_utc())
-    {
+    if record.tokens.refresh_token.is_none() || !expired(&record.tokens, state.clock.now()) {
         return Ok(record);
     }
     refresh_where(state, session, &record, |tokens| {
-        expired(tokens, OffsetDateTime::now_utc())
+        expired(tokens, state.clock.now())
     })
     .await
 }
@@ -81,7 +80,7 @@ pub async fn refresh_if_needed(
 ) -> Result<AccessToken, RefreshError> {
     let leeway = state.config.default_idp.refresh_leeway;
     refresh_where(state, session, record, |tokens| {
-        needs_refresh(tokens, leeway, OffsetDateTime::now_utc())
+        needs_refresh(tokens, leeway, state.clock.now())
     })
     .await
     .map(|record| record.tokens.access_token)
@@ -98,7 +97,7 @@ pub async fn refresh_rejected(
     let leeway = state.config.default_idp.refresh_leeway;
     refresh_where(state, session, record, |tokens| {
         tokens.access_token.secret() == rejected.secret()
-            || needs_refresh(tokens, leeway, OffsetDateTime::now_utc())
+            || needs_refresh(tokens, leeway, state.clock.now())
     })
     .await
     .map(|record| record.tokens.access_token)
@@ -164,7 +163,7 @@ async fn refresh_where(
     };
     match oidc.refresh(&refresh_token, &current.sub).await {
         Ok((response, claims)) => {
-            let now = OffsetDateTime::now_utc();
+            let now = state.clock.now();
             let previous = current.tokens.clone();
             let mut record: SessionRecord = current;
             // A new (verified, same-sub) ID token carries the user's roles as

@@ -2,7 +2,6 @@
 //! The browser names a session by its random `handle`, never by its id.
 
 use super::state::AuthState;
-use time::OffsetDateTime;
 
 use super::session::{record_from_data, SessionError};
 use super::user::CurrentUser;
@@ -47,7 +46,7 @@ pub async fn summaries_of(
             let record = record_from_data(&stored.data)?;
             let last_active = (stored.expiry_date - idle)
                 .max(record.created_at)
-                .min(OffsetDateTime::now_utc());
+                .min(state.clock.now());
             Some(SessionSummary {
                 handle: record.handle.clone(),
                 created_at: record.created_at.unix_timestamp(),

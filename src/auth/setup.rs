@@ -12,7 +12,7 @@ use super::{
     session::{index_entry, PENDING_LOGIN_TTL},
     state::{AuthShared, AuthState},
 };
-use crate::server::{config::Config, db::AppDb, store::AnyStore};
+use crate::server::{clock::Clock, config::Config, db::AppDb, store::AnyStore};
 
 impl AuthState {
     /// Everything the core needs for `config`: opens (and migrates) the
@@ -20,15 +20,22 @@ impl AuthState {
     /// checks every IdP that answers. Fails only on what the operator must
     /// fix; an IdP that does not answer yet is discovered on the first login.
     pub async fn open(config: Arc<Config>) -> Result<Self, String> {
+        Self::open_with_clock(config, Clock::system()).await
+    }
+
+    /// [`AuthState::open`] with every expiry decided by `clock` (tests move
+    /// an adjustable clock instead of waiting for tokens to expire).
+    pub async fn open_with_clock(config: Arc<Config>, clock: Clock) -> Result<Self, String> {
         let store = AnyStore::open(
             &config.session.store,
             config.session.absolute_timeout.unsigned_abs(),
             index_entry,
+            clock.clone(),
         )
         .await?;
         store.spawn_expiry_sweeper();
         let db = AppDb::open(&config.app_database).await?;
-        let idps = Arc::new(Idps::new(config.clone()));
+        let idps = Arc::new(Idps::new(config.clone(), &clock));
         check_identity_providers(&idps).await?;
         let pending_lifetime =
             Duration::try_from(PENDING_LOGIN_TTL).expect("a positive pending-login lifetime");
@@ -45,6 +52,7 @@ impl AuthState {
             login_budget: Arc::new(LoginBudget::new(&config.limits, pending_lifetime)),
             event_streams: Arc::new(StreamLimits::new(&config.limits)),
             config,
+            clock,
         }))
     }
 

@@ -9,7 +9,7 @@ use super::{
     idps::Idps,
     limits::{LoginBudget, StreamLimits},
 };
-use crate::server::{config::Config, db::AppDb, store::AnyStore};
+use crate::server::{clock::Clock, config::Config, db::AppDb, store::AnyStore};
 
 /// Cloned by every extractor on every request, so it is one `Arc`.
 #[derive(Clone)]
@@ -18,6 +18,8 @@ pub struct AuthState(Arc<AuthShared>);
 /// The parts of the core's state (reached through `AuthState`'s `Deref`).
 pub struct AuthShared {
     pub config: Arc<Config>,
+    /// What time it is, for every expiry decision (the system clock, except in tests).
+    pub clock: Clock,
     /// Every configured identity provider.
     pub idps: Arc<Idps>,
     pub store: AnyStore,

@@ -1,5 +1,6 @@
 //! Server assembly (zero2prod's `startup`): configuration → state → router → serve.
 
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod headers;
@@ -37,6 +38,7 @@ use crate::{
         state::AuthState,
     },
 };
+use clock::Clock;
 use config::Config;
 use state::AppState;
 
@@ -51,8 +53,18 @@ use state::AppState;
 /// and the pages with the 404 fallback (navigations, CSP nonce).
 /// `tests/api/policy.rs` checks every route of the router against its rule.
 pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Router, String> {
+    build_with_clock(config, leptos_options, Clock::system()).await
+}
+
+/// [`build`] with every expiry decided by `clock`: the test suite moves an
+/// adjustable clock forward instead of sleeping.
+pub async fn build_with_clock(
+    config: Config,
+    leptos_options: LeptosOptions,
+    clock: Clock,
+) -> Result<Router, String> {
     let config = Arc::new(config);
-    let auth = AuthState::open(config.clone()).await?;
+    let auth = AuthState::open_with_clock(config.clone(), clock).await?;
     let state = AppState::new(state::Shared {
         leptos_options: leptos_options.clone(),
         auth: auth.clone(),

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use gatehouse::server::{self, config::Config};
+use gatehouse::server::{self, clock::Clock, config::Config};
 use leptos::config::LeptosOptions;
 use reqwest::{cookie::CookieStore, cookie::Jar, header, redirect, Response, StatusCode};
 use url::Url;
@@ -209,6 +209,10 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub jar: Arc<Jar>,
+    /// The app's clock for every expiry: move it forward (`app.wait(…)`)
+    /// instead of sleeping until a token or a session has expired. For an
+    /// app this harness did not start, the system clock (which cannot move).
+    pub clock: Clock,
 }
 
 pub async fn spawn_app(issuer: &str) -> TestApp {
@@ -242,7 +246,10 @@ pub async fn spawn_app_with(issuer: &str, overrides: &[(&str, &str)]) -> TestApp
         .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/public"))
         .site_addr(addr)
         .build();
-    let router = server::build(config, options).await.expect("app builds");
+    let clock = Clock::adjustable();
+    let router = server::build_with_clock(config, options, clock.clone())
+        .await
+        .expect("app builds");
     tokio::spawn(async move {
         axum::serve(
             listener,
@@ -252,7 +259,12 @@ pub async fn spawn_app_with(issuer: &str, overrides: &[(&str, &str)]) -> TestApp
         .unwrap();
     });
     let (http, jar) = browser();
-    TestApp { base, http, jar }
+    TestApp {
+        base,
+        http,
+        jar,
+        clock,
+    }
 }
 
 impl TestApp {
@@ -348,7 +360,14 @@ impl TestApp {
             base: base.to_string(),
             http,
             jar,
+            clock: Clock::system(),
         }
+    }
+
+    /// Lets `span` pass for the app: its clock moves forward, at once.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn wait(&self, span: Duration) {
+        self.clock.advance(span);
     }
 
     /// Another browser (its own cookie jar) on the same app.
@@ -358,6 +377,7 @@ impl TestApp {
             base: self.base.clone(),
             http,
             jar,
+            clock: self.clock.clone(),
         }
     }
 
@@ -755,6 +775,7 @@ impl TestApp {
             base: self.base.clone(),
             http: self.http.clone(),
             jar: self.jar.clone(),
+            clock: self.clock.clone(),
         }
     }
 

@@ -445,7 +445,7 @@ async fn rp_key_rotation_op_sign_key() {
 async fn userinfo_after_expiry(defect: Defect) -> (StatusCode, Value, StatusCode) {
     let (app, response) = login_through(defect).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER, "{defect:?}");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.wait(Duration::from_millis(1100));
     let info = app.get_json("/auth/userinfo").await;
     let status = info.status();
     let body: Value = info.json().await.unwrap();

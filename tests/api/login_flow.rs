@@ -403,11 +403,11 @@ async fn activity_extends_the_idle_deadline_and_inactivity_ends_the_session() {
     app.login("alice", "alice").await;
     // Active for twice the idle timeout: still signed in.
     for _ in 0..6 {
-        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        app.wait(std::time::Duration::from_millis(1000));
         assert_eq!(app.get_json("/auth/user").await.status(), StatusCode::OK);
     }
     // Idle for longer than the timeout: the session is gone.
-    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    app.wait(std::time::Duration::from_millis(3500));
     assert_eq!(
         app.get_json("/auth/user").await.status(),
         StatusCode::UNAUTHORIZED

@@ -21,7 +21,7 @@ const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 #[tokio::test]
 async fn backchannel_base_url_carries_every_server_call_while_the_browser_uses_the_public_url() {
     let port = free_port();
-    let idp = Idp::start_at("127.0.0.2", port, &[("IDP_ACCESS_TOKEN_TTL", "1")]).await;
+    let idp = Idp::start_at("127.0.0.2", port, &[("IDP_ACCESS_TOKEN_TTL", "60")]).await;
     assert_eq!(idp.issuer, format!("http://localhost:{port}/realms/demo"));
 
     // Without the base URL, the app cannot reach the IdP at its public URL.
@@ -61,9 +61,10 @@ async fn backchannel_base_url_carries_every_server_call_while_the_browser_uses_t
     let user: Value = app.get_json("/auth/user").await.json().await.unwrap();
     assert_eq!(user["sub"].as_str().map(str::len), Some(36), "{user}");
 
-    // The access token lives 1 s: userinfo first refreshes (token endpoint),
-    // then calls userinfo — both through the internal address.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // A minute later (on the app's clock) the access token has expired:
+    // userinfo first refreshes (token endpoint), then calls userinfo — both
+    // through the internal address.
+    app.wait(std::time::Duration::from_secs(61));
     let info = app.get_json("/auth/userinfo").await;
     assert_eq!(info.status(), StatusCode::OK);
     let info: Value = info.json().await.unwrap();

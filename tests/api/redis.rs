@@ -51,12 +51,14 @@ async fn a_session_made_on_one_instance_works_and_ends_on_another() {
 #[tokio::test]
 async fn refresh_is_single_flight_across_instances() {
     let redis = Redis::start().await;
-    let idp = Idp::start_with(&[("IDP_ACCESS_TOKEN_TTL", "3")]).await;
+    let idp = Idp::start_with(&[("IDP_ACCESS_TOKEN_TTL", "60")]).await;
     let store = [("SESSION_STORE", redis.url.as_str())];
     let a = spawn_app_with(&idp.issuer, &store).await;
     let b = spawn_app_with(&idp.issuer, &store).await;
     a.login("bob", "bob").await;
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    // The token has expired for both instances (one Redis, two clocks).
+    a.wait(Duration::from_secs(61));
+    b.wait(Duration::from_secs(61));
 
     let calls = (0..50).map(|i| {
         let target = if i % 2 == 0 { &a } else { &b };
@@ -128,16 +130,21 @@ async fn back_channel_logout_reaches_every_instance_and_is_not_replayable_on_ano
 async fn a_held_session_lock_outlives_its_ttl() {
     use gatehouse::{
         auth::session::index_entry,
-        server::{config::StoreUrl, store::AnyStore},
+        server::{clock::Clock, config::StoreUrl, store::AnyStore},
     };
     let redis = Redis::start().await;
     let url = StoreUrl::Redis(redis.url.parse().unwrap());
     let ttl = Duration::from_millis(300);
     let open = || async {
-        AnyStore::open(&url, Duration::from_secs(3600), index_entry)
-            .await
-            .unwrap()
-            .with_lock_ttl(ttl)
+        AnyStore::open(
+            &url,
+            Duration::from_secs(3600),
+            index_entry,
+            Clock::system(),
+        )
+        .await
+        .unwrap()
+        .with_lock_ttl(ttl)
     };
     let (a, b) = (open().await, open().await);
     let held = a
@@ -168,7 +175,7 @@ async fn a_held_session_lock_outlives_its_ttl() {
 async fn a_redis_password_never_appears_in_a_store_error() {
     use gatehouse::{
         auth::session::index_entry,
-        server::{config::StoreUrl, store::AnyStore},
+        server::{clock::Clock, config::StoreUrl, store::AnyStore},
     };
     let closed = free_port();
     let url = StoreUrl::Redis(
@@ -176,7 +183,7 @@ async fn a_redis_password_never_appears_in_a_store_error() {
             .parse()
             .unwrap(),
     );
-    let open = AnyStore::open(&url, Duration::from_secs(60), index_entry);
+    let open = AnyStore::open(&url, Duration::from_secs(60), index_entry, Clock::system());
     let err = tokio::time::timeout(Duration::from_secs(30), open)
         .await
         .expect("a refused connection fails promptly")

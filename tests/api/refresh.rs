@@ -1,4 +1,6 @@
-//! Token refresh against the real dev IdP with very short-lived access tokens.
+//! Token refresh against the real dev IdP. Access tokens live a minute, and
+//! the tests let that minute pass on the app's clock (`app.wait`), so a slow
+//! machine cannot make a token expire before the test means it to.
 
 use std::time::Duration;
 
@@ -6,6 +8,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::*;
+
+/// A little more than the dev IdP's access-token lifetime (`IDP_ACCESS_TOKEN_TTL=60`).
+const TOKEN_LIFETIME: Duration = Duration::from_secs(61);
 
 async fn refresh_count(idp: &Idp) -> u64 {
     idp.stats().await["token_requests"]["refresh_token"]
@@ -15,7 +20,7 @@ async fn refresh_count(idp: &Idp) -> u64 {
 
 #[tokio::test]
 async fn concurrent_calls_with_an_expiring_token_refresh_once() {
-    let idp = Idp::start_with(&[("IDP_ACCESS_TOKEN_TTL", "3")]).await;
+    let idp = Idp::start_with(&[("IDP_ACCESS_TOKEN_TTL", "60")]).await;
     let app = spawn_app(&idp.issuer).await;
     assert_eq!(
         app.login("alice", "alice").await.status(),
@@ -31,7 +36,7 @@ async fn concurrent_calls_with_an_expiring_token_refresh_once() {
         "a fresh token is not refreshed"
     );
 
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    app.wait(TOKEN_LIFETIME);
     let calls = (0..50).map(|_| app.get_json("/auth/userinfo"));
     let responses = futures::future::join_all(calls).await;
     for r in responses {
@@ -44,7 +49,7 @@ async fn concurrent_calls_with_an_expiring_token_refresh_once() {
     );
 
     // The rotated refresh token was stored: a second round refreshes again, fine.
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    app.wait(TOKEN_LIFETIME);
     assert_eq!(
         app.get_json("/auth/userinfo").await.status(),
         StatusCode::OK
@@ -52,23 +57,22 @@ async fn concurrent_calls_with_an_expiring_token_refresh_once() {
     assert_eq!(refresh_count(&idp).await, 2);
     let user: Value = app.get_json("/auth/user").await.json().await.unwrap();
     let expires = user["session"]["access_token_expires_at"].as_i64().unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    assert!(expires >= now, "the stored access token is the fresh one");
+    assert!(
+        expires >= app.clock.unix_now(),
+        "the stored access token is the fresh one"
+    );
 }
 
 #[tokio::test]
 async fn a_refused_refresh_ends_the_session_cleanly() {
     let port = free_port();
-    let idp = Idp::start_on(port, &[("IDP_ACCESS_TOKEN_TTL", "2")]).await;
+    let idp = Idp::start_on(port, &[("IDP_ACCESS_TOKEN_TTL", "60")]).await;
     let app = spawn_app(&idp.issuer).await;
     app.login("bob", "bob").await;
     // A restarted dev IdP has forgotten every grant: the refresh token is now invalid.
     drop(idp);
-    let _idp = Idp::start_on(port, &[("IDP_ACCESS_TOKEN_TTL", "2")]).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let _idp = Idp::start_on(port, &[("IDP_ACCESS_TOKEN_TTL", "60")]).await;
+    app.wait(TOKEN_LIFETIME);
 
     // Every signed-in request refreshes an expired token before it is
     // authorized; the refused refresh ends the session there and then.
@@ -85,11 +89,11 @@ async fn a_refused_refresh_ends_the_session_cleanly() {
 #[tokio::test]
 async fn an_unreachable_idp_is_not_a_logout() {
     let port = free_port();
-    let idp = Idp::start_on(port, &[("IDP_ACCESS_TOKEN_TTL", "2")]).await;
+    let idp = Idp::start_on(port, &[("IDP_ACCESS_TOKEN_TTL", "60")]).await;
     let app = spawn_app(&idp.issuer).await;
     app.login("alice", "alice").await;
     drop(idp);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    app.wait(TOKEN_LIFETIME);
     let response = app.get_json("/auth/userinfo").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     // The expired token's claims cannot be confirmed, so nothing is

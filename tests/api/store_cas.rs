@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use gatehouse::{
     auth::session::index_entry,
-    server::{config::Config, store::AnyStore},
+    server::{clock::Clock, config::Config, store::AnyStore},
 };
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -27,6 +27,7 @@ async fn open(kind: StoreKind) -> (TestStore, AnyStore) {
         &config.session.store,
         Duration::from_secs(3600),
         index_entry,
+        Clock::system(),
     )
     .await
     .unwrap();

@@ -17,7 +17,10 @@ use super::{
     types::{GhClient, ProviderMetadataWithExtras},
     Idp, IdpError,
 };
-use crate::server::config::{Config, IdpConfig};
+use crate::server::{
+    clock::Clock,
+    config::{Config, IdpConfig},
+};
 
 /// One successful discovery: metadata (with its JWKS) and a client built from it.
 pub struct Discovered {
@@ -117,10 +120,10 @@ impl Idp {
             serde_json::from_str(discovery_json).map_err(bad)?;
         let metadata = metadata.set_jwks(serde_json::from_str(jwks_json).map_err(bad)?);
         let provider = Discovered::new(metadata, &config, &idp)?;
-        let oidc = Self::new(config, idp);
+        let undiscovered = Self::new(config, idp, Clock::system());
         Ok(Self {
             current: RwLock::new(Some(Arc::new(provider))),
-            ..oidc
+            ..undiscovered
         })
     }
 

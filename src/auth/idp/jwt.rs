@@ -5,7 +5,6 @@
 use openidconnect::core::CoreJwsSigningAlgorithm;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use time::OffsetDateTime;
 
 use super::{discovery::Discovered, Idp, IdpError};
 
@@ -115,20 +114,13 @@ impl Idp {
         let mut validation = jsonwebtoken::Validation::new(header.alg);
         validation.set_issuer(&[provider.issuer()]);
         validation.set_audience(&[audience]);
+        // Required here; compared below with the core's clock, not jsonwebtoken's.
         validation.set_required_spec_claims(&["iss", "aud", "exp"]);
-        validation.validate_nbf = true;
-        validation.leeway = 60;
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         let data = jsonwebtoken::decode::<Value>(token, &key, &validation)
             .map_err(|e| JwtError::Invalid(e.to_string()))?;
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        match data.claims.get("iat") {
-            None => {}
-            Some(iat) => match iat.as_i64() {
-                Some(iat) if iat <= now + 60 => {}
-                Some(_) => return Err(JwtError::Invalid("iat is in the future".into())),
-                None => return Err(JwtError::Invalid("iat is not a number".into())),
-            },
-        }
+        check_times(&data.claims, self.clock.unix_now())?;
         serde_json::from_value(data.claims).map_err(|e| JwtError::Invalid(e.to_string()))
     }
 
@@ -202,4 +194,75 @@ fn jws_algorithm(alg: jsonwebtoken::Algorithm) -> Option<CoreJwsSigningAlgorithm
         // HMAC, and anything a later jsonwebtoken adds: refused until named here.
         _ => return None,
     })
+}
+
+/// Clock skew allowed on `exp`, `nbf` and `iat` (seconds).
+const LEEWAY: i64 = 60;
+
+/// `exp` (required) not passed, `nbf` (if present) reached and `iat` (if
+/// present) not in the future, at `now` (Unix seconds) with [`LEEWAY`].
+/// Each must be a number (RFC 7519 §2 NumericDate: fractions allowed).
+fn check_times(claims: &Value, now: i64) -> Result<(), JwtError> {
+    let time = |name: &str| match claims.get(name) {
+        None => Ok(None),
+        Some(value) => value
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| JwtError::Invalid(format!("{name} is not a number"))),
+    };
+    let now = now as f64;
+    let leeway = LEEWAY as f64;
+    match time("exp")? {
+        Some(exp) if exp >= now - leeway => {}
+        Some(_) => return Err(JwtError::Invalid("the token has expired".into())),
+        None => return Err(JwtError::Invalid("exp is missing".into())),
+    }
+    if time("nbf")?.is_some_and(|nbf| nbf > now + leeway) {
+        return Err(JwtError::Invalid("the token is not valid yet (nbf)".into()));
+    }
+    if time("iat")?.is_some_and(|iat| iat > now + leeway) {
+        return Err(JwtError::Invalid("iat is in the future".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn refused(claims: Value) -> String {
+        match check_times(&claims, NOW) {
+            Err(JwtError::Invalid(why)) => why,
+            other => panic!("{claims} passed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn times_are_checked_against_the_given_now_with_a_minute_of_skew() {
+        assert!(check_times(&json!({"exp": NOW - 59}), NOW).is_ok());
+        assert!(check_times(
+            &json!({"exp": NOW as f64 + 1.5, "nbf": NOW + 60, "iat": NOW + 60}),
+            NOW
+        )
+        .is_ok());
+        assert_eq!(refused(json!({"exp": NOW - 61})), "the token has expired");
+        assert_eq!(refused(json!({})), "exp is missing");
+        assert_eq!(refused(json!({"exp": "soon"})), "exp is not a number");
+        assert_eq!(
+            refused(json!({"exp": NOW + 600, "nbf": NOW + 61})),
+            "the token is not valid yet (nbf)"
+        );
+        assert_eq!(
+            refused(json!({"exp": NOW + 600, "iat": NOW + 61})),
+            "iat is in the future"
+        );
+        assert_eq!(
+            refused(json!({"exp": NOW + 600, "iat": null})),
+            "iat is not a number"
+        );
+    }
 }

@@ -35,7 +35,10 @@ use std::{
 use tokio::sync::{Mutex, RwLock};
 
 use super::{idp_http::IdpHttp, subject::SubjectKey};
-use crate::server::config::{Config, IdpConfig, DEFAULT_PROVIDER};
+use crate::server::{
+    clock::Clock,
+    config::{Config, IdpConfig, DEFAULT_PROVIDER},
+};
 
 /// Why talking to the IdP failed, in the terms the user-facing pages need.
 #[derive(Debug, thiserror::Error)]
@@ -59,13 +62,15 @@ pub struct Idp {
     config: Arc<Config>,
     idp: IdpConfig,
     http: IdpHttp,
+    /// Checks `exp`, `iat` and `nbf` of what the IdP signs.
+    clock: Clock,
     current: RwLock<Option<Arc<Discovered>>>,
     discovery: Mutex<()>,
     last_jwks_refresh: Mutex<Option<Instant>>,
 }
 
 impl Idp {
-    pub fn new(config: Arc<Config>, idp: IdpConfig) -> Self {
+    pub fn new(config: Arc<Config>, idp: IdpConfig, clock: Clock) -> Self {
         let http = reqwest::Client::builder()
             // openidconnect: never follow redirects (SSRF, token leakage).
             .redirect(reqwest::redirect::Policy::none())
@@ -79,6 +84,7 @@ impl Idp {
             config,
             idp,
             http,
+            clock,
             current: RwLock::new(None),
             discovery: Mutex::new(()),
             last_jwks_refresh: Mutex::new(None),

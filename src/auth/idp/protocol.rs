@@ -18,18 +18,21 @@ use super::{
     types::{GhIdToken, GhIdTokenClaims, GhTokenResponse, OtherClaims},
     Idp, IdpError,
 };
-use crate::server::config::IdpConfig;
+use crate::server::{clock::Clock, config::IdpConfig};
 
 impl Discovered {
-    fn verifier(&self, idp: &IdpConfig) -> IdTokenVerifier<'_, CoreJsonWebKey> {
+    /// `exp` and `iat` are checked against `clock`.
+    fn verifier(&self, idp: &IdpConfig, clock: &Clock) -> IdTokenVerifier<'_, CoreJsonWebKey> {
         // A public-client verifier never holds the client secret, so HMAC
         // signatures cannot verify even if an algorithm slipped through.
+        let clock = clock.clone();
         IdTokenVerifier::new_public_client(
             idp.client_id.clone(),
             self.metadata.issuer().clone(),
             self.metadata.jwks().clone(),
         )
         .set_allowed_algs(self.allowed_algs.clone())
+        .set_time_fn(move || clock.chrono_now())
     }
 }
 
@@ -79,7 +82,7 @@ impl Idp {
         let mut provider = provider;
         let claims = loop {
             let result = id_token
-                .claims(&provider.verifier(&self.idp), nonce)
+                .claims(&provider.verifier(&self.idp, &self.clock), nonce)
                 .cloned();
             match result {
                 Ok(claims) => break claims,
@@ -93,7 +96,7 @@ impl Idp {
             }
         };
         if let Some(expected) = claims.access_token_hash() {
-            let verifier = provider.verifier(&self.idp);
+            let verifier = provider.verifier(&self.idp, &self.clock);
             let alg = id_token
                 .signing_alg()
                 .map_err(|e| IdpError::IdToken(e.to_string()))?;

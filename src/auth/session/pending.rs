@@ -69,7 +69,8 @@ fn put_pending(data: &mut HashMap<String, Value>, pending: &BTreeMap<String, Pen
 /// Adds `login` under `state`, dropping expired logins and, past
 /// [`MAX_PENDING_LOGINS`], the oldest.
 fn add_pending(pending: &mut BTreeMap<String, PendingLogin>, state: &str, login: PendingLogin) {
-    let now = OffsetDateTime::now_utc();
+    // The login being added was issued now.
+    let now = login.issued_at;
     pending.retain(|_, p| now - p.issued_at < PENDING_LOGIN_TTL);
     while pending.len() >= MAX_PENDING_LOGINS {
         let oldest = pending
@@ -126,16 +127,17 @@ impl AuthSession {
     /// login for `state`, if it exists and has not expired. The consumption is
     /// written to the store before this returns, so the `state` is spent even
     /// if the callback then fails (and its response is never saved), and two
-    /// callbacks racing with one `state` cannot both take it.
+    /// callbacks racing with one `state` cannot both take it. `now` decides
+    /// which pending logins have expired.
     pub async fn take_login(
         &self,
         store: &AnyStore,
         state: &str,
+        now: OffsetDateTime,
     ) -> Result<Option<PendingLogin>, SessionError> {
         let Some(id) = self.live_id().await? else {
             return Ok(None);
         };
-        let now = OffsetDateTime::now_utc();
         let taken = store
             .update(&id, |record| {
                 let mut pending = pending_in(&record.data);

@@ -29,21 +29,18 @@ impl AuthSession {
     pub async fn sign_in(&self, record: SessionRecord) -> Result<(), SessionError> {
         self.0.cycle_id().await?;
         self.0
-            .insert_value(
-                ACTIVE_KEY,
-                OffsetDateTime::now_utc().unix_timestamp().into(),
-            )
+            .insert_value(ACTIVE_KEY, record.created_at.unix_timestamp().into())
             .await?;
         self.put_record(&record).await
     }
 
-    /// The signed-in record, if any and not past its absolute lifetime. An
-    /// expired record is removed on the spot: no half-logged-in state.
-    pub async fn record(&self) -> Result<Option<SessionRecord>, SessionError> {
+    /// The signed-in record, if any and not past its absolute lifetime at
+    /// `now`. An expired record is removed on the spot: no half-logged-in state.
+    pub async fn record(&self, now: OffsetDateTime) -> Result<Option<SessionRecord>, SessionError> {
         let Some(record) = self.stored_record().await? else {
             return Ok(None);
         };
-        if OffsetDateTime::now_utc() >= record.absolute_expires_at {
+        if now >= record.absolute_expires_at {
             self.0.flush().await?;
             return Ok(None);
         }
@@ -130,8 +127,11 @@ impl AuthSession {
     /// request's copy, saved with the response (and its cookie renewed) by a
     /// compare-and-set: if the session ended or another write landed while
     /// the request ran, nothing is written back. Returns the idle deadline.
-    pub async fn keep_alive(&self, idle: time::Duration) -> Result<OffsetDateTime, SessionError> {
-        let now = OffsetDateTime::now_utc();
+    pub async fn keep_alive(
+        &self,
+        idle: time::Duration,
+        now: OffsetDateTime,
+    ) -> Result<OffsetDateTime, SessionError> {
         let active_at = self
             .0
             .get_value(ACTIVE_KEY)
@@ -153,7 +153,7 @@ impl AuthSession {
         &self,
         state: &AuthState,
     ) -> Result<Option<(SessionRecord, OffsetDateTime)>, SessionError> {
-        let Some(record) = self.record().await? else {
+        let Some(record) = self.record(state.clock.now()).await? else {
             return Ok(None);
         };
         let record = match crate::auth::refresh::current_claims(state, self, record).await {
@@ -164,7 +164,9 @@ impl AuthSession {
                 return Err(SessionError::IdpUnavailable);
             }
         };
-        let deadline = self.keep_alive(state.config.session.idle_timeout).await?;
+        let deadline = self
+            .keep_alive(state.config.session.idle_timeout, state.clock.now())
+            .await?;
         Ok(Some((record, deadline)))
     }
 }

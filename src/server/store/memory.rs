@@ -79,8 +79,7 @@ impl Memory {
         self.0.lock().expect("memory store poisoned")
     }
 
-    pub(super) fn load(&self, id: &Id) -> Option<Record> {
-        let now = OffsetDateTime::now_utc();
+    pub(super) fn load(&self, id: &Id, now: OffsetDateTime) -> Option<Record> {
         self.maps().live(id, now).map(|s| s.record.clone())
     }
 
@@ -94,8 +93,13 @@ impl Memory {
         maps.put(stored, owner);
     }
 
-    pub(super) fn write(&self, record: &Record, base: u64, owner: Option<OwnerEntry>) -> Written {
-        let now = OffsetDateTime::now_utc();
+    pub(super) fn write(
+        &self,
+        record: &Record,
+        base: u64,
+        owner: Option<OwnerEntry>,
+        now: OffsetDateTime,
+    ) -> Written {
         let mut maps = self.maps();
         let Some(current) = maps.live(&record.id, now) else {
             return Written::Gone;
@@ -113,8 +117,7 @@ impl Memory {
         self.maps().remove(id);
     }
 
-    pub(super) fn sessions_of(&self, owner: &Owner) -> Vec<Id> {
-        let now = OffsetDateTime::now_utc();
+    pub(super) fn sessions_of(&self, owner: &Owner, now: OffsetDateTime) -> Vec<Id> {
         let maps = self.maps();
         let ids = match owner {
             Owner::Sub(sub) => maps.by_sub.get(sub),
@@ -129,8 +132,7 @@ impl Memory {
 
     /// Every expired session, signed in or not (a session holding only a
     /// pending login is in the map too, and must not stay forever).
-    pub(super) fn delete_expired(&self) -> usize {
-        let now = OffsetDateTime::now_utc();
+    pub(super) fn delete_expired(&self, now: OffsetDateTime) -> usize {
         let mut maps = self.maps();
         let expired: Vec<Id> = maps
             .sessions
@@ -166,9 +168,9 @@ mod tests {
         let mut live = record(time::Duration::minutes(5));
         memory.create(&mut expired, None);
         memory.create(&mut live, None);
-        assert_eq!(memory.delete_expired(), 1);
+        assert_eq!(memory.delete_expired(OffsetDateTime::now_utc()), 1);
         assert_eq!(memory.maps().sessions.len(), 1);
-        assert!(memory.load(&live.id).is_some());
+        assert!(memory.load(&live.id, OffsetDateTime::now_utc()).is_some());
     }
 
     #[test]
@@ -176,15 +178,26 @@ mod tests {
         let memory = Memory::default();
         let mut session = record(time::Duration::minutes(5));
         memory.create(&mut session, None);
-        let read = memory.load(&session.id).unwrap();
-        assert_eq!(memory.write(&read, 0, None), Written::Yes);
+        let read = memory.load(&session.id, OffsetDateTime::now_utc()).unwrap();
         assert_eq!(
-            memory.write(&read, 0, None),
+            memory.write(&read, 0, None, OffsetDateTime::now_utc()),
+            Written::Yes
+        );
+        assert_eq!(
+            memory.write(&read, 0, None, OffsetDateTime::now_utc()),
             Written::Conflict,
             "stale copy"
         );
         memory.delete(&session.id);
-        assert_eq!(memory.write(&read, 1, None), Written::Gone);
-        assert!(memory.load(&session.id).is_none(), "not recreated");
+        assert_eq!(
+            memory.write(&read, 1, None, OffsetDateTime::now_utc()),
+            Written::Gone
+        );
+        assert!(
+            memory
+                .load(&session.id, OffsetDateTime::now_utc())
+                .is_none(),
+            "not recreated"
+        );
     }
 }

@@ -36,7 +36,7 @@ use tower_sessions::{
 
 pub use lock::SessionLock;
 
-use super::config::StoreUrl;
+use super::{clock::Clock, config::StoreUrl};
 
 /// Where a stored session's revision sits in its data (the request's copy
 /// carries the revision it read, which its save names as the base).
@@ -102,6 +102,8 @@ pub struct AnyStore {
     indexer: Indexer,
     locks: Arc<lock::LocalLocks>,
     lock_ttl: Duration,
+    /// What time it is for every expiry this store decides.
+    clock: Clock,
     /// Logout-token `jti`s carried out, by (issuer, jti), until their `exp`.
     seen: Arc<Mutex<HashMap<(String, String), i64>>>,
 }
@@ -126,8 +128,14 @@ fn store_error(e: impl std::fmt::Display) -> session_store::Error {
 impl AnyStore {
     /// Opens (and for SQLite, creates and migrates) the configured store.
     /// `ttl` bounds how long index entries may outlive their session (the
-    /// absolute session lifetime); `indexer` names a session's owner.
-    pub async fn open(url: &StoreUrl, ttl: Duration, indexer: Indexer) -> Result<Self, String> {
+    /// absolute session lifetime); `indexer` names a session's owner; `clock`
+    /// says when a session has expired.
+    pub async fn open(
+        url: &StoreUrl,
+        ttl: Duration,
+        indexer: Indexer,
+        clock: Clock,
+    ) -> Result<Self, String> {
         let backend = match url {
             StoreUrl::Memory => Backend::Memory(Default::default()),
             StoreUrl::Sqlite(url) => Backend::Sqlite(sqlite::Sqlite::open(url, indexer).await?),
@@ -138,6 +146,7 @@ impl AnyStore {
             indexer,
             locks: Default::default(),
             lock_ttl: lock::LOCK_TTL,
+            clock,
             seen: Default::default(),
         })
     }
@@ -160,9 +169,10 @@ impl AnyStore {
     /// Writes `record` if the stored session is still at revision `base`.
     pub async fn write(&self, record: &Record, base: u64) -> session_store::Result<Written> {
         let owner = (self.indexer)(&record.data);
+        let now = self.clock.now();
         match &self.backend {
-            Backend::Memory(m) => Ok(m.write(record, base, owner)),
-            Backend::Sqlite(s) => s.write(record, base, owner).await,
+            Backend::Memory(m) => Ok(m.write(record, base, owner, now)),
+            Backend::Sqlite(s) => s.write(record, base, owner, now).await,
             Backend::Redis(r) => r.write(record, base, owner).await,
         }
     }
@@ -231,7 +241,7 @@ impl AnyStore {
                 .map_err(store_error)?;
             return Ok(found > 0);
         }
-        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let now = self.clock.unix_now();
         let mut seen = self.seen.lock().expect("seen-token lock");
         seen.retain(|_, until| *until >= now - 60);
         // A flood of live tokens is refused rather than remembered without bound.
@@ -242,7 +252,7 @@ impl AnyStore {
     /// Called only once its sessions have ended: if ending them failed, the
     /// IdP's retry of the same token must get through.
     pub async fn burn_jti(&self, issuer: &str, jti: &str, exp: i64) -> session_store::Result<()> {
-        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let now = self.clock.unix_now();
         let until = exp.max(now) + 60;
         if let Some(pool) = self.redis_pool() {
             let _: Option<String> = pool
@@ -282,10 +292,10 @@ impl AnyStore {
     pub async fn delete_expired(&self) -> session_store::Result<()> {
         match &self.backend {
             Backend::Memory(m) => {
-                m.delete_expired();
+                m.delete_expired(self.clock.now());
             }
             Backend::Sqlite(s) => {
-                s.delete_expired().await?;
+                s.delete_expired(self.clock.now()).await?;
             }
             // Redis expires sessions, index entries and sets by TTL itself.
             Backend::Redis(_) => {}
@@ -303,9 +313,10 @@ impl AnyStore {
 
     /// The ids of the live sessions of `owner`.
     pub async fn sessions_of(&self, owner: &Owner) -> session_store::Result<Vec<Id>> {
+        let now = self.clock.now();
         match &self.backend {
-            Backend::Memory(m) => Ok(m.sessions_of(owner)),
-            Backend::Sqlite(s) => s.sessions_of(owner).await,
+            Backend::Memory(m) => Ok(m.sessions_of(owner, now)),
+            Backend::Sqlite(s) => s.sessions_of(owner, now).await,
             Backend::Redis(r) => r.sessions_of(owner).await,
         }
     }
@@ -331,6 +342,16 @@ impl AnyStore {
     }
 }
 
+impl AnyStore {
+    /// tower-sessions computes a session's expiry from the system clock (its
+    /// now plus the idle timeout); the store keeps time by the core's clock,
+    /// so the same span is counted from the core's now. A no-op on the system
+    /// clock.
+    fn on_our_clock(&self, expiry: OffsetDateTime) -> OffsetDateTime {
+        expiry + self.clock.ahead()
+    }
+}
+
 /// tower-sessions' view of the store. Its end-of-response `save` is a
 /// compare-and-set too: a request whose copy is older than the stored session
 /// (a refresh or a keep-alive landed meanwhile), or whose session was ended
@@ -340,6 +361,7 @@ impl AnyStore {
 #[async_trait]
 impl SessionStore for AnyStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        record.expiry_date = self.on_our_clock(record.expiry_date);
         let owner = (self.indexer)(&record.data);
         match &self.backend {
             Backend::Memory(m) => m.create(record, owner),
@@ -351,6 +373,16 @@ impl SessionStore for AnyStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let shifted;
+        let record = if self.clock.ahead().is_zero() {
+            record
+        } else {
+            shifted = Record {
+                expiry_date: self.on_our_clock(record.expiry_date),
+                ..record.clone()
+            };
+            &shifted
+        };
         let written = self.write(record, rev_of(record)).await?;
         if written != Written::Yes {
             tracing::debug!(?written, "stale session copy not saved");
@@ -359,10 +391,11 @@ impl SessionStore for AnyStore {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let now = self.clock.now();
         match &self.backend {
-            Backend::Memory(m) => Ok(m.load(id)),
-            Backend::Sqlite(s) => s.load(id).await,
-            Backend::Redis(r) => r.load(id).await,
+            Backend::Memory(m) => Ok(m.load(id, now)),
+            Backend::Sqlite(s) => s.load(id, now).await,
+            Backend::Redis(r) => r.load(id, now).await,
         }
     }
 

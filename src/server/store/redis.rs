@@ -131,7 +131,11 @@ impl Redis {
         ])
     }
 
-    pub(super) async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+    pub(super) async fn load(
+        &self,
+        id: &Id,
+        now: OffsetDateTime,
+    ) -> session_store::Result<Option<Record>> {
         let values: Vec<Value> = self
             .pool
             .mget(vec![id.to_string(), rev_key(id)])
@@ -146,7 +150,7 @@ impl Redis {
         let rev = values.next().and_then(|v| v.as_u64()).unwrap_or(0);
         let mut record: Record = rmp_serde::from_slice(&data)
             .map_err(|e| session_store::Error::Decode(e.to_string()))?;
-        if record.expiry_date <= OffsetDateTime::now_utc() {
+        if record.expiry_date <= now {
             return Ok(None);
         }
         set_rev(&mut record, rev);

@@ -126,12 +126,16 @@ impl Sqlite {
         tx.commit().await
     }
 
-    pub(super) async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+    pub(super) async fn load(
+        &self,
+        id: &Id,
+        now: OffsetDateTime,
+    ) -> session_store::Result<Option<Record>> {
         let row = sqlx::query(
             "SELECT data, rev FROM gatehouse_sessions WHERE id = ? AND expiry_date > ?",
         )
         .bind(id.to_string())
-        .bind(OffsetDateTime::now_utc().unix_timestamp())
+        .bind(now.unix_timestamp())
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
@@ -174,9 +178,10 @@ impl Sqlite {
         record: &Record,
         base: u64,
         owner: Option<OwnerEntry>,
+        now: OffsetDateTime,
     ) -> session_store::Result<Written> {
         let (sub, sid) = owner_columns(owner);
-        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let now = now.unix_timestamp();
         let done = sqlx::query(
             "UPDATE gatehouse_sessions SET data = ?, expiry_date = ?, rev = rev + 1, sub = ?, sid = ?
              WHERE id = ? AND rev = ? AND expiry_date > ?",
@@ -217,7 +222,11 @@ impl Sqlite {
         Ok(())
     }
 
-    pub(super) async fn sessions_of(&self, owner: &Owner) -> session_store::Result<Vec<Id>> {
+    pub(super) async fn sessions_of(
+        &self,
+        owner: &Owner,
+        now: OffsetDateTime,
+    ) -> session_store::Result<Vec<Id>> {
         let (sql, value) = match owner {
             Owner::Sub(sub) => (
                 "SELECT id FROM gatehouse_sessions WHERE sub = ? AND expiry_date > ?",
@@ -230,7 +239,7 @@ impl Sqlite {
         };
         let rows = sqlx::query(sql)
             .bind(value)
-            .bind(OffsetDateTime::now_utc().unix_timestamp())
+            .bind(now.unix_timestamp())
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
@@ -241,9 +250,9 @@ impl Sqlite {
             .collect())
     }
 
-    pub(super) async fn delete_expired(&self) -> session_store::Result<u64> {
+    pub(super) async fn delete_expired(&self, now: OffsetDateTime) -> session_store::Result<u64> {
         let done = sqlx::query("DELETE FROM gatehouse_sessions WHERE expiry_date <= ?")
-            .bind(OffsetDateTime::now_utc().unix_timestamp())
+            .bind(now.unix_timestamp())
             .execute(&self.pool)
             .await
             .map_err(store_error)?;
@@ -309,13 +318,14 @@ mod tests {
             pool.close().await;
         }
         let store = Sqlite::open(&url, indexer).await.unwrap();
-        let loaded = store.load(&live.id).await.unwrap().expect("moved");
+        let now = OffsetDateTime::now_utc();
+        let loaded = store.load(&live.id, now).await.unwrap().expect("moved");
         assert_eq!(loaded.data["owner"], "alice");
         assert_eq!(super::super::rev_of(&loaded), 0);
-        assert!(store.load(&expired.id).await.unwrap().is_none());
+        assert!(store.load(&expired.id, now).await.unwrap().is_none());
         assert_eq!(
             store
-                .sessions_of(&Owner::Sub("alice".into()))
+                .sessions_of(&Owner::Sub("alice".into()), now)
                 .await
                 .unwrap(),
             vec![live.id]
