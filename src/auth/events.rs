@@ -1,8 +1,11 @@
 //! `GET /auth/events`: a server-sent-events stream that tells an open tab the
 //! moment its session ends, whatever ended it (logout in another tab,
 //! back-channel logout, revocation from `/sessions`, a refused refresh, a
-//! timeout). It reads the store, so it works across instances sharing Redis.
-//! It is not activity: watching never extends the session.
+//! timeout). It is pushed, not polled: the stream reads the session once,
+//! then sleeps until the store says the session was deleted (on any instance
+//! sharing Redis) or until the session's own deadline, when it reads it again
+//! (activity elsewhere may have pushed the idle deadline back). An idle tab
+//! costs no store read. Watching never extends the session.
 
 use std::{convert::Infallible, time::Duration};
 
@@ -14,6 +17,7 @@ use axum::{
     },
 };
 use futures::stream;
+use time::OffsetDateTime;
 use tower_sessions::{session::Id, SessionStore};
 
 use super::state::AuthState;
@@ -21,21 +25,42 @@ use super::{
     api_error::ApiError,
     session::{record_from_data, AuthSession},
 };
-use crate::server::{clock::Clock, store::AnyStore};
+use crate::server::{
+    clock::Clock,
+    store::{AnyStore, Wake},
+};
 
-/// How often an open stream re-checks its session (the "within 2 s" budget).
-const POLL: Duration = Duration::from_secs(1);
+/// After a failed store read, when to read again (a store hiccup is not a
+/// sign-out; the next real request decides meanwhile).
+const STORE_RETRY: Duration = Duration::from_secs(5);
 
-async fn still_signed_in(store: &AnyStore, clock: &Clock, id: &Id) -> bool {
+/// Until when the signed-in session `id` lives as the store holds it now
+/// (its idle or absolute deadline, whichever comes first); `None` once it has
+/// ended or is not signed in.
+async fn alive_until(store: &AnyStore, clock: &Clock, id: &Id) -> Option<OffsetDateTime> {
     match store.load(id).await {
         Ok(Some(stored)) => {
-            let now = clock.now();
-            stored.expiry_date > now
-                && record_from_data(&stored.data).is_some_and(|r| r.absolute_expires_at > now)
+            let record = record_from_data(&stored.data)?;
+            let until = stored.expiry_date.min(record.absolute_expires_at);
+            (until > clock.now()).then_some(until)
         }
-        Ok(None) => false,
-        // A store hiccup is not a sign-out; the next real request decides.
-        Err(_) => true,
+        Ok(None) => None,
+        Err(_) => Some(clock.now() + STORE_RETRY),
+    }
+}
+
+/// Returns when session `id` has ended.
+async fn until_ended(store: &AnyStore, clock: &Clock, id: Id) {
+    // Registered before the first read, so an end in between is not missed.
+    let mut watch = store.watch_end(id);
+    while let Some(until) = alive_until(store, clock, &id).await {
+        let left = Duration::try_from(until - clock.now()).unwrap_or(Duration::ZERO);
+        tokio::select! {
+            wake = watch.wake() => if wake == Wake::Ended {
+                return;
+            },
+            () = tokio::time::sleep(left) => {}
+        }
     }
 }
 
@@ -51,9 +76,7 @@ pub async fn events(State(state): State<AuthState>, session: AuthSession) -> Res
     let ended = stream::unfold(Some((store, clock, id, permit)), |watch| async move {
         let (store, clock, id, _permit) = watch?;
         if let Some(id) = id {
-            while still_signed_in(&store, &clock, &id).await {
-                tokio::time::sleep(POLL).await;
-            }
+            until_ended(&store, &clock, id).await;
         }
         Some((
             Ok::<_, Infallible>(Event::default().event("ended").data("ended")),

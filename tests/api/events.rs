@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{header, StatusCode};
 
-use crate::helpers::*;
+use crate::{helpers::*, on_every_store};
 
 /// Reads the event stream until an `ended` event, or gives up after `limit`.
 async fn wait_for_ended(mut response: reqwest::Response, limit: Duration) -> Option<Duration> {
@@ -21,26 +21,77 @@ async fn wait_for_ended(mut response: reqwest::Response, limit: Duration) -> Opt
     None
 }
 
-#[tokio::test]
-async fn an_open_stream_hears_the_session_end_within_two_seconds() {
-    let idp = Idp::start().await;
-    let app = spawn_app(&idp.issuer).await;
-    app.login("alice", "alice").await;
-    let stream = app.http.get(app.url("/auth/events")).send().await.unwrap();
+/// Opens `/auth/events` for `client`'s session on `app`.
+pub async fn open_stream(client: &TestApp, app: &TestApp) -> reqwest::Response {
+    let stream = client
+        .http
+        .get(app.url("/auth/events"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(stream.status(), StatusCode::OK);
     assert_eq!(stream.headers()[header::CONTENT_TYPE], "text/event-stream");
+    stream
+}
+
+/// Starts reading `stream` in the background: the time to its `ended` event.
+pub fn watch(stream: reqwest::Response) -> tokio::task::JoinHandle<Option<Duration>> {
+    tokio::spawn(wait_for_ended(stream, Duration::from_secs(10)))
+}
+
+async fn an_open_stream_hears_the_session_end_within_two_seconds(kind: StoreKind) {
+    let store = TestStore::start(kind).await;
+    let idp = Idp::start().await;
+    let app = spawn_app_with(&idp.issuer, &[("SESSION_STORE", store.url.as_str())]).await;
+    app.login("alice", "alice").await;
+    let watcher = watch(open_stream(&app, &app).await);
 
     // Nothing while the session lives...
-    let watcher = tokio::spawn(wait_for_ended(stream, Duration::from_secs(5)));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(
         !watcher.is_finished(),
-        "no event while the session is alive"
+        "{kind:?}: no event while the session is alive"
     );
     // ...and `ended` within 2 s once another tab signs out.
+    let signed_out = Instant::now();
     assert_eq!(app.logout().await.status(), StatusCode::SEE_OTHER);
+    assert!(watcher.await.unwrap().is_some(), "{kind:?}: an ended event");
+    assert!(
+        signed_out.elapsed() < Duration::from_secs(2),
+        "{kind:?}: {:?}",
+        signed_out.elapsed()
+    );
+}
+
+on_every_store!(an_open_stream_hears_the_session_end_within_two_seconds);
+
+/// The session's own deadline ends the stream too: no one deletes an idle
+/// session, it just expires. Activity in another tab pushes the deadline
+/// back, and the stream follows it.
+#[tokio::test]
+async fn a_stream_ends_when_its_session_times_out() {
+    let idp = Idp::start().await;
+    let app = spawn_app_with(&idp.issuer, &[("SESSION_IDLE_TIMEOUT", "2s")]).await;
+    app.login("alice", "alice").await;
+    let opened = Instant::now();
+    let watcher = watch(open_stream(&app, &app).await);
+    // Activity after a second: the idle deadline moves to ~3 s.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(app.get_json("/auth/user").await.status(), StatusCode::OK);
     let after = watcher.await.unwrap().expect("an ended event");
-    assert!(after < Duration::from_millis(1500 + 2000), "{after:?}");
+    assert!(
+        opened.elapsed() >= Duration::from_millis(2500),
+        "the activity kept it alive past the first deadline ({after:?})"
+    );
+    assert!(
+        opened.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        opened.elapsed()
+    );
+    assert_eq!(
+        app.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]

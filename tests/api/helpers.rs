@@ -680,6 +680,31 @@ impl Redis {
     }
 }
 
+impl Redis {
+    /// How many commands this server has run, `INFO` itself left out (from
+    /// `INFO commandstats`): what a test compares before and after a window
+    /// in which the app should not touch the store.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn commands_run(&self) -> u64 {
+        let out = Command::new("redis-cli")
+            .args(["-u", &self.url, "INFO", "commandstats"])
+            .output()
+            .expect("redis-cli is installed with redis-server");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|line| line.starts_with("cmdstat_") && !line.starts_with("cmdstat_info:"))
+            .filter_map(|line| {
+                line.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();

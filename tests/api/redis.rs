@@ -1,13 +1,17 @@
 //! Several Gatehouse instances sharing one real Redis: a session made on one is
-//! used and ended on the other, refresh stays single-flight across them, and
-//! back-channel logout and its replay cache are shared.
+//! used and ended on the other, a sign-out on one reaches the tabs another
+//! holds, refresh stays single-flight across them, and back-channel logout
+//! and its replay cache are shared.
 
 use std::time::Duration;
 
 use reqwest::{header, StatusCode};
 use serde_json::Value;
 
-use crate::helpers::*;
+use crate::{
+    events::{open_stream, watch},
+    helpers::*,
+};
 
 async fn user_status(client: &TestApp, app: &TestApp) -> StatusCode {
     client.get_json_at(app, "/auth/user").await.status()
@@ -267,5 +271,50 @@ async fn a_failing_store_is_one_code_on_every_path() {
         app.get_json("/auth/user").await.status(),
         StatusCode::OK,
         "the session outlived the outage"
+    );
+}
+
+/// A tab's `/auth/events` stream held by instance b hears a sign-out made on
+/// instance a within 2 s (a's delete publishes it; b is subscribed), and
+/// while it waits, no instance reads the store: the stream is pushed, not
+/// polled.
+#[tokio::test]
+async fn a_sign_out_on_one_instance_reaches_the_tabs_another_holds() {
+    let redis = Redis::start().await;
+    let idp = Idp::start().await;
+    let store = [("SESSION_STORE", redis.url.as_str())];
+    let a = spawn_app_with(&idp.issuer, &store).await;
+    let b = spawn_app_with(&idp.issuer, &store).await;
+    a.login("alice", "alice").await;
+    let watcher = watch(open_stream(&a, &b).await);
+
+    // Idle: not one Redis command in 2 s (it was an MGET per tab per second).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = redis.commands_run();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        redis.commands_run(),
+        before,
+        "commands while the tab was idle"
+    );
+    assert!(
+        !watcher.is_finished(),
+        "no event while the session is alive"
+    );
+
+    let signed_out = std::time::Instant::now();
+    let logout = a
+        .http
+        .post(a.url("/auth/logout"))
+        .header(header::ORIGIN, &a.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    assert!(watcher.await.unwrap().is_some(), "b's tab hears the end");
+    assert!(
+        signed_out.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        signed_out.elapsed()
     );
 }

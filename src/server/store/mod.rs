@@ -12,8 +12,11 @@
 //!   user's sessions without scanning;
 //! - a per-session lock for token refresh (in-process always, and across
 //!   instances with Redis);
-//! - the logout-token replay cache (`jti`s seen), shared through Redis.
+//! - the logout-token replay cache (`jti`s seen), shared through Redis;
+//! - who waits for which session to end (`ended`): deleting a session wakes
+//!   its `/auth/events` streams, on every instance with Redis.
 
+mod ended;
 mod lock;
 mod memory;
 mod redis;
@@ -34,6 +37,7 @@ use tower_sessions::{
     session_store, SessionStore,
 };
 
+pub use ended::{EndWatch, Wake};
 pub use lock::SessionLock;
 
 use super::{clock::Clock, config::StoreUrl};
@@ -104,6 +108,8 @@ pub struct AnyStore {
     lock_ttl: Duration,
     /// What time it is for every expiry this store decides.
     clock: Clock,
+    /// The `/auth/events` streams waiting for their session to end.
+    watchers: Arc<ended::Watchers>,
     /// Logout-token `jti`s carried out, by (issuer, jti), until their `exp`.
     seen: Arc<Mutex<HashMap<(String, String), i64>>>,
 }
@@ -136,10 +142,13 @@ impl AnyStore {
         indexer: Indexer,
         clock: Clock,
     ) -> Result<Self, String> {
+        let watchers = Arc::new(ended::Watchers::default());
         let backend = match url {
             StoreUrl::Memory => Backend::Memory(Default::default()),
             StoreUrl::Sqlite(url) => Backend::Sqlite(sqlite::Sqlite::open(url, indexer).await?),
-            StoreUrl::Redis(url) => Backend::Redis(redis::Redis::open(url, ttl).await?),
+            StoreUrl::Redis(url) => {
+                Backend::Redis(redis::Redis::open(url, ttl, watchers.clone()).await?)
+            }
         };
         Ok(Self {
             backend,
@@ -147,6 +156,7 @@ impl AnyStore {
             locks: Default::default(),
             lock_ttl: lock::LOCK_TTL,
             clock,
+            watchers,
             seen: Default::default(),
         })
     }
@@ -303,6 +313,17 @@ impl AnyStore {
         Ok(())
     }
 
+    /// Starts watching session `id` for its end (its deletion, on any
+    /// instance sharing this store). Register before reading the session.
+    pub fn watch_end(&self, id: Id) -> EndWatch {
+        self.watchers.watch(id)
+    }
+
+    /// How many sessions this instance's `/auth/events` streams watch.
+    pub fn watched_sessions(&self) -> usize {
+        self.watchers.watched()
+    }
+
     /// For `/readyz`: can the store answer right now?
     pub async fn ping(&self) -> Result<(), String> {
         self.load(&Id::default())
@@ -401,12 +422,12 @@ impl SessionStore for AnyStore {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         match &self.backend {
-            Backend::Memory(m) => {
-                m.delete(id);
-                Ok(())
-            }
-            Backend::Sqlite(s) => s.delete(id).await,
-            Backend::Redis(r) => r.delete(id).await,
+            Backend::Memory(m) => m.delete(id),
+            Backend::Sqlite(s) => s.delete(id).await?,
+            // The delete script also tells the other instances.
+            Backend::Redis(r) => r.delete(id).await?,
         }
+        self.watchers.ended(id);
+        Ok(())
     }
 }

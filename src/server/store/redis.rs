@@ -7,31 +7,42 @@
 //! write is one Lua script, so the revision check, the write and the index
 //! update are atomic. (The scripts name keys they build themselves: this is
 //! for a single Redis server or a primary with replicas, not Redis Cluster.)
+//!
+//! Deleting a session also publishes its id on `gatehouse:ended`; every
+//! instance subscribes, and wakes the `/auth/events` streams it holds for
+//! that session.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use fred::{
     bytes::Bytes,
+    clients::SubscriberClient,
     prelude::{
-        ClientLike, Config as RedisConfig, KeysInterface, LuaInterface, Pool as RedisPool,
-        SetsInterface,
+        Builder, ClientLike, Config as RedisConfig, EventInterface, KeysInterface, LuaInterface,
+        Pool as RedisPool, PubsubInterface, ReconnectPolicy, SetsInterface,
     },
     types::Value,
 };
 use time::OffsetDateTime;
+use tokio::sync::broadcast::error::RecvError;
 use tower_sessions::{
     session::{Id, Record},
     session_store,
 };
 
-use super::{set_rev, store_error, Owner, OwnerEntry, Written};
+use super::{ended::Watchers, set_rev, store_error, Owner, OwnerEntry, Written};
 
 #[derive(Clone, Debug)]
 pub(super) struct Redis {
     pub(super) pool: RedisPool,
     /// How long the owner sets may outlive their last session.
     ttl: Duration,
+    /// Hears `gatehouse:ended` (kept here so it lives as long as the store).
+    _ends: SubscriberClient,
 }
+
+/// Where a deleted session's id is published.
+const ENDED_CHANNEL: &str = "gatehouse:ended";
 
 /// Moves session `id`'s index entry to `sub`/`sid` (`sub` empty: not signed
 /// in), removing it from the sets of its former owner.
@@ -83,23 +94,77 @@ return 1
 const DELETE: &str = r#"
 redis.call('DEL', KEYS[1], KEYS[2])
 reindex(ARGV[1], '', '', 0, 0)
+redis.call('PUBLISH', 'gatehouse:ended', ARGV[1])
 return 1
 "#;
+
+/// Subscribes to [`ENDED_CHANNEL`] on a connection of its own and wakes the
+/// watchers of each session named there. It reconnects by itself; whatever
+/// was published while it was away is lost, so after a reconnect (or when
+/// this side fell behind) every watcher re-checks the store once.
+async fn hear_ends(
+    config: RedisConfig,
+    watchers: Arc<Watchers>,
+) -> Result<SubscriberClient, fred::error::Error> {
+    let subscriber = Builder::from_config(config)
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .build_subscriber_client()?;
+    subscriber.init().await?;
+    let mut messages = subscriber.message_rx();
+    let mut reconnects = subscriber.reconnect_rx();
+    subscriber.subscribe(ENDED_CHANNEL).await?;
+    let on_message = watchers.clone();
+    tokio::spawn(async move {
+        loop {
+            match messages.recv().await {
+                Ok(message) => {
+                    let id = message.value.as_str().and_then(|s| s.parse::<Id>().ok());
+                    if let Some(id) = id {
+                        on_message.ended(&id);
+                    }
+                }
+                Err(RecvError::Lagged(_)) => on_message.recheck_all(),
+                Err(RecvError::Closed) => break,
+            }
+        }
+    });
+    let resubscriber = subscriber.clone();
+    tokio::spawn(async move {
+        while let Ok(_) | Err(RecvError::Lagged(_)) = reconnects.recv().await {
+            if let Err(e) = resubscriber.resubscribe_all().await {
+                tracing::warn!(error = %e, "re-subscribing to session ends failed");
+            }
+            watchers.recheck_all();
+        }
+    });
+    Ok(subscriber)
+}
 
 fn rev_key(id: &Id) -> String {
     format!("gatehouse:rev:{id}")
 }
 
 impl Redis {
-    pub(super) async fn open(url: &url::Url, ttl: Duration) -> Result<Self, String> {
+    pub(super) async fn open(
+        url: &url::Url,
+        ttl: Duration,
+        watchers: Arc<Watchers>,
+    ) -> Result<Self, String> {
         let config = RedisConfig::from_url(url.as_str())
             .map_err(|e| format!("SESSION_STORE={}: {e}", redacted(url)))?;
-        let pool = RedisPool::new(config, None, None, None, 4)
+        let pool = RedisPool::new(config.clone(), None, None, None, 4)
             .map_err(|e| format!("SESSION_STORE={}: {e}", redacted(url)))?;
         pool.init()
             .await
             .map_err(|e| format!("SESSION_STORE={}: cannot connect: {e}", redacted(url)))?;
-        Ok(Self { pool, ttl })
+        let ends = hear_ends(config, watchers)
+            .await
+            .map_err(|e| format!("SESSION_STORE={}: cannot subscribe: {e}", redacted(url)))?;
+        Ok(Self {
+            pool,
+            ttl,
+            _ends: ends,
+        })
     }
 
     async fn script(&self, body: &str, id: &Id, args: Vec<Value>) -> session_store::Result<i64> {
