@@ -13,7 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    telemetry::init();
+    let _log = telemetry::init();
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
