@@ -132,6 +132,11 @@ async fn wait_until_up(url: &str) {
 
 /// The release app as its own process, on a free port.
 async fn start_app(issuer: &str, store: &str) -> (Process, TestApp) {
+    start_app_with(issuer, store, &[]).await
+}
+
+/// [`start_app`] with more environment (e.g. `TOKIO_WORKER_THREADS`).
+async fn start_app_with(issuer: &str, store: &str, env: &[(&str, &str)]) -> (Process, TestApp) {
     let port = free_port();
     let base = format!("http://localhost:{port}");
     let child = Command::new(APP_BINARY)
@@ -143,6 +148,7 @@ async fn start_app(issuer: &str, store: &str) -> (Process, TestApp) {
         .env("APP_DATABASE_URL", "sqlite::memory:")
         // The login benchmark signs in from one address many times a second.
         .env("AUTH_RATE_LIMIT_PER_MINUTE", "1000000")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -241,6 +247,7 @@ async fn run() {
     let mut per_store = Map::new();
     let mut user_json = Vec::new();
     let mut login = Value::Null;
+    let mut one_worker_run = Value::Null;
     let mut frontend = Value::Null;
     for (i, (name, url)) in stores.iter().enumerate() {
         let (process, app) = start_app(&idp.issuer, url).await;
@@ -256,6 +263,17 @@ async fn run() {
             // The ceiling, before and after the app runs, so drift shows.
             ceiling_runs.push(bare_ceiling(&user_json));
         }
+        if std::env::var("BENCH_PROFILE").is_ok_and(|only| only == *name) {
+            // For profiling by hand: the signed-in app stays up for a few
+            // minutes; drive it with `wrk` and record it with `perf -p`.
+            println!(
+                "BENCH_PROFILE pid={} url={} cookie={cookie}",
+                process.pid(),
+                app.url("/auth/user")
+            );
+            tokio::time::sleep(Duration::from_secs(300)).await;
+            return;
+        }
         let auth = [("Cookie", cookie.as_str()), ("X-CSRF", "1")];
         let page = [("Cookie", cookie.as_str()), ("Accept", "text/html")];
         eprintln!("bench: {name} store");
@@ -266,6 +284,16 @@ async fn run() {
         });
         per_store.insert(name.to_string(), results);
         if *name == "memory" {
+            // wrk shares the 2 cores: one worker thread leaves it one.
+            let (_one, one_worker) =
+                start_app_with(&idp.issuer, url, &[("TOKIO_WORKER_THREADS", "1")]).await;
+            one_worker.login("alice", "alice").await;
+            let cookie = format!(
+                "gatehouse_session={}",
+                one_worker.session_cookie().expect("signed in")
+            );
+            let auth = [("Cookie", cookie.as_str()), ("X-CSRF", "1")];
+            one_worker_run = json!(wrk(&one_worker.url("/auth/user"), &auth, false));
             login = login_cost(&process, &app).await;
             frontend = front_end(&app, &idp).await;
         }
@@ -286,6 +314,7 @@ async fn run() {
         "duration_secs": DURATION_SECS,
         "ceiling": { "runs": ceiling_runs, "requests_per_sec": ceiling },
         "stores": per_store,
+        "auth_user_memory_one_worker": one_worker_run,
         "login": login,
         "refresh_storm": storm,
         "memory_store": memory,
@@ -783,6 +812,14 @@ fn report(r: &Value) -> (String, Vec<String>) {
             }
         }
     }
+    let one = &r["auth_user_memory_one_worker"];
+    md.push_str(&format!(
+        "| (a) `GET /auth/user`, `TOKIO_WORKER_THREADS=1` | memory | {:.0} | {:.0}% | {:.2} | {:.2} |\n",
+        one["requests_per_sec"].as_f64().unwrap(),
+        one["requests_per_sec"].as_f64().unwrap() / ceiling * 100.0,
+        one["p50_ms"].as_f64().unwrap(),
+        one["p99_ms"].as_f64().unwrap(),
+    ));
     let login = &r["login"];
     let storm = &r["refresh_storm"];
     let mem = &r["memory_store"];

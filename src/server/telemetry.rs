@@ -2,7 +2,7 @@
 //! (never the query string: it carries authorization codes), status and time.
 //! Tokens and cookie values are never logged anywhere.
 
-use std::time::Instant;
+use std::{io::IsTerminal, time::Instant};
 
 use axum::{extract::Request, middleware::Next, response::Response};
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
@@ -31,8 +31,15 @@ pub fn init() -> LogGuard {
             .with(fmt::layer().json().flatten_event(true).with_writer(writer))
             .try_init()
     } else {
+        // Colours only for a person at a terminal, not for a log collector.
+        let colours = std::io::stdout().is_terminal();
         registry
-            .with(fmt::layer().compact().with_writer(writer))
+            .with(
+                fmt::layer()
+                    .compact()
+                    .with_ansi(colours)
+                    .with_writer(writer),
+            )
             .try_init()
     };
     // A second init (tests start several apps in one process) is harmless.
