@@ -1,7 +1,10 @@
 // A private app + IdP pair for tests that must stop and restart the IdP
 // without disturbing the pair the whole suite shares.
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 
 import {
   APP_BINARY, IDP_SERVER, REPO_ROOT, appEnv, idpEnv,
@@ -75,13 +78,55 @@ function start(name: string, command: string, args: string[], env: Record<string
   };
 }
 
+/** Where a dev IdP that does not come up writes its diagnostic report. */
+const REPORTS = path.join(os.tmpdir(), 'gatehouse-idp-reports');
+
+/**
+ * Starts a dev IdP and waits until it answers. Twice in CI (two runs, some
+ * thirty IdP starts each) one printed oidc-provider's start-up warning and
+ * then never listened, for 15 s and for 60 s, while the same starts pass
+ * hundreds of times here. Until the cause is known: a start that does not
+ * answer within 20 s is asked for Node's diagnostic report (its JavaScript
+ * and native stacks are printed, to find the cause; Node writes it only if
+ * its event loop still turns), stopped, and started again, at most three
+ * times.
+ */
 export async function startIdp({ idpPort, appPort }: { idpPort: number; appPort: number }): Promise<Managed> {
   await assertPortFree(idpPort);
-  const proc = start(`dev IdP :${idpPort}`, process.execPath, [IDP_SERVER], idpEnv({ idpPort, appPort }), REPO_ROOT);
-  // Generous: on a loaded 2-core CI machine, Node's start-up plus the RSA key
-  // generation once took more than 15 s (a CI run failed on exactly that).
-  await waitForHealth(`http://127.0.0.1:${idpPort}/dev/health`, proc, 60_000);
-  return proc;
+  const args = ['--report-on-signal', '--report-signal=SIGUSR2', `--report-directory=${REPORTS}`, IDP_SERVER];
+  for (let attempt = 1; ; attempt += 1) {
+    const proc = start(`dev IdP :${idpPort}`, process.execPath, args, idpEnv({ idpPort, appPort }), REPO_ROOT);
+    try {
+      await waitForHealth(`http://127.0.0.1:${idpPort}/dev/health`, proc, 20_000);
+      return proc;
+    } catch (err) {
+      const exited = proc.child.exitCode !== null || proc.child.signalCode !== null;
+      if (!exited) {
+        await reportHang(proc, attempt).catch((e) => console.error(`no diagnostic report: ${e}`));
+      }
+      await proc.stop();
+      if (exited || attempt === 3) throw err;
+    }
+  }
+}
+
+/** Prints the stacks of a dev IdP that started but does not answer. */
+async function reportHang(proc: Managed, attempt: number): Promise<void> {
+  fs.mkdirSync(REPORTS, { recursive: true });
+  const before = new Set(fs.readdirSync(REPORTS));
+  proc.child.kill('SIGUSR2');
+  await new Promise((r) => { setTimeout(r, 2_000); });
+  const fresh = fs.readdirSync(REPORTS).filter((f) => !before.has(f));
+  let stacks = 'no diagnostic report was written';
+  if (fresh.length > 0) {
+    const report = JSON.parse(fs.readFileSync(path.join(REPORTS, fresh[0]), 'utf8'));
+    stacks = [
+      ...(report.javascriptStack?.stack ?? []),
+      '-- native --',
+      ...(report.nativeStack ?? []).slice(0, 25).map((f: { symbol?: string }) => f.symbol ?? '?'),
+    ].join('\n');
+  }
+  console.error(`${proc.name} did not answer within 20 s (attempt ${attempt} of 3); its output:\n${proc.output()}\nits stacks:\n${stacks}`);
 }
 
 export async function startApp(
