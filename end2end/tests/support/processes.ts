@@ -86,10 +86,10 @@ const REPORTS = path.join(os.tmpdir(), 'gatehouse-idp-reports');
  * thirty IdP starts each) one printed oidc-provider's start-up warning and
  * then never listened, for 15 s and for 60 s; here the same starts never
  * failed (12 by hand, then `idp-down.spec.ts` three times over). Until the
- * cause is known: a start that does not answer within 20 s is asked for Node's diagnostic report (its JavaScript
- * and native stacks are printed, to find the cause; Node writes it only if
- * its event loop still turns), stopped, and started again, at most three
- * times.
+ * cause is known: a start that does not answer within 20 s is asked for
+ * Node's diagnostic report (its JavaScript and native stacks are printed, to
+ * find the cause; Node writes it only if its event loop still turns),
+ * stopped, and started again, at most three times.
  */
 export async function startIdp({ idpPort, appPort }: { idpPort: number; appPort: number }): Promise<Managed> {
   await assertPortFree(idpPort);
