@@ -303,14 +303,7 @@ async fn a_sign_out_on_one_instance_reaches_the_tabs_another_holds() {
     );
 
     let signed_out = std::time::Instant::now();
-    let logout = a
-        .http
-        .post(a.url("/auth/logout"))
-        .header(header::ORIGIN, &a.base)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    assert_eq!(a.logout().await.status(), StatusCode::SEE_OTHER);
     assert!(watcher.await.unwrap().is_some(), "b's tab hears the end");
     assert!(
         signed_out.elapsed() < Duration::from_secs(2),
