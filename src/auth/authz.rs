@@ -206,8 +206,8 @@ async fn session_caller(parts: &mut Parts, state: &AuthState) -> Result<ApiCalle
     Ok(ApiCaller {
         organizations: organizations(&record.id_token_claims),
         owner: record.subject_key(),
-        name: record.name,
-        roles: record.roles,
+        name: record.name.clone(),
+        roles: record.roles.clone(),
         scopes: SESSION_SCOPES.iter().map(|s| s.to_string()).collect(),
     })
 }

@@ -8,7 +8,7 @@
 //! then ended, never left half-alive; `IdpUnavailable` on a network error — the
 //! session stays, the call fails with 503.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use openidconnect::{AccessToken, OAuth2TokenResponse, TokenResponse};
 use time::OffsetDateTime;
@@ -61,8 +61,8 @@ fn expired(tokens: &TokenSet, now: OffsetDateTime) -> bool {
 pub async fn current_claims(
     state: &AuthState,
     session: &AuthSession,
-    record: SessionRecord,
-) -> Result<SessionRecord, RefreshError> {
+    record: Arc<SessionRecord>,
+) -> Result<Arc<SessionRecord>, RefreshError> {
     if record.tokens.refresh_token.is_none() || !expired(&record.tokens, state.clock.now()) {
         return Ok(record);
     }
@@ -70,6 +70,7 @@ pub async fn current_claims(
         expired(tokens, state.clock.now())
     })
     .await
+    .map(Arc::new)
 }
 
 /// The session's access token, refreshed first if it is about to expire.

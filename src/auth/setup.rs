@@ -51,6 +51,7 @@ impl AuthState {
                 .map_err(|e| format!("relay HTTP client: {e}"))?,
             login_budget: Arc::new(LoginBudget::new(&config.limits, pending_lifetime)),
             event_streams: Arc::new(StreamLimits::new(&config.limits)),
+            decoded: Default::default(),
             config,
             clock,
         }))

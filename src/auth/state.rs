@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::{
     idps::Idps,
     limits::{LoginBudget, StreamLimits},
+    session::DecodedRecords,
 };
 use crate::server::{clock::Clock, config::Config, db::AppDb, store::AnyStore};
 
@@ -30,6 +31,8 @@ pub struct AuthShared {
     pub login_budget: Arc<LoginBudget>,
     /// The caps on open `/auth/events` streams.
     pub event_streams: Arc<StreamLimits>,
+    /// Session records already decoded, by the bytes they came from.
+    pub decoded: DecodedRecords,
 }
 
 impl AuthState {

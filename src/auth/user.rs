@@ -6,6 +6,8 @@ use axum::{
     http::request::Parts,
     Json,
 };
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -24,7 +26,8 @@ use crate::types::UserView;
 /// Extracting it also keeps the session alive (moves the idle deadline).
 pub struct CurrentUser {
     pub session: AuthSession,
-    pub record: SessionRecord,
+    /// Shared with other requests reading the same stored session.
+    pub record: Arc<SessionRecord>,
     pub idle_deadline: OffsetDateTime,
 }
 

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use crate::helpers::*;
 
 /// The example's binary, built by `cargo test` beside this test binary.
-fn example_binary() -> std::path::PathBuf {
+pub fn example_binary() -> std::path::PathBuf {
     let deps = std::env::current_exe().unwrap();
     let profile_dir = deps.parent().unwrap().parent().unwrap();
     profile_dir.join("examples").join("embed")

@@ -2,6 +2,7 @@
 
 mod authz;
 mod backchannel;
+mod cache;
 mod csrf;
 mod embed;
 mod ended;

@@ -14,16 +14,19 @@
 //!   encoded in the session data, and the owner the store indexes it by;
 //! - `pending`: [`PendingLogin`] and beginning and taking a login;
 //! - `signed_in`: signing in, reading, refreshing, keeping alive, signing out;
+//! - `decoded`: records kept decoded, by the bytes they were decoded from;
 //! - `view`: the [`UserView`](crate::types::UserView) and session deadlines
 //!   the browser may see.
 //!
 //! Everything is re-exported here: callers name `session::X`.
 
+mod decoded;
 mod pending;
 mod record;
 mod signed_in;
 mod view;
 
+pub use decoded::DecodedRecords;
 pub use pending::{PendingLogin, MAX_PENDING_LOGINS, PENDING_LOGIN_TTL};
 pub use record::{
     decode_record, encode_record, index_entry, record_from_data, RawIdToken, SessionRecord,

@@ -2,10 +2,13 @@
 //! the record (within its absolute lifetime) and reloading it from the store,
 //! storing refreshed tokens, keeping the session alive, signing out.
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 use tower_sessions::SessionStore;
 
 use super::{
+    decoded::DecodedRecords,
     record::{decode_record, encode_record, record_from_data, SessionRecord, TokenSet, RECORD_KEY},
     AuthSession, SessionError,
 };
@@ -36,8 +39,21 @@ impl AuthSession {
 
     /// The signed-in record, if any and not past its absolute lifetime at
     /// `now`. An expired record is removed on the spot: no half-logged-in state.
-    pub async fn record(&self, now: OffsetDateTime) -> Result<Option<SessionRecord>, SessionError> {
-        let Some(record) = self.stored_record().await? else {
+    /// Decoded through `decoded` (the same bytes are not parsed twice).
+    pub async fn record(
+        &self,
+        decoded: &DecodedRecords,
+        now: OffsetDateTime,
+    ) -> Result<Option<Arc<SessionRecord>>, SessionError> {
+        let Some(id) = self.0.id() else {
+            return Ok(None);
+        };
+        let value = self.0.get_value(RECORD_KEY).await?;
+        let Some(record) = value
+            .as_ref()
+            .and_then(|v| v.as_str())
+            .and_then(|encoded| decoded.decode(id, encoded))
+        else {
             return Ok(None);
         };
         if now >= record.absolute_expires_at {
@@ -152,8 +168,8 @@ impl AuthSession {
     pub async fn signed_in(
         &self,
         state: &AuthState,
-    ) -> Result<Option<(SessionRecord, OffsetDateTime)>, SessionError> {
-        let Some(record) = self.record(state.clock.now()).await? else {
+    ) -> Result<Option<(Arc<SessionRecord>, OffsetDateTime)>, SessionError> {
+        let Some(record) = self.record(&state.decoded, state.clock.now()).await? else {
             return Ok(None);
         };
         let record = match crate::auth::refresh::current_claims(state, self, record).await {

@@ -16,6 +16,7 @@
 //! - who waits for which session to end (`ended`): deleting a session wakes
 //!   its `/auth/events` streams, on every instance with Redis.
 
+mod cache;
 mod ended;
 mod lock;
 mod memory;

@@ -11,6 +11,11 @@
 //! Deleting a session also publishes its id on `gatehouse:ended`; every
 //! instance subscribes, and wakes the `/auth/events` streams it holds for
 //! that session.
+//!
+//! Each instance keeps the sessions it read (`cache.rs`). A read asks Redis
+//! for the revision only (a few bytes, not the 5 KiB record) and uses the
+//! kept copy when it is at that revision; a session changed or ended by any
+//! instance has another revision or none, so no instance serves it stale.
 
 use std::{sync::Arc, time::Duration};
 
@@ -30,7 +35,7 @@ use tower_sessions::{
     session_store,
 };
 
-use super::{ended::Watchers, set_rev, store_error, Owner, OwnerEntry, Written};
+use super::{cache::Cache, ended::Watchers, set_rev, store_error, Owner, OwnerEntry, Written};
 
 #[derive(Clone, Debug)]
 pub(super) struct Redis {
@@ -39,6 +44,8 @@ pub(super) struct Redis {
     ttl: Duration,
     /// Hears `gatehouse:ended` (kept here so it lives as long as the store).
     _ends: SubscriberClient,
+    /// The sessions this instance read, each at the revision it read.
+    cache: Arc<Cache>,
 }
 
 /// Where a deleted session's id is published.
@@ -105,6 +112,7 @@ return 1
 async fn hear_ends(
     config: RedisConfig,
     watchers: Arc<Watchers>,
+    cache: Arc<Cache>,
 ) -> Result<SubscriberClient, fred::error::Error> {
     let subscriber = Builder::from_config(config)
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
@@ -120,6 +128,9 @@ async fn hear_ends(
                 Ok(message) => {
                     let id = message.value.as_str().and_then(|s| s.parse::<Id>().ok());
                     if let Some(id) = id {
+                        // Not needed for correctness (a read checks the
+                        // revision), only to free the copy at once.
+                        cache.forget(&id);
                         on_message.ended(&id);
                     }
                 }
@@ -157,13 +168,15 @@ impl Redis {
         pool.init()
             .await
             .map_err(|e| format!("SESSION_STORE={}: cannot connect: {e}", redacted(url)))?;
-        let ends = hear_ends(config, watchers)
+        let cache = Arc::new(Cache::default());
+        let ends = hear_ends(config, watchers, cache.clone())
             .await
             .map_err(|e| format!("SESSION_STORE={}: cannot subscribe: {e}", redacted(url)))?;
         Ok(Self {
             pool,
             ttl,
             _ends: ends,
+            cache,
         })
     }
 
@@ -201,6 +214,14 @@ impl Redis {
         id: &Id,
         now: OffsetDateTime,
     ) -> session_store::Result<Option<Record>> {
+        // The revision key lives and dies with the record (same EXAT, same
+        // scripts); a session written before revisions existed has none and
+        // is read whole below.
+        let before = self.cache.before_read();
+        let rev: Option<u64> = self.pool.get(rev_key(id)).await.map_err(store_error)?;
+        if let Some(record) = rev.and_then(|rev| self.cache.get_at(id, rev, now)) {
+            return Ok(Some(record));
+        }
         let values: Vec<Value> = self
             .pool
             .mget(vec![id.to_string(), rev_key(id)])
@@ -219,6 +240,7 @@ impl Redis {
             return Ok(None);
         }
         set_rev(&mut record, rev);
+        self.cache.fill(&record, before);
         Ok(Some(record))
     }
 
@@ -244,7 +266,9 @@ impl Redis {
     ) -> session_store::Result<Written> {
         let mut args = self.args(record, owner)?;
         args.push(Value::from(base as i64));
-        Ok(match self.script(WRITE, &record.id, args).await? {
+        let written = self.script(WRITE, &record.id, args).await;
+        self.cache.forget(&record.id);
+        Ok(match written? {
             1 => Written::Yes,
             0 => Written::Conflict,
             _ => Written::Gone,
@@ -252,9 +276,11 @@ impl Redis {
     }
 
     pub(super) async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        self.script(DELETE, id, vec![Value::from(id.to_string())])
-            .await
-            .map(|_| ())
+        let deleted = self
+            .script(DELETE, id, vec![Value::from(id.to_string())])
+            .await;
+        self.cache.forget(id);
+        deleted.map(|_| ())
     }
 
     pub(super) async fn sessions_of(&self, owner: &Owner) -> session_store::Result<Vec<Id>> {

@@ -2,12 +2,27 @@
 //! session holding the record, its revision and its owner, so a revision
 //! check, a write and its index update are one `UPDATE`.
 //!
+//! A database file belongs to one Gatehouse process: the store takes a lock
+//! file beside it (`<file>.lock`) and refuses to start when another process
+//! holds it, because it keeps the sessions it reads in memory (`cache.rs`)
+//! and only its own writes tell it when a copy is stale. Several instances
+//! share sessions through Redis instead. Stores opened twice on one file
+//! in the same process (a restart inside a test) share one cache.
+//!
 //! The record is encoded as tower-sessions' own SQLite store encodes it
 //! (MessagePack of the whole `Record`), and sessions saved by that store
 //! (table `tower_sessions`, as Gatehouse used before its writes became
 //! compare-and-set) are moved into this table once, at start-up.
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{
+    collections::HashMap,
+    fs::File,
+    io::{Read, Seek, Write},
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
 
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
@@ -19,11 +34,81 @@ use tower_sessions::{
     session_store,
 };
 
-use super::{set_rev, store_error, Indexer, Owner, OwnerEntry, Written};
+use super::{cache::Cache, set_rev, store_error, Indexer, Owner, OwnerEntry, Written};
 
 #[derive(Clone, Debug)]
 pub(super) struct Sqlite {
     pool: SqlitePool,
+    owned: Arc<Owned>,
+}
+
+/// What this process holds for one database file: the lock file that keeps
+/// other processes out, and the sessions read from it.
+#[derive(Debug, Default)]
+struct Owned {
+    cache: Cache,
+    /// Held open (and locked) for as long as a store uses the file.
+    _lock: Option<File>,
+}
+
+/// The database files this process has open, so that two stores on one file
+/// share one cache (and one lock).
+static OWNED: Mutex<Option<HashMap<PathBuf, Weak<Owned>>>> = Mutex::new(None);
+
+/// Takes the database file at `path` for this process (see the module
+/// comment); an in-memory database is private to its connection anyway.
+fn own(path: &Path) -> Result<Arc<Owned>, String> {
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
+        return Ok(Arc::default());
+    }
+    let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let mut owned = OWNED.lock().expect("open-store list poisoned");
+    let owned = owned.get_or_insert_with(HashMap::new);
+    owned.retain(|_, weak| weak.strong_count() > 0);
+    if let Some(this) = owned.get(&key).and_then(Weak::upgrade) {
+        return Ok(this);
+    }
+    let lock_path = PathBuf::from(format!("{}.lock", key.display()));
+    let mut lock = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = lock.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let holder = if holder.is_empty() {
+                "another process".to_string()
+            } else {
+                format!("another process (pid {holder})")
+            };
+            return Err(format!(
+                "{holder} is using this session store ({} is locked). A SQLite store \
+                 belongs to one Gatehouse process; run several instances on Redis \
+                 (SESSION_STORE=redis://…)",
+                lock_path.display()
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(format!("cannot lock {}: {e}", lock_path.display()))
+        }
+    }
+    // Who holds it, for the message above (best effort: the lock is what counts).
+    let _ = lock
+        .set_len(0)
+        .and_then(|()| lock.rewind())
+        .and_then(|()| write!(lock, "{}", std::process::id()));
+    let this = Arc::new(Owned {
+        cache: Cache::default(),
+        _lock: Some(lock),
+    });
+    owned.insert(key, Arc::downgrade(&this));
+    Ok(this)
 }
 
 fn encode(record: &Record) -> session_store::Result<Vec<u8>> {
@@ -55,12 +140,13 @@ impl Sqlite {
                 })?;
             }
         }
+        let owned = own(options.get_filename()).map_err(|e| format!("SESSION_STORE={url}: {e}"))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
             .await
             .map_err(|e| format!("SESSION_STORE={url}: {e}"))?;
-        let this = Self { pool };
+        let this = Self { pool, owned };
         this.migrate(indexer)
             .await
             .map_err(|e| format!("SESSION_STORE={url}: migration failed: {e}"))?;
@@ -131,6 +217,21 @@ impl Sqlite {
         id: &Id,
         now: OffsetDateTime,
     ) -> session_store::Result<Option<Record>> {
+        self.load_then(id, now, async {}).await
+    }
+
+    /// [`Self::load`], awaiting `between` after the query and before the
+    /// copy read is kept (a test holds a read there while it ends the session).
+    async fn load_then(
+        &self,
+        id: &Id,
+        now: OffsetDateTime,
+        between: impl std::future::Future<Output = ()>,
+    ) -> session_store::Result<Option<Record>> {
+        if let Some(record) = self.owned.cache.get(id, now) {
+            return Ok(Some(record));
+        }
+        let before = self.owned.cache.before_read();
         let row = sqlx::query(
             "SELECT data, rev FROM gatehouse_sessions WHERE id = ? AND expiry_date > ?",
         )
@@ -144,6 +245,8 @@ impl Sqlite {
         };
         let mut record = decode(&row.get::<Vec<u8>, _>("data"))?;
         set_rev(&mut record, row.get::<i64, _>("rev") as u64);
+        between.await;
+        self.owned.cache.fill(&record, before);
         Ok(Some(record))
     }
 
@@ -194,8 +297,10 @@ impl Sqlite {
         .bind(base as i64)
         .bind(now)
         .execute(&self.pool)
-        .await
-        .map_err(store_error)?;
+        .await;
+        // Whatever happened (even an error: the write may have landed).
+        self.owned.cache.forget(&record.id);
+        let done = done.map_err(store_error)?;
         if done.rows_affected() == 1 {
             return Ok(Written::Yes);
         }
@@ -214,11 +319,12 @@ impl Sqlite {
     }
 
     pub(super) async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        sqlx::query("DELETE FROM gatehouse_sessions WHERE id = ?")
+        let done = sqlx::query("DELETE FROM gatehouse_sessions WHERE id = ?")
             .bind(id.to_string())
             .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
+            .await;
+        self.owned.cache.forget(id);
+        done.map_err(store_error)?;
         Ok(())
     }
 
@@ -254,9 +360,9 @@ impl Sqlite {
         let done = sqlx::query("DELETE FROM gatehouse_sessions WHERE expiry_date <= ?")
             .bind(now.unix_timestamp())
             .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(done.rows_affected())
+            .await;
+        self.owned.cache.forget_expired(now);
+        Ok(done.map_err(store_error)?.rows_affected())
     }
 }
 
@@ -339,6 +445,85 @@ mod tests {
         assert!(old.is_none(), "the old table is dropped");
         // Opening again finds nothing more to move.
         Sqlite::open(&url, indexer).await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    async fn open_new() -> (Sqlite, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("gatehouse-cache-{}", Id::default()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/sessions.db", dir.display());
+        (Sqlite::open(&url, indexer).await.unwrap(), dir)
+    }
+
+    /// A read holds what it queried while the session is deleted (or
+    /// rewritten), then goes on: what it read is returned to its own request,
+    /// which started before the change, but never kept for the next one.
+    #[tokio::test]
+    async fn a_read_that_straddles_a_change_is_not_kept() {
+        let (store, dir) = open_new().await;
+        let now = OffsetDateTime::now_utc();
+        for delete in [true, false] {
+            let mut record = Record {
+                id: Id::default(),
+                data: HashMap::from([("owner".to_string(), Value::from("alice"))]),
+                expiry_date: now + time::Duration::minutes(5),
+            };
+            store.create(&mut record, None).await.unwrap();
+            let (held, hold) = tokio::sync::oneshot::channel::<()>();
+            let (go, release) = tokio::sync::oneshot::channel::<()>();
+            let read = store.load_then(&record.id, now, async {
+                held.send(()).unwrap();
+                release.await.unwrap();
+            });
+            let change = async {
+                hold.await.unwrap();
+                if delete {
+                    store.delete(&record.id).await.unwrap();
+                } else {
+                    let written = store.write(&record, 0, None, now).await.unwrap();
+                    assert_eq!(written, Written::Yes);
+                }
+                go.send(()).unwrap();
+            };
+            let (read, ()) = tokio::join!(read, change);
+            assert!(
+                read.unwrap().is_some(),
+                "the read saw the session before the change"
+            );
+            let after = store.load(&record.id, now).await.unwrap();
+            if delete {
+                assert!(
+                    after.is_none(),
+                    "the deleted session came back from the cache"
+                );
+            } else {
+                assert_eq!(
+                    super::super::rev_of(&after.unwrap()),
+                    1,
+                    "the cache served the revision before the write"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Two stores on one file in this process (a restart inside a test)
+    /// share the cache, so a change through one is seen by the other.
+    #[tokio::test]
+    async fn two_stores_on_one_file_in_one_process_share_what_they_keep() {
+        let (first, dir) = open_new().await;
+        let url = format!("sqlite://{}/sessions.db", dir.display());
+        let second = Sqlite::open(&url, indexer).await.unwrap();
+        let now = OffsetDateTime::now_utc();
+        let mut record = Record {
+            id: Id::default(),
+            data: HashMap::new(),
+            expiry_date: now + time::Duration::minutes(5),
+        };
+        first.create(&mut record, None).await.unwrap();
+        assert!(first.load(&record.id, now).await.unwrap().is_some());
+        second.delete(&record.id).await.unwrap();
+        assert!(first.load(&record.id, now).await.unwrap().is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
