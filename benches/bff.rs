@@ -51,6 +51,10 @@ const OPEN_TABS: usize = 10_000;
 const TAB_SESSIONS: usize = 400;
 /// How long the open tabs sit idle while CPU and store commands are counted.
 const IDLE_SECS: u64 = 10;
+/// Distinct signed-in sessions the "many users" row spreads its load over.
+const MANY_SESSIONS: usize = 1_000;
+/// Requests counted under callgrind, one at a time, after a warm-up.
+const COUNTED_REQUESTS: usize = 500;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -168,6 +172,33 @@ struct Load {
 
 /// `wrk --latency` against `url`; `script` sets method, body and headers.
 fn wrk(url: &str, headers: &[(&str, &str)], post: bool) -> Load {
+    wrk_script(url, headers, post, "")
+}
+
+/// [`wrk`] with each request's cookie taken in turn from `cookies`, so the
+/// load is spread over that many sessions.
+fn wrk_spread(url: &str, headers: &[(&str, &str)], cookies: &[String]) -> Load {
+    let mut lua = String::from("local cookies = {\n");
+    for cookie in cookies {
+        lua.push_str(&format!("  \"{cookie}\",\n"));
+    }
+    // Formatted once per thread (wrk.format with headers replaces
+    // wrk.headers, so each request carries them all plus its cookie).
+    lua.push_str(
+        "}\nlocal requests = {}\nlocal i = 0\n\
+         init = function()\n\
+           for n, cookie in ipairs(cookies) do\n\
+             local h = { [\"Cookie\"] = cookie }\n\
+             for k, v in pairs(wrk.headers) do h[k] = v end\n\
+             requests[n] = wrk.format(nil, nil, h)\n\
+           end\n\
+         end\n\
+         request = function()\n  i = i + 1\n  return requests[(i % #requests) + 1]\nend\n",
+    );
+    wrk_script(url, headers, false, &lua)
+}
+
+fn wrk_script(url: &str, headers: &[(&str, &str)], post: bool, extra: &str) -> Load {
     let mut lua = String::new();
     if post {
         lua.push_str("wrk.method = \"POST\"\nwrk.body = \"\"\n");
@@ -176,6 +207,7 @@ fn wrk(url: &str, headers: &[(&str, &str)], post: bool) -> Load {
     for (k, v) in headers {
         lua.push_str(&format!("wrk.headers[\"{k}\"] = \"{v}\"\n"));
     }
+    lua.push_str(extra);
     let script = std::env::temp_dir().join(format!("gatehouse-bench-{}.lua", std::process::id()));
     std::fs::write(&script, lua).unwrap();
     let output = Command::new("wrk")
@@ -277,10 +309,12 @@ async fn run() {
         let auth = [("Cookie", cookie.as_str()), ("X-CSRF", "1")];
         let page = [("Cookie", cookie.as_str()), ("Accept", "text/html")];
         eprintln!("bench: {name} store");
+        let cookies = sign_in_many(&app, MANY_SESSIONS).await;
         let results = json!({
             "auth_user": wrk(&app.url("/auth/user"), &auth, false),
             "server_fn": wrk(&app.url(current_user), &auth, true),
             "ssr_profile": wrk(&app.url("/profile"), &page, false),
+            "auth_user_many": wrk_spread(&app.url("/auth/user"), &[("X-CSRF", "1")], &cookies),
         });
         per_store.insert(name.to_string(), results);
         if *name == "memory" {
@@ -302,6 +336,15 @@ async fn run() {
     let ceiling =
         ceiling_runs.iter().map(|l| l.requests_per_sec).sum::<f64>() / ceiling_runs.len() as f64;
 
+    let instructions = json!({
+        "ceiling": instructions_per_request(&bare_command(&user_json), None).await,
+        "memory": instructions_per_request(&app_command(&idp.issuer, "memory"), Some("alice")).await,
+        "sqlite": instructions_per_request(
+            &app_command(&idp.issuer, &format!("sqlite://{}/counted.db", sqlite_dir.display())),
+            Some("alice"),
+        )
+        .await,
+    });
     let tabs = open_tabs(&idp, &redis).await;
     let storm = refresh_storm().await;
     let memory = memory_per_session().await;
@@ -321,6 +364,7 @@ async fn run() {
         "sqlite_store": sqlite,
         "front_end": frontend,
         "open_tabs": tabs,
+        "instructions_per_request": instructions,
     });
     std::fs::create_dir_all("bench").unwrap();
     std::fs::write(
@@ -339,6 +383,156 @@ async fn run() {
         }
     }
     let _ = std::fs::remove_dir_all(sqlite_dir);
+}
+
+/// `count` browsers signed in through the dev IdP; their session cookies.
+async fn sign_in_many(app: &TestApp, count: usize) -> Vec<String> {
+    eprintln!("bench: signing in {count} sessions");
+    let mut cookies = Vec::with_capacity(count);
+    for _ in 0..count {
+        let browser = TestApp::at(&app.base);
+        assert_eq!(browser.login("alice", "alice").await.status(), 303);
+        cookies.push(format!(
+            "gatehouse_session={}",
+            browser.session_cookie().expect("signed in")
+        ));
+    }
+    cookies
+}
+
+/// How to start the release app (or, below, the bare ceiling) as a program
+/// and its environment, on a free port.
+struct Program {
+    path: std::path::PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    port: u16,
+}
+
+fn app_command(issuer: &str, store: &str) -> Program {
+    let port = free_port();
+    Program {
+        path: APP_BINARY.into(),
+        args: vec![],
+        env: [
+            ("APP_BASE_URL", format!("http://localhost:{port}")),
+            ("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}")),
+            ("LEPTOS_SITE_ROOT", SITE_ROOT.to_string()),
+            ("OIDC_ISSUER_URL", issuer.to_string()),
+            ("SESSION_STORE", store.to_string()),
+            ("APP_DATABASE_URL", "sqlite::memory:".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+        port,
+    }
+}
+
+fn bare_command(body: &[u8]) -> Program {
+    let port = free_port();
+    let body_file = std::env::temp_dir().join(format!("gatehouse-bench-body-{port}.json"));
+    std::fs::write(&body_file, body).unwrap();
+    Program {
+        path: std::env::current_exe().unwrap(),
+        args: vec![
+            "--bare".into(),
+            port.to_string(),
+            body_file.display().to_string(),
+        ],
+        env: vec![],
+        port,
+    }
+}
+
+/// Instructions per `GET /auth/user`, counted by callgrind (a count, not a
+/// time: the same on a busy or an idle machine). `program` runs under
+/// valgrind; after sign-in (as `user`, if any) and a warm-up the counters
+/// are zeroed, [`COUNTED_REQUESTS`] requests are sent one after another on
+/// one connection, and the counters are dumped. `None` without valgrind.
+async fn instructions_per_request(program: &Program, user: Option<&str>) -> Value {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        return Value::Null;
+    }
+    eprintln!("bench: counting instructions of {}", program.path.display());
+    let dir = tempdir("callgrind");
+    let child = Command::new("valgrind")
+        .args(["--tool=callgrind", "-q"])
+        .arg(format!("--callgrind-out-file={}/out", dir.display()))
+        .arg(&program.path)
+        .args(&program.args)
+        .envs(program.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("valgrind");
+    let process = Process(child);
+    let base = format!("http://localhost:{}", program.port);
+    let url = format!("{base}/auth/user");
+    let up = async {
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", program.port)).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(180), up)
+        .await
+        .expect("the program did not start under valgrind");
+    let app = TestApp::at(&base);
+    if let Some(user) = user {
+        assert_eq!(app.login(user, user).await.status(), 303);
+    }
+    let send = |n: usize| {
+        let app = &app;
+        let url = &url;
+        async move {
+            for _ in 0..n {
+                let response = app
+                    .http
+                    .get(url)
+                    .header("X-CSRF", "1")
+                    .header("Accept", "application/json")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                response.bytes().await.unwrap();
+            }
+        }
+    };
+    send(50).await;
+    let control = |flag: &str| {
+        let done = Command::new("callgrind_control")
+            .arg(flag)
+            .arg(process.pid().to_string())
+            .output()
+            .expect("callgrind_control");
+        assert!(done.status.success(), "callgrind_control {flag} failed");
+    };
+    control("-z");
+    send(COUNTED_REQUESTS).await;
+    control("-d");
+    // The dump just made: `out.1` (the final one, at exit, is `out`).
+    let total = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("out."))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("summary: ").or(l.strip_prefix("totals: ")))
+                .and_then(|n| n.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .max()
+        .expect("a callgrind dump");
+    drop(process);
+    let _ = std::fs::remove_dir_all(&dir);
+    json!({
+        "requests": COUNTED_REQUESTS,
+        "instructions_per_request": total as f64 / COUNTED_REQUESTS as f64,
+    })
 }
 
 fn tempdir(what: &str) -> std::path::PathBuf {
@@ -774,15 +968,19 @@ fn report(r: &Value) -> (String, Vec<String>) {
             run["p99_ms"].as_f64().unwrap()
         ));
     }
+    let many = format!("(a) `GET /auth/user`, spread over {MANY_SESSIONS} sessions");
     let labels = [
         ("auth_user", "(a) `GET /auth/user` with a session"),
+        ("auth_user_many", many.as_str()),
         ("server_fn", "(b) server function `current_user`"),
         ("ssr_profile", "(c) SSR of `/profile`"),
     ];
     for (key, label) in labels {
         for store in ["memory", "sqlite", "redis"] {
             let load = &r["stores"][store][key];
-            let rps = load["requests_per_sec"].as_f64().unwrap();
+            let Some(rps) = load["requests_per_sec"].as_f64() else {
+                continue;
+            };
             let ratio = rps / ceiling;
             let p99 = load["p99_ms"].as_f64().unwrap();
             md.push_str(&format!(
@@ -820,6 +1018,29 @@ fn report(r: &Value) -> (String, Vec<String>) {
         one["p50_ms"].as_f64().unwrap(),
         one["p99_ms"].as_f64().unwrap(),
     ));
+    let counted = &r["instructions_per_request"];
+    if let Some(ceiling) = counted["ceiling"]["instructions_per_request"].as_f64() {
+        md.push_str(&format!(
+            "\n| instructions per `GET /auth/user` (callgrind, {} requests one at a time) | instructions | vs bare axum |\n|---|---:|---:|\n\
+             | bare axum, same JSON (ceiling) | {ceiling:.0} | 1.0× |\n",
+            counted["ceiling"]["requests"]
+        ));
+        for store in ["memory", "sqlite"] {
+            let Some(n) = counted[store]["instructions_per_request"].as_f64() else {
+                continue;
+            };
+            md.push_str(&format!(
+                "| Gatehouse, {store} store, signed in | {n:.0} | {:.1}× |\n",
+                n / ceiling
+            ));
+            if n > 3.0 * ceiling {
+                misses.push(format!(
+                    "(a) ({store}) {:.1}× the ceiling's instructions per request (budget ≤ 3×)",
+                    n / ceiling
+                ));
+            }
+        }
+    }
     let login = &r["login"];
     let storm = &r["refresh_storm"];
     let mem = &r["memory_store"];
