@@ -1,13 +1,15 @@
 //! Who is signed in: the `CurrentUser` extractor and the JSON endpoints
 //! `GET /auth/user` and `GET /auth/userinfo`. Neither ever returns a token.
 
-use axum::{
-    extract::{FromRef, FromRequestParts, State},
-    http::request::Parts,
-    Json,
-};
 use std::sync::Arc;
 
+use axum::{
+    body::Bytes,
+    extract::{FromRef, FromRequestParts, State},
+    http::{header, request::Parts},
+    response::{IntoResponse, Response},
+    Json,
+};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -18,7 +20,6 @@ use super::{
     refresh::{refresh_if_needed, RefreshError},
     session::{AuthSession, SessionRecord},
 };
-use crate::types::UserView;
 
 /// A signed-in session, or a 401 JSON rejection (503 when the session store
 /// or, for an expired access token, the IdP cannot be reached). Use it as a handler argument
@@ -54,10 +55,21 @@ where
     }
 }
 
-/// `GET /auth/user`: 200 with the user and the session's deadlines.
-pub async fn user(State(state): State<AuthState>, user: CurrentUser) -> Json<UserView> {
+/// `GET /auth/user`: 200 with the user and the session's deadlines. The
+/// JSON is made once per record and idle deadline (`DecodedRecords`).
+pub async fn user(State(state): State<AuthState>, user: CurrentUser) -> Response {
     let idle = state.config.session.idle_timeout;
-    Json(user.session.view(&user.record, user.idle_deadline, idle))
+    let make = || {
+        let view = user.session.view(&user.record, user.idle_deadline, idle);
+        Bytes::from(serde_json::to_vec(&view).expect("a user view always serializes"))
+    };
+    let json = match user.session.store_id() {
+        Some(id) => state
+            .decoded
+            .view_json(id, &user.record, user.idle_deadline, make),
+        None => make(),
+    };
+    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
 }
 
 /// `GET /auth/userinfo`: the user as the IdP's userinfo endpoint returns it

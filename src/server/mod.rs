@@ -14,6 +14,7 @@ pub mod telemetry;
 use std::sync::Arc;
 
 use axum::{
+    body::Body,
     extract::Request,
     middleware,
     routing::{get, on, MethodFilter},
@@ -25,6 +26,7 @@ use leptos_axum::{
     handle_server_fns_with_context, LeptosRoutes,
 };
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
 use tower_http::{
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -136,7 +138,7 @@ pub async fn build_with_clock(
         .route("/readyz", get(health::readyz))
         .route_layer(csrf::layer(&auth, Rule::Navigation));
 
-    let router = Router::new()
+    let routes = Router::new()
         .merge(auth::routes(&auth))
         .merge(auth::api_routes(&auth))
         .merge(notes::routes(&auth))
@@ -144,18 +146,25 @@ pub async fn build_with_clock(
         .merge(probes)
         .merge(static_files)
         .merge(pages)
-        .layer(auth.session_layer()?)
+        .with_state(state.clone());
+    // The layers every request passes, outermost first, wrapped once around
+    // the routes. (`Router::layer` would wrap every route in each of them,
+    // and axum clones a route's whole boxed stack for each request: callgrind
+    // counted 61 boxed-service clones and 75 allocations per `/auth/user`.)
+    let every_request = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(middleware::from_fn(telemetry::log_request))
+        .layer(middleware::from_fn(limits::explain_too_large))
+        .layer(RequestBodyLimitLayer::new(limits::BODY_LIMIT))
+        .map_request(|request: Request<_>| request.map(Body::new))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            state,
             headers::security_headers,
         ))
-        .layer(RequestBodyLimitLayer::new(limits::BODY_LIMIT))
-        .layer(middleware::from_fn(limits::explain_too_large))
-        .layer(middleware::from_fn(telemetry::log_request))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state);
-    Ok(router)
+        .layer(auth.session_layer()?)
+        .service(routes);
+    Ok(Router::new().fallback_service(every_request))
 }
 
 /// Serves `router` on `listener` until Ctrl-C or SIGTERM.

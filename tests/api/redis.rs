@@ -1,7 +1,8 @@
 //! Several Gatehouse instances sharing one real Redis: a session made on one is
 //! used and ended on the other, a sign-out on one reaches the tabs another
-//! holds, refresh stays single-flight across them, and back-channel logout
-//! and its replay cache are shared.
+//! holds, refresh stays single-flight across them, back-channel logout and
+//! its replay cache are shared, and no instance serves its kept copy of a
+//! session another instance has rewritten.
 
 use std::time::Duration;
 
@@ -13,17 +14,32 @@ use crate::{
     helpers::*,
 };
 
+/// Two instances sharing one real Redis, and the dev IdP they sign in with
+/// (started with `idp_env`).
+pub struct Pair {
+    pub redis: Redis,
+    pub idp: Idp,
+    pub a: TestApp,
+    pub b: TestApp,
+}
+
+pub async fn two_instances(idp_env: &[(&str, &str)]) -> Pair {
+    let redis = Redis::start().await;
+    let idp = Idp::start_with(idp_env).await;
+    let store = [("SESSION_STORE", redis.url.as_str())];
+    let a = spawn_app_with(&idp.issuer, &store).await;
+    let b = spawn_app_with(&idp.issuer, &store).await;
+    Pair { redis, idp, a, b }
+}
+
 async fn user_status(client: &TestApp, app: &TestApp) -> StatusCode {
     client.get_json_at(app, "/auth/user").await.status()
 }
 
 #[tokio::test]
 async fn a_session_made_on_one_instance_works_and_ends_on_another() {
-    let redis = Redis::start().await;
-    let idp = Idp::start().await;
+    let Pair { redis, idp, a, b } = two_instances(&[]).await;
     let store = [("SESSION_STORE", redis.url.as_str())];
-    let a = spawn_app_with(&idp.issuer, &store).await;
-    let b = spawn_app_with(&idp.issuer, &store).await;
     assert_eq!(
         a.login("alice", "alice").await.status(),
         StatusCode::SEE_OTHER
@@ -54,11 +70,12 @@ async fn a_session_made_on_one_instance_works_and_ends_on_another() {
 
 #[tokio::test]
 async fn refresh_is_single_flight_across_instances() {
-    let redis = Redis::start().await;
-    let idp = Idp::start_with(&[("IDP_ACCESS_TOKEN_TTL", "60")]).await;
-    let store = [("SESSION_STORE", redis.url.as_str())];
-    let a = spawn_app_with(&idp.issuer, &store).await;
-    let b = spawn_app_with(&idp.issuer, &store).await;
+    let Pair {
+        redis: _redis,
+        idp,
+        a,
+        b,
+    } = two_instances(&[("IDP_ACCESS_TOKEN_TTL", "60")]).await;
     a.login("bob", "bob").await;
     // The token has expired for both instances (one Redis, two clocks).
     a.wait(Duration::from_secs(61));
@@ -280,11 +297,12 @@ async fn a_failing_store_is_one_code_on_every_path() {
 /// polled.
 #[tokio::test]
 async fn a_sign_out_on_one_instance_reaches_the_tabs_another_holds() {
-    let redis = Redis::start().await;
-    let idp = Idp::start().await;
-    let store = [("SESSION_STORE", redis.url.as_str())];
-    let a = spawn_app_with(&idp.issuer, &store).await;
-    let b = spawn_app_with(&idp.issuer, &store).await;
+    let Pair {
+        redis,
+        idp: _idp,
+        a,
+        b,
+    } = two_instances(&[]).await;
     a.login("alice", "alice").await;
     let watcher = watch(open_stream(&a, &b).await);
 
@@ -309,5 +327,37 @@ async fn a_sign_out_on_one_instance_reaches_the_tabs_another_holds() {
         signed_out.elapsed() < Duration::from_secs(2),
         "{:?}",
         signed_out.elapsed()
+    );
+}
+
+/// The idle deadline `app` reports for `browser`'s session.
+async fn idle_deadline(browser: &TestApp, app: &TestApp) -> i64 {
+    let response = browser.get_json_at(app, "/auth/user").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let user: Value = response.json().await.unwrap();
+    user["session"]["idle_expires_at"].as_i64().unwrap()
+}
+
+/// Instance `a` has read (and keeps) a session; instance `b` rewrites it.
+/// `a` must then serve `b`'s revision: its kept copy is checked against
+/// the revision Redis holds on every read.
+#[tokio::test]
+async fn an_instance_never_serves_a_copy_another_instance_has_rewritten() {
+    let Pair {
+        redis: _redis,
+        idp: _idp,
+        a,
+        b,
+    } = two_instances(&[]).await;
+    a.login("alice", "alice").await;
+    let on_a = idle_deadline(&a, &a).await;
+    // Two minutes pass for b only: its keep-alive writes a new revision.
+    b.wait(Duration::from_secs(120));
+    let on_b = idle_deadline(&a, &b).await;
+    assert!(on_b > on_a, "b rewrote the session");
+    assert_eq!(
+        idle_deadline(&a, &a).await,
+        on_b,
+        "a serves the revision b wrote, not the copy it kept"
     );
 }

@@ -5,9 +5,14 @@
 //! kept record; any other string is decoded. What is served is therefore
 //! always what the request's own copy of the session says (a pure function
 //! of its bytes): this cache cannot be stale, whatever the store does.
+//!
+//! The JSON of the user view (`GET /auth/user`) is kept with the record too,
+//! for the idle deadline it was made with: it is a function of the two.
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex};
 
+use axum::body::Bytes;
+use time::OffsetDateTime;
 use tower_sessions::session::Id;
 
 use super::record::SessionRecord;
@@ -19,15 +24,24 @@ use super::record::SessionRecord;
 const CAPACITY: usize = 4_096;
 
 #[derive(Debug, Default)]
-pub struct DecodedRecords(Mutex<HashMap<Id, (String, Arc<SessionRecord>)>>);
+pub struct DecodedRecords(Mutex<HashMap<Id, Kept>>);
+
+#[derive(Debug)]
+struct Kept {
+    /// The bytes `record` was decoded from.
+    encoded: String,
+    record: Arc<SessionRecord>,
+    /// The user view's JSON for `record` at an idle deadline.
+    view: Option<(OffsetDateTime, Bytes)>,
+}
 
 impl DecodedRecords {
     /// The record the JSON string `encoded` (session `id`'s) decodes to;
     /// `None` when it is not a record.
     pub fn decode(&self, id: Id, encoded: &str) -> Option<Arc<SessionRecord>> {
-        if let Some((kept, record)) = self.kept().get(&id) {
-            if kept == encoded {
-                return Some(record.clone());
+        if let Some(kept) = self.kept().get(&id) {
+            if kept.encoded == encoded {
+                return Some(kept.record.clone());
             }
         }
         let record = Arc::new(serde_json::from_str::<SessionRecord>(encoded).ok()?);
@@ -37,11 +51,44 @@ impl DecodedRecords {
                 kept.remove(&any);
             }
         }
-        kept.insert(id, (encoded.to_string(), record.clone()));
+        kept.insert(
+            id,
+            Kept {
+                encoded: encoded.to_string(),
+                record: record.clone(),
+                view: None,
+            },
+        );
         Some(record)
     }
 
-    fn kept(&self) -> std::sync::MutexGuard<'_, HashMap<Id, (String, Arc<SessionRecord>)>> {
+    /// The user view's JSON for `record` (as [`Self::decode`] gave it for
+    /// session `id`) at idle deadline `deadline`: `make` makes it, once.
+    pub fn view_json(
+        &self,
+        id: Id,
+        record: &Arc<SessionRecord>,
+        deadline: OffsetDateTime,
+        make: impl FnOnce() -> Bytes,
+    ) -> Bytes {
+        let same = |kept: &Kept| Arc::ptr_eq(&kept.record, record);
+        if let Some(Kept {
+            view: Some((at, json)),
+            ..
+        }) = self.kept().get(&id).filter(|k| same(k))
+        {
+            if *at == deadline {
+                return json.clone();
+            }
+        }
+        let json = make();
+        if let Some(kept) = self.kept().get_mut(&id).filter(|k| same(k)) {
+            kept.view = Some((deadline, json.clone()));
+        }
+        json
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, HashMap<Id, Kept>> {
         self.0.lock().expect("decoded-record cache poisoned")
     }
 }
@@ -49,21 +96,7 @@ impl DecodedRecords {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::session::record::encode_record;
-
-    fn record(name: &str) -> SessionRecord {
-        serde_json::from_value(serde_json::json!({
-            "sub": "alice", "sid": "s1", "name": name, "preferred_username": null,
-            "email": null, "email_verified": null, "picture": null, "roles": ["admin"],
-            "id_token_claims": {}, "created_at": 1_700_000_000,
-            "absolute_expires_at": 1_700_043_200,
-            "tokens": {
-                "access_token": "at", "refresh_token": "rt", "id_token": "it",
-                "access_token_expires_at": 1_700_000_300,
-            },
-        }))
-        .unwrap()
-    }
+    use crate::auth::session::record::{encode_record, sample_record};
 
     /// The same session id with other bytes (new tokens, a removed role) is
     /// decoded again, never answered from what was kept.
@@ -71,12 +104,12 @@ mod tests {
     fn only_the_same_bytes_get_the_kept_record() {
         let cache = DecodedRecords::default();
         let id = Id::default();
-        let first = encode_record(&record("Alice"));
+        let first = encode_record(&sample_record());
         let a = cache.decode(id, first.as_str().unwrap()).unwrap();
         let again = cache.decode(id, first.as_str().unwrap()).unwrap();
         assert!(Arc::ptr_eq(&a, &again), "kept");
 
-        let mut changed = record("Alice");
+        let mut changed = sample_record();
         changed.roles.clear();
         let changed = encode_record(&changed);
         let b = cache.decode(id, changed.as_str().unwrap()).unwrap();
@@ -84,7 +117,37 @@ mod tests {
         assert!(cache.decode(id, "not a record").is_none());
         assert_eq!(
             cache.decode(id, first.as_str().unwrap()).unwrap().roles,
-            vec!["admin".to_string()]
+            vec!["user".to_string()]
         );
+    }
+
+    /// The view's JSON is made once per record and idle deadline; another
+    /// deadline, or a record decoded from other bytes, makes it again.
+    #[test]
+    fn the_view_is_made_once_per_record_and_deadline() {
+        let cache = DecodedRecords::default();
+        let id = Id::default();
+        let encoded = encode_record(&sample_record());
+        let record = cache.decode(id, encoded.as_str().unwrap()).unwrap();
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let made = std::cell::Cell::new(0);
+        let make = |what: &'static str| {
+            made.set(made.get() + 1);
+            Bytes::from_static(what.as_bytes())
+        };
+        assert_eq!(cache.view_json(id, &record, at, || make("one")), "one");
+        assert_eq!(cache.view_json(id, &record, at, || make("two")), "one");
+        assert_eq!(made.get(), 1);
+        let later = at + time::Duration::minutes(1);
+        assert_eq!(
+            cache.view_json(id, &record, later, || make("three")),
+            "three"
+        );
+        let mut changed = sample_record();
+        changed.roles.clear();
+        let changed = encode_record(&changed);
+        let other = cache.decode(id, changed.as_str().unwrap()).unwrap();
+        assert_eq!(cache.view_json(id, &other, later, || make("four")), "four");
+        assert_eq!(made.get(), 3);
     }
 }

@@ -77,4 +77,9 @@ impl AuthSession {
     pub fn id(&self) -> Option<String> {
         self.0.id().map(|id| id.to_string())
     }
+
+    /// The session's id as the store knows it (`None` before it is stored).
+    pub fn store_id(&self) -> Option<tower_sessions::session::Id> {
+        self.0.id()
+    }
 }

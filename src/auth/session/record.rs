@@ -133,6 +133,22 @@ pub fn index_entry(data: &HashMap<String, Value>) -> Option<OwnerEntry> {
     })
 }
 
+/// A small record for unit tests (alice, role `user`, IdP session `s1`).
+#[cfg(test)]
+pub(super) fn sample_record() -> SessionRecord {
+    serde_json::from_value(serde_json::json!({
+        "sub": "alice", "sid": "s1", "name": "Alice", "preferred_username": null,
+        "email": null, "email_verified": null, "picture": null, "roles": ["user"],
+        "id_token_claims": {}, "created_at": 1_700_000_000,
+        "absolute_expires_at": 1_700_043_200,
+        "tokens": {
+            "access_token": "at", "refresh_token": "rt", "id_token": "it",
+            "access_token_expires_at": 1_700_000_300,
+        },
+    }))
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,17 +158,7 @@ mod tests {
     /// is what the store indexes.
     #[test]
     fn records_round_trip_as_one_string() {
-        let record: SessionRecord = serde_json::from_value(json!({
-            "sub": "alice", "sid": "s1", "name": "Alice", "preferred_username": null,
-            "email": null, "email_verified": null, "picture": null, "roles": ["user"],
-            "id_token_claims": {}, "created_at": 1_700_000_000,
-            "absolute_expires_at": 1_700_043_200,
-            "tokens": {
-                "access_token": "at", "refresh_token": "rt", "id_token": "it",
-                "access_token_expires_at": 1_700_000_300,
-            },
-        }))
-        .unwrap();
+        let record = sample_record();
         let encoded = encode_record(&record);
         assert!(encoded.is_string());
         let again = decode_record(&encoded).expect("the string form reads");

@@ -45,10 +45,11 @@ impl AuthSession {
         decoded: &DecodedRecords,
         now: OffsetDateTime,
     ) -> Result<Option<Arc<SessionRecord>>, SessionError> {
+        let value = self.0.get_value(RECORD_KEY).await?;
+        // After the load: the id of the session found, not the cookie's.
         let Some(id) = self.0.id() else {
             return Ok(None);
         };
-        let value = self.0.get_value(RECORD_KEY).await?;
         let Some(record) = value
             .as_ref()
             .and_then(|v| v.as_str())
