@@ -4,7 +4,13 @@
 //! its replay cache are shared, and no instance serves its kept copy of a
 //! session another instance has rewritten.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use reqwest::{header, StatusCode};
 use serde_json::Value;
@@ -265,6 +271,11 @@ async fn a_failing_store_is_one_code_on_every_path() {
         .command(&["ACL", "SETUSER", "default", "-@all", "+acl"])
         .await
         .starts_with("+OK"));
+    // A copy kept under the instance's lease is still what Redis holds (no
+    // change can be made anywhere without reaching it), so for up to the
+    // lease (100 ms, `lease.rs`) the session may still be served; the lease
+    // cannot be renewed now, and once it runs out every read asks Redis.
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     store_down("/auth/user", app.get_json("/auth/user").await).await;
     store_down("/api/notes", app.get_json("/api/notes").await).await;
     store_down(
@@ -339,8 +350,8 @@ async fn idle_deadline(browser: &TestApp, app: &TestApp) -> i64 {
 }
 
 /// Instance `a` has read (and keeps) a session; instance `b` rewrites it.
-/// `a` must then serve `b`'s revision: its kept copy is checked against
-/// the revision Redis holds on every read.
+/// `a` must then serve `b`'s revision: `b`'s write returns only once `a`
+/// has heard of it (`lease.rs`).
 #[tokio::test]
 async fn an_instance_never_serves_a_copy_another_instance_has_rewritten() {
     let Pair {
@@ -359,5 +370,108 @@ async fn an_instance_never_serves_a_copy_another_instance_has_rewritten() {
         idle_deadline(&a, &a).await,
         on_b,
         "a serves the revision b wrote, not the copy it kept"
+    );
+}
+
+/// A TCP relay to Redis that can hold back Redis' answers on subscription
+/// connections (those that sent SUBSCRIBE) while every other connection
+/// goes on: a network that silently stops delivering to one connection,
+/// which stays open.
+struct StallingRelay {
+    url: String,
+    stalled: Arc<AtomicBool>,
+}
+
+impl StallingRelay {
+    async fn start(redis_url: &str) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let target = redis_url.trim_start_matches("redis://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let stalled = Arc::new(AtomicBool::new(false));
+        let stall = stalled.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&target).await.unwrap();
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                let subscriber = Arc::new(AtomicBool::new(false));
+                let marks = subscriber.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 16 * 1024];
+                    while let Ok(n @ 1..) = from_client.read(&mut buf).await {
+                        let sent = String::from_utf8_lossy(&buf[..n]).to_ascii_uppercase();
+                        if sent.contains("SUBSCRIBE") {
+                            marks.store(true, Ordering::SeqCst);
+                        }
+                        if to_server.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let stall = stall.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 16 * 1024];
+                    while let Ok(n @ 1..) = from_server.read(&mut buf).await {
+                        while subscriber.load(Ordering::SeqCst) && stall.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                        if to_client.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { url, stalled }
+    }
+
+    fn stall(&self, on: bool) {
+        self.stalled.store(on, Ordering::SeqCst);
+    }
+}
+
+/// The hard case of serving kept sessions without asking Redis: instance
+/// `b` keeps a copy under its lease when its subscription goes silent (no
+/// message, no ping answer reaches it; the connection stays open). A
+/// sign-out on `a` cannot be acknowledged by `b`, so it returns only once
+/// `b`'s entry in the roll call, and with it `b`'s lease, has run out:
+/// right after it, `b` refuses the session. (Without that wait, `b` serves
+/// the ended session for up to its lease.)
+#[tokio::test]
+async fn a_sign_out_waits_out_an_instance_that_stopped_hearing() {
+    let redis = Redis::start().await;
+    let idp = Idp::start().await;
+    let relay = StallingRelay::start(&redis.url).await;
+    let a = spawn_app_with(&idp.issuer, &[("SESSION_STORE", redis.url.as_str())]).await;
+    let b = spawn_app_with(&idp.issuer, &[("SESSION_STORE", relay.url.as_str())]).await;
+    a.login("alice", "alice").await;
+    for _ in 0..5 {
+        // b keeps the session and a lease.
+        assert_eq!(user_status(&a, &b).await, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let cookie = a.session_cookie().expect("signed in");
+    relay.stall(true);
+    assert_eq!(a.logout().await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        b.get_json_with_cookie(&cookie, "/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED,
+        "b served a session a had ended"
+    );
+
+    // Heard again: b takes a new lease, with nothing kept from before, and
+    // a sign-out is acknowledged at once.
+    relay.stall(false);
+    a.login("alice", "alice").await;
+    let cookie = a.session_cookie().expect("signed in");
+    for _ in 0..3 {
+        assert_eq!(user_status(&a, &b).await, StatusCode::OK);
+    }
+    assert_eq!(a.logout().await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        b.get_json_with_cookie(&cookie, "/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
     );
 }

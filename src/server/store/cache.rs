@@ -16,9 +16,11 @@
 //!
 //! With SQLite that holds only if every change goes through this process:
 //! the store takes a lock file so that no second process can open it
-//! (`sqlite.rs`). With Redis, other instances change sessions too, so a
-//! cached copy is served only when its revision is the one Redis holds now
-//! (`redis.rs`).
+//! (`sqlite.rs`). With Redis, other instances change sessions too: a copy
+//! is served without asking Redis only while the instance holds a lease in
+//! which every change made anywhere reaches it before the change's response
+//! returns (`lease.rs`), and otherwise only when its revision is the one
+//! Redis holds now (`redis.rs`).
 
 use std::{collections::HashMap, sync::Mutex};
 
@@ -99,6 +101,13 @@ impl Cache {
         let mut inner = self.inner();
         inner.changes += 1;
         inner.sessions.remove(id);
+    }
+
+    /// Changes may have been missed (a Redis connection broke): forget all.
+    pub(super) fn forget_all(&self) {
+        let mut inner = self.inner();
+        inner.changes += 1;
+        inner.sessions.clear();
     }
 
     /// Expired sessions were deleted from the store: forget them all.

@@ -18,6 +18,8 @@
 
 mod cache;
 mod ended;
+mod lease;
+mod listener;
 mod lock;
 mod memory;
 mod redis;

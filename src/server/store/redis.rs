@@ -8,48 +8,49 @@
 //! update are atomic. (The scripts name keys they build themselves: this is
 //! for a single Redis server or a primary with replicas, not Redis Cluster.)
 //!
-//! Deleting a session also publishes its id on `gatehouse:ended`; every
-//! instance subscribes, and wakes the `/auth/events` streams it holds for
-//! that session.
+//! Deleting or rewriting a session publishes its id; every instance
+//! subscribes (`listener.rs`), forgets its copy and wakes the `/auth/events`
+//! streams it holds for that session.
 //!
-//! Each instance keeps the sessions it read (`cache.rs`). A read asks Redis
-//! for the revision only (a few bytes, not the 5 KiB record) and uses the
-//! kept copy when it is at that revision; a session changed or ended by any
-//! instance has another revision or none, so no instance serves it stale.
+//! Each instance keeps the sessions it read (`cache.rs`). While it holds a
+//! lease (`lease.rs`: every change reaches it before the change's response
+//! returns) a kept copy is served without asking Redis; without one, a read
+//! asks Redis for the revision only (a few bytes, not the 5 KiB record) and
+//! uses the kept copy when it is at that revision.
 
 use std::{sync::Arc, time::Duration};
 
 use fred::{
     bytes::Bytes,
-    clients::SubscriberClient,
     prelude::{
-        Builder, ClientLike, Config as RedisConfig, EventInterface, KeysInterface, LuaInterface,
-        Pool as RedisPool, PubsubInterface, ReconnectPolicy, SetsInterface,
+        ClientLike, Config as RedisConfig, KeysInterface, LuaInterface, Pool as RedisPool,
+        SetsInterface,
     },
     types::Value,
 };
 use time::OffsetDateTime;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 use tower_sessions::{
     session::{Id, Record},
     session_store,
 };
 
-use super::{cache::Cache, ended::Watchers, set_rev, store_error, Owner, OwnerEntry, Written};
+use super::{
+    ended::Watchers,
+    listener::{self, Shared, ENDED_CHANNEL, INSTANCES, WRITTEN_CHANNEL},
+    set_rev, store_error, Owner, OwnerEntry, Written,
+};
 
 #[derive(Clone, Debug)]
 pub(super) struct Redis {
     pub(super) pool: RedisPool,
     /// How long the owner sets may outlive their last session.
     ttl: Duration,
-    /// Hears `gatehouse:ended` (kept here so it lives as long as the store).
-    _ends: SubscriberClient,
-    /// The sessions this instance read, each at the revision it read.
-    cache: Arc<Cache>,
+    /// The sessions this instance read, its lease, its pending writes.
+    shared: Arc<Shared>,
+    /// Stops the listener when the last copy of the store is dropped.
+    _listening: Arc<watch::Sender<()>>,
 }
-
-/// Where a deleted session's id is published.
-const ENDED_CHANNEL: &str = "gatehouse:ended";
 
 /// Moves session `id`'s index entry to `sub`/`sid` (`sub` empty: not signed
 /// in), removing it from the sets of its former owner.
@@ -76,6 +77,25 @@ local function reindex(id, sub, sid, exat, ttl)
 end
 "#;
 
+/// Publishes `id` and who waits for acknowledgements (`note`: writer and
+/// nonce) on `channel`, and returns the roll call as it is at that moment:
+/// name, milliseconds left, name, … (`lease.rs`).
+const ANNOUNCE: &str = r#"
+local function announce(channel, id, note)
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  redis.call('ZREMRANGEBYSCORE', KEYS_INSTANCES, '-inf', now)
+  redis.call('PUBLISH', channel, id .. ' ' .. note)
+  local listed = redis.call('ZRANGE', KEYS_INSTANCES, 0, -1, 'WITHSCORES')
+  local out = {}
+  for i = 1, #listed, 2 do
+    out[#out + 1] = listed[i]
+    out[#out + 1] = math.floor(tonumber(listed[i + 1]) - now)
+  end
+  return out
+end
+"#;
+
 /// KEYS: record, revision. ARGV: data, exat, id, sub, sid, ttl.
 /// 1 when created, 0 when the id is taken.
 const CREATE: &str = r#"
@@ -85,71 +105,27 @@ reindex(ARGV[3], ARGV[4], ARGV[5], ARGV[2], ARGV[6])
 return 1
 "#;
 
-/// KEYS: record, revision. ARGV: data, exat, id, sub, sid, ttl, base revision.
-/// 1 written, 0 another write came first, -1 the session is gone.
+/// KEYS: record, revision. ARGV: data, exat, id, sub, sid, ttl, base
+/// revision, note. {1, roll call…} written, {0} another write came first,
+/// {-1} the session is gone.
 const WRITE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 local current = tonumber(redis.call('GET', KEYS[2]) or '0')
-if current ~= tonumber(ARGV[7]) then return 0 end
+if current ~= tonumber(ARGV[7]) then return {0} end
 redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
 redis.call('SET', KEYS[2], current + 1, 'EXAT', ARGV[2])
 reindex(ARGV[3], ARGV[4], ARGV[5], ARGV[2], ARGV[6])
-return 1
+local out = announce(CHANNEL_WRITTEN, ARGV[3], ARGV[8])
+table.insert(out, 1, 1)
+return out
 "#;
 
-/// KEYS: record, revision. ARGV: id.
+/// KEYS: record, revision. ARGV: id, note. The roll call.
 const DELETE: &str = r#"
 redis.call('DEL', KEYS[1], KEYS[2])
 reindex(ARGV[1], '', '', 0, 0)
-redis.call('PUBLISH', 'gatehouse:ended', ARGV[1])
-return 1
+return announce(CHANNEL_ENDED, ARGV[1], ARGV[2])
 "#;
-
-/// Subscribes to [`ENDED_CHANNEL`] on a connection of its own and wakes the
-/// watchers of each session named there. It reconnects by itself; whatever
-/// was published while it was away is lost, so after a reconnect (or when
-/// this side fell behind) every watcher re-checks the store once.
-async fn hear_ends(
-    config: RedisConfig,
-    watchers: Arc<Watchers>,
-    cache: Arc<Cache>,
-) -> Result<SubscriberClient, fred::error::Error> {
-    let subscriber = Builder::from_config(config)
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
-        .build_subscriber_client()?;
-    subscriber.init().await?;
-    let mut messages = subscriber.message_rx();
-    let mut reconnects = subscriber.reconnect_rx();
-    subscriber.subscribe(ENDED_CHANNEL).await?;
-    let on_message = watchers.clone();
-    tokio::spawn(async move {
-        loop {
-            match messages.recv().await {
-                Ok(message) => {
-                    let id = message.value.as_str().and_then(|s| s.parse::<Id>().ok());
-                    if let Some(id) = id {
-                        // Not needed for correctness (a read checks the
-                        // revision), only to free the copy at once.
-                        cache.forget(&id);
-                        on_message.ended(&id);
-                    }
-                }
-                Err(RecvError::Lagged(_)) => on_message.recheck_all(),
-                Err(RecvError::Closed) => break,
-            }
-        }
-    });
-    let resubscriber = subscriber.clone();
-    tokio::spawn(async move {
-        while let Ok(_) | Err(RecvError::Lagged(_)) = reconnects.recv().await {
-            if let Err(e) = resubscriber.resubscribe_all().await {
-                tracing::warn!(error = %e, "re-subscribing to session ends failed");
-            }
-            watchers.recheck_all();
-        }
-    });
-    Ok(subscriber)
-}
 
 fn rev_key(id: &Id) -> String {
     format!("gatehouse:rev:{id}")
@@ -168,24 +144,50 @@ impl Redis {
         pool.init()
             .await
             .map_err(|e| format!("SESSION_STORE={}: cannot connect: {e}", redacted(url)))?;
-        let cache = Arc::new(Cache::default());
-        let ends = hear_ends(config, watchers, cache.clone())
+        let shared = Arc::new(Shared {
+            name: uuid::Uuid::new_v4().simple().to_string(),
+            cache: Default::default(),
+            lease: Default::default(),
+            acks: Default::default(),
+            watchers,
+        });
+        let (stop, listening) = watch::channel(());
+        listener::listen(config, pool.clone(), shared.clone(), listening)
             .await
             .map_err(|e| format!("SESSION_STORE={}: cannot subscribe: {e}", redacted(url)))?;
         Ok(Self {
             pool,
             ttl,
-            _ends: ends,
-            cache,
+            shared,
+            _listening: Arc::new(stop),
         })
     }
 
-    async fn script(&self, body: &str, id: &Id, args: Vec<Value>) -> session_store::Result<i64> {
-        let script = format!("{REINDEX}{body}");
+    async fn script<T: fred::types::FromValue>(
+        &self,
+        body: &str,
+        id: &Id,
+        args: Vec<Value>,
+    ) -> session_store::Result<T> {
+        let script = format!("{REINDEX}{ANNOUNCE}{body}")
+            .replace("KEYS_INSTANCES", &format!("'{INSTANCES}'"))
+            .replace("CHANNEL_WRITTEN", &format!("'{WRITTEN_CHANNEL}'"))
+            .replace("CHANNEL_ENDED", &format!("'{ENDED_CHANNEL}'"));
         self.pool
             .eval(script, vec![id.to_string(), rev_key(id)], args)
             .await
             .map_err(store_error)
+    }
+
+    /// Who the listed instances are (`ANNOUNCE`'s answer from `from` on).
+    fn roll_call(values: &[Value]) -> Vec<(String, u64)> {
+        values
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [name, left] => Some((name.as_string()?, left.as_u64().unwrap_or(0))),
+                _ => None,
+            })
+            .collect()
     }
 
     fn args(
@@ -217,10 +219,17 @@ impl Redis {
         // The revision key lives and dies with the record (same EXAT, same
         // scripts); a session written before revisions existed has none and
         // is read whole below.
-        let before = self.cache.before_read();
-        let rev: Option<u64> = self.pool.get(rev_key(id)).await.map_err(store_error)?;
-        if let Some(record) = rev.and_then(|rev| self.cache.get_at(id, rev, now)) {
-            return Ok(Some(record));
+        let cache = &self.shared.cache;
+        let before = cache.before_read();
+        if self.shared.lease.held() {
+            if let Some(record) = cache.get(id, now) {
+                return Ok(Some(record));
+            }
+        } else {
+            let rev: Option<u64> = self.pool.get(rev_key(id)).await.map_err(store_error)?;
+            if let Some(record) = rev.and_then(|rev| cache.get_at(id, rev, now)) {
+                return Ok(Some(record));
+            }
         }
         let values: Vec<Value> = self
             .pool
@@ -240,7 +249,7 @@ impl Redis {
             return Ok(None);
         }
         set_rev(&mut record, rev);
-        self.cache.fill(&record, before);
+        cache.fill(&record, before);
         Ok(Some(record))
     }
 
@@ -251,7 +260,7 @@ impl Redis {
     ) -> session_store::Result<()> {
         loop {
             let args = self.args(record, owner.clone())?;
-            if self.script(CREATE, &record.id.clone(), args).await? == 1 {
+            if self.script::<i64>(CREATE, &record.id.clone(), args).await? == 1 {
                 return Ok(());
             }
             record.id = Id::default();
@@ -264,23 +273,40 @@ impl Redis {
         base: u64,
         owner: Option<OwnerEntry>,
     ) -> session_store::Result<Written> {
+        let expecting = self.shared.acks.expect();
         let mut args = self.args(record, owner)?;
         args.push(Value::from(base as i64));
-        let written = self.script(WRITE, &record.id, args).await;
-        self.cache.forget(&record.id);
-        Ok(match written? {
-            1 => Written::Yes,
-            0 => Written::Conflict,
+        args.push(Value::from(self.note(expecting.nonce)));
+        let written = self.script::<Vec<Value>>(WRITE, &record.id, args).await;
+        self.shared.cache.forget(&record.id);
+        let written = written?;
+        Ok(match written.first().and_then(Value::as_i64) {
+            Some(1) => {
+                let listed = Self::roll_call(&written[1..]);
+                expecting.all_heard(&self.shared.name, listed).await;
+                Written::Yes
+            }
+            Some(0) => Written::Conflict,
             _ => Written::Gone,
         })
     }
 
     pub(super) async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        let deleted = self
-            .script(DELETE, id, vec![Value::from(id.to_string())])
-            .await;
-        self.cache.forget(id);
-        deleted.map(|_| ())
+        let expecting = self.shared.acks.expect();
+        let args = vec![
+            Value::from(id.to_string()),
+            Value::from(self.note(expecting.nonce)),
+        ];
+        let deleted = self.script::<Vec<Value>>(DELETE, id, args).await;
+        self.shared.cache.forget(id);
+        let listed = Self::roll_call(&deleted?);
+        expecting.all_heard(&self.shared.name, listed).await;
+        Ok(())
+    }
+
+    /// Who waits for acknowledgements of a change, and of which one.
+    fn note(&self, nonce: u64) -> String {
+        format!("{} {nonce}", self.shared.name)
     }
 
     pub(super) async fn sessions_of(&self, owner: &Owner) -> session_store::Result<Vec<Id>> {
