@@ -231,33 +231,25 @@ async fn serve(connection: &mut Connection, shared: &Shared, pool: &RedisPool) {
         closed,
     } = connection;
     let mut next_renewal = tokio::time::Instant::now();
+    let mut wanted = false;
     loop {
         if closed.is_finished() {
             return;
         }
-        let wanted = shared.lease.take_wanted();
-        if !wanted {
-            tokio::select! {
-                message = messages.recv() => {
-                    if !handle(message, shared, pool) {
-                        return;
-                    }
-                    continue;
-                }
-                _ = shared.lease.wake.notified() => continue,
-                // A dead connection is noticed within a second even when idle.
-                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-            }
-        }
+        wanted |= shared.lease.take_wanted();
         tokio::select! {
             message = messages.recv() => {
-                if !handle(message, shared, pool) {
+                if !handle(message.map_err(Missed::from), shared, pool) {
                     return;
                 }
                 continue;
             }
-            _ = tokio::time::sleep_until(next_renewal) => {}
+            _ = shared.lease.wake.notified(), if !wanted => continue,
+            // A dead connection is noticed within a second even when idle.
+            _ = tokio::time::sleep(Duration::from_secs(1)), if !wanted => continue,
+            _ = tokio::time::sleep_until(next_renewal), if wanted => {}
         }
+        wanted = false;
         let listed = Instant::now();
         let on_roll: Result<i64, _> = pool
             .eval(
@@ -285,13 +277,7 @@ async fn serve(connection: &mut Connection, shared: &Shared, pool: &RedisPool) {
             match messages.try_recv() {
                 Err(broadcast::error::TryRecvError::Empty) => break,
                 message => {
-                    let message = message.map_err(|e| match e {
-                        broadcast::error::TryRecvError::Lagged(n) => {
-                            broadcast::error::RecvError::Lagged(n)
-                        }
-                        _ => broadcast::error::RecvError::Closed,
-                    });
-                    if !handle(message, shared, pool) {
+                    if !handle(message.map_err(Missed::from), shared, pool) {
                         return;
                     }
                 }
@@ -302,21 +288,42 @@ async fn serve(connection: &mut Connection, shared: &Shared, pool: &RedisPool) {
     }
 }
 
+/// Why no message came: some were lost, or the connection is gone.
+enum Missed {
+    Lagged,
+    Closed,
+}
+
+impl From<broadcast::error::RecvError> for Missed {
+    fn from(e: broadcast::error::RecvError) -> Self {
+        match e {
+            broadcast::error::RecvError::Lagged(_) => Missed::Lagged,
+            broadcast::error::RecvError::Closed => Missed::Closed,
+        }
+    }
+}
+
+impl From<broadcast::error::TryRecvError> for Missed {
+    fn from(e: broadcast::error::TryRecvError) -> Self {
+        match e {
+            broadcast::error::TryRecvError::Lagged(_) => Missed::Lagged,
+            // `Empty` is handled by the caller.
+            _ => Missed::Closed,
+        }
+    }
+}
+
 /// Handles one message; `false` when the connection is gone.
-fn handle(
-    message: Result<Message, broadcast::error::RecvError>,
-    shared: &Shared,
-    pool: &RedisPool,
-) -> bool {
+fn handle(message: Result<Message, Missed>, shared: &Shared, pool: &RedisPool) -> bool {
     let message = match message {
         Ok(message) => message,
-        Err(broadcast::error::RecvError::Lagged(_)) => {
+        Err(Missed::Lagged) => {
             // Messages were lost: forget everything, recheck every stream.
             shared.cache.forget_all();
             shared.watchers.recheck_all();
             return true;
         }
-        Err(broadcast::error::RecvError::Closed) => return false,
+        Err(Missed::Closed) => return false,
     };
     let Some(text) = message.value.as_str() else {
         return true;

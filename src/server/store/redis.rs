@@ -37,7 +37,7 @@ use tower_sessions::{
 
 use super::{
     ended::Watchers,
-    listener::{self, Shared, ENDED_CHANNEL, INSTANCES, WRITTEN_CHANNEL},
+    listener::{self, Shared},
     set_rev, store_error, Owner, OwnerEntry, Written,
 };
 
@@ -79,14 +79,15 @@ end
 
 /// Publishes `id` and who waits for acknowledgements (`note`: writer and
 /// nonce) on `channel`, and returns the roll call as it is at that moment:
-/// name, milliseconds left, name, … (`lease.rs`).
+/// name, milliseconds left, name, … (`lease.rs`). The key and channel names
+/// are `listener.rs`' (checked by a test below).
 const ANNOUNCE: &str = r#"
 local function announce(channel, id, note)
   local t = redis.call('TIME')
   local now = t[1] * 1000 + math.floor(t[2] / 1000)
-  redis.call('ZREMRANGEBYSCORE', KEYS_INSTANCES, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', 'gatehouse:instances', '-inf', now)
   redis.call('PUBLISH', channel, id .. ' ' .. note)
-  local listed = redis.call('ZRANGE', KEYS_INSTANCES, 0, -1, 'WITHSCORES')
+  local listed = redis.call('ZRANGE', 'gatehouse:instances', 0, -1, 'WITHSCORES')
   local out = {}
   for i = 1, #listed, 2 do
     out[#out + 1] = listed[i]
@@ -115,7 +116,7 @@ if current ~= tonumber(ARGV[7]) then return {0} end
 redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
 redis.call('SET', KEYS[2], current + 1, 'EXAT', ARGV[2])
 reindex(ARGV[3], ARGV[4], ARGV[5], ARGV[2], ARGV[6])
-local out = announce(CHANNEL_WRITTEN, ARGV[3], ARGV[8])
+local out = announce('gatehouse:written', ARGV[3], ARGV[8])
 table.insert(out, 1, 1)
 return out
 "#;
@@ -124,7 +125,7 @@ return out
 const DELETE: &str = r#"
 redis.call('DEL', KEYS[1], KEYS[2])
 reindex(ARGV[1], '', '', 0, 0)
-return announce(CHANNEL_ENDED, ARGV[1], ARGV[2])
+return announce('gatehouse:ended', ARGV[1], ARGV[2])
 "#;
 
 fn rev_key(id: &Id) -> String {
@@ -169,10 +170,7 @@ impl Redis {
         id: &Id,
         args: Vec<Value>,
     ) -> session_store::Result<T> {
-        let script = format!("{REINDEX}{ANNOUNCE}{body}")
-            .replace("KEYS_INSTANCES", &format!("'{INSTANCES}'"))
-            .replace("CHANNEL_WRITTEN", &format!("'{WRITTEN_CHANNEL}'"))
-            .replace("CHANNEL_ENDED", &format!("'{ENDED_CHANNEL}'"));
+        let script = format!("{REINDEX}{ANNOUNCE}{body}");
         self.pool
             .eval(script, vec![id.to_string(), rev_key(id)], args)
             .await
@@ -220,7 +218,6 @@ impl Redis {
         // scripts); a session written before revisions existed has none and
         // is read whole below.
         let cache = &self.shared.cache;
-        let before = cache.before_read();
         if self.shared.lease.held() {
             if let Some(record) = cache.get(id, now) {
                 return Ok(Some(record));
@@ -231,6 +228,8 @@ impl Redis {
                 return Ok(Some(record));
             }
         }
+        // Noted before the query whose answer may fill the cache.
+        let before = cache.before_read();
         let values: Vec<Value> = self
             .pool
             .mget(vec![id.to_string(), rev_key(id)])
@@ -336,4 +335,20 @@ impl Redis {
 /// The URL without its password, for messages and logs.
 fn redacted(url: &url::Url) -> String {
     crate::server::config::without_password(url.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::store::listener::{ENDED_CHANNEL, INSTANCES, WRITTEN_CHANNEL};
+
+    /// The scripts publish where the listener subscribes and read the roll
+    /// call it writes.
+    #[test]
+    fn scripts_name_the_channels_and_roll_call_the_listener_uses() {
+        let quoted = |name: &str| format!("'{name}'");
+        assert!(ANNOUNCE.matches(&quoted(INSTANCES)).count() == 2);
+        assert!(WRITE.contains(&quoted(WRITTEN_CHANNEL)));
+        assert!(DELETE.contains(&quoted(ENDED_CHANNEL)));
+    }
 }
