@@ -66,9 +66,12 @@ pub async fn current_claims(
     if record.tokens.refresh_token.is_none() || !expired(&record.tokens, state.clock.now()) {
         return Ok(record);
     }
-    refresh_where(state, session, &record, |tokens| {
+    // Boxed: the refresh (IdP call, locks, store writes) is a future many
+    // times the size of the rest of a signed-in read, and every request's
+    // future would otherwise carry (and move) room for it.
+    Box::pin(refresh_where(state, session, &record, |tokens| {
         expired(tokens, state.clock.now())
-    })
+    }))
     .await
     .map(Arc::new)
 }
