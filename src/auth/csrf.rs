@@ -15,7 +15,7 @@ use std::{
 
 use axum::{
     extract::Request,
-    http::{header, HeaderMap, Method},
+    http::{header, HeaderMap, HeaderName, Method},
     response::{IntoResponse, Response},
 };
 use futures::future::{Either, Ready};
@@ -50,6 +50,10 @@ pub enum Rule {
     ServerToServer,
 }
 
+// Named once (a `&str` name is parsed again on every lookup).
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+const X_CSRF: HeaderName = HeaderName::from_static("x-csrf");
+
 /// The pure decision, kept free of I/O so it can be tested and fuzzed.
 pub fn decide(method: &Method, rule: Rule, headers: &HeaderMap, app_origin: &str) -> Verdict {
     if rule == Rule::ServerToServer {
@@ -75,18 +79,18 @@ pub fn decide(method: &Method, rule: Rule, headers: &HeaderMap, app_origin: &str
         return Verdict::Deny("cross-origin request");
     }
     if headers
-        .get("sec-fetch-site")
+        .get(SEC_FETCH_SITE)
         .is_some_and(|v| matches!(v.as_bytes(), b"cross-site" | b"same-site"))
     {
         return Verdict::Deny("cross-origin request");
     }
-    if headers.get("x-csrf").is_some_and(|v| v.as_bytes() == b"1") {
+    if headers.get(X_CSRF).is_some_and(|v| v.as_bytes() == b"1") {
         return Verdict::Allow;
     }
     if unsafe_method {
         let same_origin = origin.is_some()
             || headers
-                .get("sec-fetch-site")
+                .get(SEC_FETCH_SITE)
                 .is_some_and(|v| v.as_bytes() == b"same-origin");
         if same_origin {
             return Verdict::Allow;

@@ -33,6 +33,7 @@ use axum::{
     routing::{any, get, post},
     Router,
 };
+use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use csrf::Rule;
@@ -44,11 +45,23 @@ use state::AuthState;
 /// may be cached (redirects carry one-time values, JSON carries the user) and
 /// their URLs are never sent on as a referrer (they carry codes and state).
 /// The routes that start or finish a login are rate-limited per client IP.
+///
+/// Each group's policy is one layer: axum boxes every layer it wraps a route
+/// in, and clones and boxes it again on each request.
 pub fn routes<S>(state: &AuthState) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,
 {
+    let group = |rule| {
+        ServiceBuilder::new()
+            .layer(no_store())
+            .layer(SetResponseHeaderLayer::overriding(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ))
+            .layer(csrf::layer(state, rule))
+    };
     let navigation = Router::new()
         .route("/auth/login", get(flow::login))
         .route("/auth/signup", get(flow::signup))
@@ -57,28 +70,23 @@ where
         .route_layer(limits::auth_rate_limit(&state.config.limits))
         .route("/auth/logout", post(flow::logout))
         .route("/auth/events", get(events::events))
-        .route_layer(csrf::layer(state, Rule::Navigation));
+        .route_layer(group(Rule::Navigation));
     let json = Router::new()
         .route("/auth/user", get(user::user))
         .route("/auth/userinfo", get(user::userinfo))
-        .route_layer(csrf::layer(state, Rule::Json));
+        .route_layer(group(Rule::Json));
     let server_to_server = Router::new()
         .route(
             "/auth/backchannel-logout",
             post(backchannel::backchannel_logout),
         )
-        .route_layer(csrf::layer(state, Rule::ServerToServer));
-    navigation
-        .merge(json)
-        .merge(server_to_server)
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
+        .route_layer(group(Rule::ServerToServer));
+    navigation.merge(json).merge(server_to_server)
+}
+
+/// `Cache-Control: no-store`, whatever the handler said.
+fn no_store() -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
 }
 
 /// The BFF's own `/api/*` routes: token relay to the allow-listed remote APIs
@@ -104,10 +112,9 @@ pub fn json_group<S>(state: &AuthState, routes: Router<S>) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    routes
-        .route_layer(csrf::layer(state, Rule::Json))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
+    routes.route_layer(
+        ServiceBuilder::new()
+            .layer(no_store())
+            .layer(csrf::layer(state, Rule::Json)),
+    )
 }

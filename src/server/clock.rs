@@ -56,7 +56,10 @@ impl Clock {
     }
 
     pub fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc() + self.ahead()
+        match &self.ahead_ms {
+            None => OffsetDateTime::now_utc(),
+            Some(_) => OffsetDateTime::now_utc() + self.ahead(),
+        }
     }
 
     /// [`Clock::now`] in Unix seconds.

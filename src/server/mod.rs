@@ -27,10 +27,7 @@ use leptos_axum::{
 };
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
-use tower_http::{
-    limit::RequestBodyLimitLayer,
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-};
+use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::{
     app::{shell, App},
@@ -152,8 +149,6 @@ pub async fn build_with_clock(
     // and axum clones a route's whole boxed stack for each request: callgrind
     // counted 61 boxed-service clones and 75 allocations per `/auth/user`.)
     let every_request = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(PropagateRequestIdLayer::x_request_id())
         .layer(middleware::from_fn(telemetry::log_request))
         .layer(middleware::from_fn(limits::explain_too_large))
         .layer(RequestBodyLimitLayer::new(limits::BODY_LIMIT))

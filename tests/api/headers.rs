@@ -168,3 +168,29 @@ async fn logout_clears_site_data() {
         Some("\"cookies\", \"storage\"")
     );
 }
+
+/// Every response names its request: the caller's `X-Request-Id` (a
+/// proxy's) is kept, otherwise each request gets a fresh UUID.
+#[tokio::test]
+async fn every_request_is_named_by_the_id_it_brings_or_a_fresh_one() {
+    let idp = Idp::start().await;
+    let app = spawn_app(&idp.issuer).await;
+    let id = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let a = id(&app.get("/healthz").await).expect("an id");
+    let b = id(&app.get("/nowhere").await).expect("an id on a 404 too");
+    assert_ne!(a, b);
+    assert!(uuid::Uuid::parse_str(&a).is_ok(), "{a}");
+    let kept = app
+        .http
+        .get(app.url("/healthz"))
+        .header("X-Request-Id", "proxy-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(id(&kept).as_deref(), Some("proxy-7"));
+}

@@ -9,13 +9,14 @@
 //! The JSON of the user view (`GET /auth/user`) is kept with the record too,
 //! for the idle deadline it was made with: it is a function of the two.
 
-use std::{collections::HashMap, sync::Arc, sync::Mutex};
+use std::{sync::Arc, sync::Mutex};
 
 use axum::body::Bytes;
 use time::OffsetDateTime;
 use tower_sessions::session::Id;
 
 use super::record::SessionRecord;
+use crate::server::store::IdMap;
 
 /// At most this many sessions are kept (a string and its decoded record,
 /// roughly 12 KiB each, so about 50 MiB); past it, an arbitrary one makes
@@ -24,7 +25,7 @@ use super::record::SessionRecord;
 const CAPACITY: usize = 4_096;
 
 #[derive(Debug, Default)]
-pub struct DecodedRecords(Mutex<HashMap<Id, Kept>>);
+pub struct DecodedRecords(Mutex<IdMap<Kept>>);
 
 #[derive(Debug)]
 struct Kept {
@@ -88,7 +89,7 @@ impl DecodedRecords {
         json
     }
 
-    fn kept(&self) -> std::sync::MutexGuard<'_, HashMap<Id, Kept>> {
+    fn kept(&self) -> std::sync::MutexGuard<'_, IdMap<Kept>> {
         self.0.lock().expect("decoded-record cache poisoned")
     }
 }

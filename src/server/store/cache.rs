@@ -22,12 +22,12 @@
 //! returns (`lease.rs`), and otherwise only when its revision is the one
 //! Redis holds now (`redis.rs`).
 
-use std::{collections::HashMap, sync::Mutex};
+use std::sync::Mutex;
 
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 
-use super::rev_of;
+use super::{rev_of, IdMap};
 
 /// At most this many sessions are kept (about 5 KiB each for a signed-in
 /// session); past it, an arbitrary one makes room.
@@ -46,7 +46,7 @@ pub(super) struct Cache(Mutex<Inner>);
 struct Inner {
     /// Changes made so far (see the module comment).
     changes: u64,
-    sessions: HashMap<Id, Record>,
+    sessions: IdMap<Record>,
 }
 
 /// What a read notes before it queries the store (see [`Cache::fill`]).

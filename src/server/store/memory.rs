@@ -10,14 +10,14 @@ use std::{
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 
-use super::{rev_of, set_rev, Owner, OwnerEntry, Written};
+use super::{rev_of, set_rev, IdMap, Owner, OwnerEntry, Written};
 
 #[derive(Debug, Default)]
 pub(super) struct Memory(Mutex<Maps>);
 
 #[derive(Debug, Default)]
 struct Maps {
-    sessions: HashMap<Id, Stored>,
+    sessions: IdMap<Stored>,
     by_sub: HashMap<String, HashSet<Id>>,
     by_sid: HashMap<String, HashSet<Id>>,
 }

@@ -49,6 +49,12 @@ use super::{clock::Clock, config::StoreUrl};
 /// carries the revision it read, which its save names as the base).
 pub const REV_KEY: &str = "gatehouse.rev";
 
+/// A map keyed by session id, for the maps every signed-in request looks
+/// into (stored sessions, cached copies, decoded records). foldhash is
+/// seeded per process like std's SipHash, so keys still cannot be chosen to
+/// collide, and hashes a 128-bit id in a fraction of the time.
+pub type IdMap<V> = HashMap<Id, V, foldhash::fast::RandomState>;
+
 /// Which sessions to find: those of one IdP session, or of one user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Owner {
