@@ -318,6 +318,12 @@ async fn run() {
         );
         let memory = app_command(&idp.issuer, "memory");
         println!("{}", instructions_per_request(&memory, Some("alice")).await);
+        // (b): the same user through the `current_user` server function.
+        let current_user = <gatehouse::components::current_user::CurrentUser as ServerFn>::PATH;
+        println!(
+            "{}",
+            instructions_per(&memory, Some("alice"), current_user, true).await
+        );
         return;
     }
     if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "refresh_storm") {
@@ -519,6 +525,12 @@ fn bare_command(body: &[u8]) -> Program {
 /// are zeroed, [`COUNTED_REQUESTS`] requests are sent one after another on
 /// one connection, and the counters are dumped. `None` without valgrind.
 async fn instructions_per_request(program: &Program, user: Option<&str>) -> Value {
+    instructions_per(program, user, "/auth/user", false).await
+}
+
+/// [`instructions_per_request`] for another signed-in request: `path`, a
+/// GET, or with `post` an empty form POST (a server function).
+async fn instructions_per(program: &Program, user: Option<&str>, path: &str, post: bool) -> Value {
     if Command::new("valgrind").arg("--version").output().is_err() {
         return Value::Null;
     }
@@ -536,7 +548,7 @@ async fn instructions_per_request(program: &Program, user: Option<&str>) -> Valu
         .expect("valgrind");
     let process = Process(child);
     let base = format!("http://localhost:{}", program.port);
-    let url = format!("{base}/auth/user");
+    let url = format!("{base}{path}");
     let up = async {
         loop {
             if std::net::TcpStream::connect(("127.0.0.1", program.port)).is_ok() {
@@ -565,7 +577,14 @@ async fn instructions_per_request(program: &Program, user: Option<&str>) -> Valu
         let cookie = &cookie;
         async move {
             for _ in 0..n {
-                let mut request = http.get(url).header("X-CSRF", "1");
+                let mut request = if post {
+                    http.post(url)
+                        .header("Content-Type", "application/x-www-form-urlencoded")
+                        .body("")
+                } else {
+                    http.get(url)
+                }
+                .header("X-CSRF", "1");
                 if let Some(cookie) = cookie {
                     request = request.header("Cookie", cookie);
                 }
