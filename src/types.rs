@@ -4,7 +4,10 @@
 //! server functions that return these types sit beside the pages and
 //! components that call them.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// The role that opens `/admin`, everyone's notes and ending anyone's
 /// sessions: named once, for the UI and the server's `RequireRole<Admin>`.
@@ -123,6 +126,72 @@ impl UserView {
     }
 }
 
+/// The signed-in user as the `current_user` server function answers it:
+/// the view, and the view's JSON when the server made it once for the
+/// record it came from (the session layer keeps it per record and idle
+/// deadline, as for `GET /auth/user`), so answering writes that JSON as it
+/// is instead of serializing the view again on every call. In the browser
+/// it is only the view. Serializes exactly as [`UserView`] does (the JSON
+/// is kept only from `serde_json`, the codec of server functions and of
+/// the resources that carry it into the page).
+#[derive(Clone, Debug)]
+pub struct SignedInUser {
+    view: Arc<UserView>,
+    json: Option<Arc<RawValue>>,
+}
+
+impl SignedInUser {
+    /// The view, with its JSON made now (once, by whoever keeps it).
+    pub fn with_json(view: UserView) -> Self {
+        let json = serde_json::value::to_raw_value(&view).expect("a user view always serializes");
+        Self {
+            view: Arc::new(view),
+            json: Some(Arc::from(json)),
+        }
+    }
+
+    /// The view's JSON when it was made on the server.
+    pub fn json(&self) -> Option<&Arc<RawValue>> {
+        self.json.as_ref()
+    }
+
+    /// The view, for components that take it by value.
+    pub fn view(&self) -> UserView {
+        UserView::clone(&self.view)
+    }
+}
+
+impl From<UserView> for SignedInUser {
+    fn from(view: UserView) -> Self {
+        Self {
+            view: Arc::new(view),
+            json: None,
+        }
+    }
+}
+
+impl std::ops::Deref for SignedInUser {
+    type Target = UserView;
+    fn deref(&self) -> &UserView {
+        &self.view
+    }
+}
+
+impl Serialize for SignedInUser {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.json {
+            Some(json) => json.serialize(serializer),
+            None => self.view.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SignedInUser {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        UserView::deserialize(deserializer).map(Self::from)
+    }
+}
+
 /// One of the user's sessions, as `/sessions` lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionSummary {
@@ -212,6 +281,28 @@ impl leptos::server_fn::error::FromServerFnError for AppError {
     }
 }
 
+/// A user for tests.
+#[cfg(test)]
+pub(crate) fn sample_view() -> UserView {
+    UserView {
+        sub: "s".into(),
+        name: "alice liddell smith".into(),
+        preferred_username: None,
+        email: None,
+        email_verified: None,
+        picture: None,
+        roles: vec!["admin".into()],
+        session: SessionTimes {
+            created_at: 0,
+            idle_expires_at: 0,
+            absolute_expires_at: 0,
+            idle_timeout: 0,
+            access_token_expires_at: None,
+        },
+        id_token_claims: vec![],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,24 +346,35 @@ mod tests {
 
     #[test]
     fn initials_come_from_the_name() {
-        let user = UserView {
-            sub: "s".into(),
-            name: "alice liddell smith".into(),
-            preferred_username: None,
-            email: None,
-            email_verified: None,
-            picture: None,
-            roles: vec!["admin".into()],
-            session: SessionTimes {
-                created_at: 0,
-                idle_expires_at: 0,
-                absolute_expires_at: 0,
-                idle_timeout: 0,
-                access_token_expires_at: None,
-            },
-            id_token_claims: vec![],
-        };
+        let user = sample_view();
         assert_eq!(user.initials(), "AL");
         assert!(user.has_role("admin") && !user.has_role("user"));
+    }
+
+    /// The kept JSON is written as it is, and says exactly what the view
+    /// says; the browser reads it back as the view.
+    #[test]
+    fn a_signed_in_user_serializes_as_its_view() {
+        let mut view = sample_view();
+        view.name = "Quote \" \u{1b} end".into();
+        view.id_token_claims = vec![ClaimRow {
+            name: "acr".into(),
+            value: "1".into(),
+        }];
+        let plain = serde_json::to_string(&Some(&view)).unwrap();
+        let kept = SignedInUser::with_json(view.clone());
+        assert!(kept.json().is_some());
+        assert_eq!(serde_json::to_string(&Some(&kept)).unwrap(), plain);
+        let wrapped: Result<Option<SignedInUser>, ()> = Ok(Some(kept));
+        let wire = serde_json::to_string(&wrapped).unwrap();
+        assert_eq!(wire, format!("{{\"Ok\":{plain}}}"));
+        let back: Result<Option<SignedInUser>, ()> = serde_json::from_str(&wire).unwrap();
+        let back = back.unwrap().unwrap();
+        assert!(back.json().is_none(), "the browser keeps the view only");
+        assert_eq!(back.view(), view);
+        assert_eq!(
+            serde_json::to_string(&back).unwrap(),
+            serde_json::to_string(&view).unwrap()
+        );
     }
 }

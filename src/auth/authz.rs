@@ -79,11 +79,7 @@ where
 pub async fn server_fn_user() -> Result<(AuthState, CurrentUser), AppError> {
     use leptos::prelude::expect_context;
     let state = expect_context::<AuthState>();
-    let session: AuthSession = leptos_axum::extract().await.map_err(|e| {
-        respond(AppError::Failed {
-            message: e.to_string(),
-        })
-    })?;
+    let session = server_fn_session().await?;
     match session.signed_in(&state).await.map_err(ApiError::from)? {
         Some((record, idle_deadline)) => Ok((
             state,
@@ -95,6 +91,21 @@ pub async fn server_fn_user() -> Result<(AuthState, CurrentUser), AppError> {
         )),
         None => Err(ApiError::NotSignedIn.into()),
     }
+}
+
+/// The session of a server function's request: the one the server function
+/// route provided (see `server::build`), or, while a page renders on the
+/// server, taken from the request's parts. (Taking it from the parts clones
+/// them all again: callgrind counted 2.9k instructions of a 69k call.)
+pub async fn server_fn_session() -> Result<AuthSession, AppError> {
+    if let Some(session) = leptos::prelude::use_context::<AuthSession>() {
+        return Ok(session);
+    }
+    leptos_axum::extract().await.map_err(|e| {
+        respond(AppError::Failed {
+            message: e.to_string(),
+        })
+    })
 }
 
 /// [`server_fn_user`] that also needs role `R` (403 `AppError` otherwise).

@@ -10,7 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde_json::{json, Value};
+use serde_json::{json, value::RawValue, Value};
 use time::OffsetDateTime;
 
 use super::state::AuthState;
@@ -58,18 +58,22 @@ where
 /// `GET /auth/user`: 200 with the user and the session's deadlines. The
 /// JSON is made once per record and idle deadline (`DecodedRecords`).
 pub async fn user(State(state): State<AuthState>, user: CurrentUser) -> Response {
-    let idle = state.config.session.idle_timeout;
-    let make = || {
-        let view = user.session.view(&user.record, user.idle_deadline, idle);
-        Bytes::from(serde_json::to_vec(&view).expect("a user view always serializes"))
-    };
-    let json = match user.session.store_id() {
-        Some(id) => state
-            .decoded
-            .view_json(id, &user.record, user.idle_deadline, make),
-        None => make(),
-    };
-    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+    let signed_in = user.session.user(&state, &user.record, user.idle_deadline);
+    let json = signed_in.json().expect("made on the server with its JSON");
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Bytes::from_owner(JsonBody(json.clone())),
+    )
+        .into_response()
+}
+
+/// A kept JSON value as a response body, without copying it.
+struct JsonBody(Arc<RawValue>);
+
+impl AsRef<[u8]> for JsonBody {
+    fn as_ref(&self) -> &[u8] {
+        self.0.get().as_bytes()
+    }
 }
 
 /// `GET /auth/userinfo`: the user as the IdP's userinfo endpoint returns it

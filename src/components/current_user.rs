@@ -6,7 +6,7 @@ use leptos::prelude::*;
 
 use crate::{
     components::csrf_client::CsrfClient,
-    types::{AppError, UserView},
+    types::{AppError, SignedInUser, UserView},
 };
 
 /// Renders the pages for this user, with no session and no IdP: provided
@@ -16,7 +16,10 @@ use crate::{
 pub struct RenderedFor(pub UserView);
 
 /// The signed-in user (or `None`), loaded once per page load and shared.
-pub type UserResource = Resource<Result<Option<UserView>, AppError>>;
+/// (On the server the user carries its JSON, made once per session record:
+/// the answer to the server function and the page's hydration data write
+/// it as it is.)
+pub type UserResource = Resource<Result<Option<SignedInUser>, AppError>>;
 
 /// Starts loading the user for this page and provides it to every component.
 pub fn provide_current_user() -> UserResource {
@@ -33,16 +36,11 @@ pub fn provide_current_user() -> UserResource {
 /// it; a visitor on a public page is not an error.) A session store that
 /// cannot be read also answers `None`: failing closed, as anonymous.
 #[server(client = CsrfClient)]
-pub async fn current_user() -> Result<Option<UserView>, AppError> {
-    use crate::auth::{api_error::respond, session::AuthSession};
+pub async fn current_user() -> Result<Option<SignedInUser>, AppError> {
     if let Some(RenderedFor(user)) = use_context::<RenderedFor>() {
-        return Ok(Some(user));
+        return Ok(Some(user.into()));
     }
-    let session: AuthSession = leptos_axum::extract().await.map_err(|e| {
-        respond(AppError::Failed {
-            message: e.to_string(),
-        })
-    })?;
+    let session = crate::auth::authz::server_fn_session().await?;
     let state = expect_context::<crate::auth::state::AuthState>();
-    Ok(session.user_view(&state).await)
+    Ok(session.signed_in_user(&state).await)
 }

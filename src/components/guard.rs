@@ -36,7 +36,7 @@ where
                 let children = children.clone();
                 Suspend::new(async move {
                     match user.await {
-                        Ok(Some(u)) => children(u).into_any(),
+                        Ok(Some(u)) => children(u.view()).into_any(),
                         Ok(None) => view! { <RedirectToLogin return_to/> }.into_any(),
                         Err(e) => view! { <p class="error">{format!("{error_prefix}{e}")}</p> }.into_any(),
                     }

@@ -162,10 +162,7 @@ fn current_path() -> String {
 pub async fn stay_signed_in() -> Result<SessionTimes, AppError> {
     let (state, user) = crate::auth::authz::server_fn_user().await?;
     let idle = state.config.session.idle_timeout;
-    Ok(user
-        .session
-        .view(&user.record, user.idle_deadline, idle)
-        .session)
+    Ok(user.session.times(&user.record, user.idle_deadline, idle))
 }
 
 #[cfg(feature = "hydrate")]

@@ -13,7 +13,7 @@ pub fn UserMenu() -> impl IntoView {
             <Transition fallback=|| ()>
                 {move || Suspend::new(async move {
                     match user.await {
-                        Ok(Some(u)) => view! { <SignedIn user=u/> }.into_any(),
+                        Ok(Some(u)) => view! { <SignedIn user=u.view()/> }.into_any(),
                         _ => view! { <SignInLinks/> }.into_any(),
                     }
                 })}

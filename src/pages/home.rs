@@ -17,7 +17,7 @@ pub fn HomePage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match user.await {
                         Ok(Some(u)) => view! {
-                            <p class="welcome">"Welcome back, " <strong>{u.name}</strong> "."</p>
+                            <p class="welcome">"Welcome back, " <strong>{u.name.clone()}</strong> "."</p>
                             <p><a class="button primary" href="/profile">"See your profile"</a></p>
                         }.into_any(),
                         _ => view! { <p class="actions"><SignInLinks/></p> }.into_any(),

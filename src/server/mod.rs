@@ -34,6 +34,7 @@ use crate::{
     auth::{
         self,
         csrf::{self, Rule},
+        session::AuthSession,
         state::AuthState,
     },
 };
@@ -94,10 +95,20 @@ pub async fn build_with_clock(
         .fold(Router::new(), |router, (path, method)| {
             let filter = MethodFilter::try_from(method.clone())
                 .expect("server functions use GET, POST, PUT, PATCH or DELETE");
-            let context = provide_auth.clone();
+            let provide_auth = provide_auth.clone();
             router.route(
                 path,
                 on(filter, move |request: Request| {
+                    // The request's session as context, so a server function
+                    // need not clone the request's parts to extract it.
+                    let session = AuthSession::of_request(request.extensions());
+                    let provide_auth = provide_auth.clone();
+                    let context = move || {
+                        provide_auth();
+                        if let Some(session) = session.clone() {
+                            leptos::prelude::provide_context(session);
+                        }
+                    };
                     handle_server_fns_with_context(context, request)
                 }),
             )

@@ -1,22 +1,29 @@
 //! Records already decoded, so a signed-in request does not parse its 5 KiB
 //! record again: the session data holds the record as one JSON string
-//! (`record.rs`), and the decoded record is kept beside a copy of that
-//! string. A request's string that is byte for byte the kept one gets the
-//! kept record; any other string is decoded. What is served is therefore
-//! always what the request's own copy of the session says (a pure function
-//! of its bytes): this cache cannot be stale, whatever the store does.
+//! (`record.rs`) that starts with a tag made fresh for each encoding, and
+//! the decoded record is kept beside that tag. A request's string with the
+//! kept tag is the kept encoding and gets the kept record; any other string
+//! is decoded. What is served is therefore always what the request's own
+//! copy of the session says (a pure function of its bytes): this cache
+//! cannot be stale, whatever the store does. (Only `encode_record` writes
+//! these strings, with 122 random bits per tag; the store is ours, not the
+//! browser's: the cookie carries only the session id.) A string stored
+//! before tags is compared whole.
 //!
-//! The JSON of the user view (`GET /auth/user`) is kept with the record too,
-//! for the idle deadline it was made with: it is a function of the two.
+//! The user view and its JSON (`GET /auth/user`, the `current_user` server
+//! function) are kept with the record too, for the idle deadline they were
+//! made with: they are a function of the two.
 
 use std::{sync::Arc, sync::Mutex};
 
-use axum::body::Bytes;
 use time::OffsetDateTime;
 use tower_sessions::session::Id;
 
-use super::record::SessionRecord;
-use crate::server::store::IdMap;
+use super::record::{split_tag, SessionRecord};
+use crate::{
+    server::store::IdMap,
+    types::{SignedInUser, UserView},
+};
 
 /// At most this many sessions are kept (a string and its decoded record,
 /// roughly 12 KiB each, so about 50 MiB); past it, an arbitrary one makes
@@ -29,23 +36,26 @@ pub struct DecodedRecords(Mutex<IdMap<Kept>>);
 
 #[derive(Debug)]
 struct Kept {
-    /// The bytes `record` was decoded from.
-    encoded: String,
+    /// The tag of the encoding `record` was decoded from (or, for a record
+    /// stored before tags, the whole encoding): a tag is never written twice.
+    same: String,
     record: Arc<SessionRecord>,
-    /// The user view's JSON for `record` at an idle deadline.
-    view: Option<(OffsetDateTime, Bytes)>,
+    /// The user (view and JSON) for `record` at an idle deadline.
+    view: Option<(OffsetDateTime, SignedInUser)>,
 }
 
 impl DecodedRecords {
     /// The record the JSON string `encoded` (session `id`'s) decodes to;
     /// `None` when it is not a record.
     pub fn decode(&self, id: Id, encoded: &str) -> Option<Arc<SessionRecord>> {
+        let (tag, json) = split_tag(encoded);
+        let same = tag.unwrap_or(encoded);
         if let Some(kept) = self.kept().get(&id) {
-            if kept.encoded == encoded {
+            if kept.same == same {
                 return Some(kept.record.clone());
             }
         }
-        let record = Arc::new(serde_json::from_str::<SessionRecord>(encoded).ok()?);
+        let record = Arc::new(serde_json::from_str::<SessionRecord>(json).ok()?);
         let mut kept = self.kept();
         if kept.len() >= CAPACITY && !kept.contains_key(&id) {
             if let Some(any) = kept.keys().next().copied() {
@@ -55,7 +65,7 @@ impl DecodedRecords {
         kept.insert(
             id,
             Kept {
-                encoded: encoded.to_string(),
+                same: same.to_string(),
                 record: record.clone(),
                 view: None,
             },
@@ -63,30 +73,31 @@ impl DecodedRecords {
         Some(record)
     }
 
-    /// The user view's JSON for `record` (as [`Self::decode`] gave it for
-    /// session `id`) at idle deadline `deadline`: `make` makes it, once.
-    pub fn view_json(
+    /// The signed-in user for `record` (as [`Self::decode`] gave it for
+    /// session `id`) at idle deadline `deadline`, with its JSON: `make`
+    /// makes the view, and its JSON is made, once per record and deadline.
+    pub fn user(
         &self,
         id: Id,
         record: &Arc<SessionRecord>,
         deadline: OffsetDateTime,
-        make: impl FnOnce() -> Bytes,
-    ) -> Bytes {
+        make: impl FnOnce() -> UserView,
+    ) -> SignedInUser {
         let same = |kept: &Kept| Arc::ptr_eq(&kept.record, record);
         if let Some(Kept {
-            view: Some((at, json)),
+            view: Some((at, user)),
             ..
         }) = self.kept().get(&id).filter(|k| same(k))
         {
             if *at == deadline {
-                return json.clone();
+                return user.clone();
             }
         }
-        let json = make();
+        let user = SignedInUser::with_json(make());
         if let Some(kept) = self.kept().get_mut(&id).filter(|k| same(k)) {
-            kept.view = Some((deadline, json.clone()));
+            kept.view = Some((deadline, user.clone()));
         }
-        json
+        user
     }
 
     fn kept(&self) -> std::sync::MutexGuard<'_, IdMap<Kept>> {
@@ -97,7 +108,10 @@ impl DecodedRecords {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::session::record::{encode_record, sample_record};
+    use crate::{
+        auth::session::record::{encode_record, sample_record},
+        types::sample_view,
+    };
 
     /// The same session id with other bytes (new tokens, a removed role) is
     /// decoded again, never answered from what was kept.
@@ -116,6 +130,19 @@ mod tests {
         let b = cache.decode(id, changed.as_str().unwrap()).unwrap();
         assert!(b.roles.is_empty(), "decoded from the new bytes");
         assert!(cache.decode(id, "not a record").is_none());
+        let untagged = serde_json::to_string(&sample_record()).unwrap();
+        let c = cache.decode(id, &untagged).unwrap();
+        assert!(
+            Arc::ptr_eq(&c, &cache.decode(id, &untagged).unwrap()),
+            "kept whole"
+        );
+        let mut changed = sample_record();
+        changed.sid = None;
+        let changed = serde_json::to_string(&changed).unwrap();
+        assert!(
+            cache.decode(id, &changed).unwrap().sid.is_none(),
+            "compared whole"
+        );
         assert_eq!(
             cache.decode(id, first.as_str().unwrap()).unwrap().roles,
             vec!["user".to_string()]
@@ -132,23 +159,30 @@ mod tests {
         let record = cache.decode(id, encoded.as_str().unwrap()).unwrap();
         let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         let made = std::cell::Cell::new(0);
-        let make = |what: &'static str| {
+        let make = |name: &'static str| {
             made.set(made.get() + 1);
-            Bytes::from_static(what.as_bytes())
+            let mut view = sample_view();
+            view.name = name.into();
+            view
         };
-        assert_eq!(cache.view_json(id, &record, at, || make("one")), "one");
-        assert_eq!(cache.view_json(id, &record, at, || make("two")), "one");
+        let name = |user: SignedInUser| {
+            let json: serde_json::Value = serde_json::from_str(user.json().unwrap().get()).unwrap();
+            assert_eq!(json["name"], user.name, "the JSON is the view's");
+            user.name.clone()
+        };
+        assert_eq!(name(cache.user(id, &record, at, || make("one"))), "one");
+        assert_eq!(name(cache.user(id, &record, at, || make("two"))), "one");
         assert_eq!(made.get(), 1);
         let later = at + time::Duration::minutes(1);
         assert_eq!(
-            cache.view_json(id, &record, later, || make("three")),
+            name(cache.user(id, &record, later, || make("three"))),
             "three"
         );
         let mut changed = sample_record();
         changed.roles.clear();
         let changed = encode_record(&changed);
         let other = cache.decode(id, changed.as_str().unwrap()).unwrap();
-        assert_eq!(cache.view_json(id, &other, later, || make("four")), "four");
+        assert_eq!(name(cache.user(id, &other, later, || make("four"))), "four");
         assert_eq!(made.get(), 3);
     }
 }

@@ -59,6 +59,11 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthSession {
 }
 
 impl AuthSession {
+    /// The session the session layer put in a request's extensions.
+    pub fn of_request(extensions: &axum::http::Extensions) -> Option<Self> {
+        extensions.get::<Session>().cloned().map(Self)
+    }
+
     /// The id of this request's session if it exists in the store (loading
     /// it first: a cookie naming an ended session has no id).
     async fn live_id(&self) -> Result<Option<tower_sessions::session::Id>, SessionError> {

@@ -105,13 +105,42 @@ impl SessionRecord {
 /// to clone and parses straight into the record, where a value tree is a
 /// hundred allocations to clone, convert and drop (`make bench` measured the
 /// difference: see the README's Performance section).
+///
+/// The string starts with a tag made fresh for this encoding (the 32 hex
+/// digits of a random v4 UUID, 122 random bits), then the JSON. Two strings
+/// with the same tag are the same encoding, so `DecodedRecords` knows a
+/// request carries the bytes it already decoded by comparing 32 bytes
+/// instead of reading 5 KiB it no longer has in cache (and keeps the tag,
+/// not a second copy of the record). Strings from before the tag (plain
+/// JSON, starting with `{`) still read, and are compared whole.
 pub fn encode_record(record: &SessionRecord) -> Value {
-    Value::String(serde_json::to_string(record).expect("a session record always serializes"))
+    let mut tagged = Vec::with_capacity(TAG_LEN + 6 * 1024);
+    tagged.extend_from_slice(
+        uuid::Uuid::new_v4()
+            .simple()
+            .encode_lower(&mut uuid::Uuid::encode_buffer())
+            .as_bytes(),
+    );
+    serde_json::to_writer(&mut tagged, record).expect("a session record always serializes");
+    Value::String(String::from_utf8(tagged).expect("hex and JSON are UTF-8"))
+}
+
+/// The length of an encoding's tag.
+const TAG_LEN: usize = 32;
+
+/// An encoded record's tag (`None` before tags were written) and its JSON.
+pub fn split_tag(encoded: &str) -> (Option<&str>, &str) {
+    // A JSON record starts with `{`; a tag never does, and is followed by one.
+    if !encoded.starts_with('{') && encoded.as_bytes().get(TAG_LEN) == Some(&b'{') {
+        let (tag, json) = encoded.split_at(TAG_LEN);
+        return (Some(tag), json);
+    }
+    (None, encoded)
 }
 
 /// Reads a record written by [`encode_record`].
 pub fn decode_record(value: &Value) -> Option<SessionRecord> {
-    serde_json::from_str(value.as_str()?).ok()
+    serde_json::from_str(split_tag(value.as_str()?).1).ok()
 }
 
 /// The signed-in record inside a stored session's data, if there is one.
@@ -160,7 +189,15 @@ mod tests {
     fn records_round_trip_as_one_string() {
         let record = sample_record();
         let encoded = encode_record(&record);
-        assert!(encoded.is_string());
+        let (tag, json) = split_tag(encoded.as_str().unwrap());
+        let tag = tag.expect("tagged");
+        assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()) && json.starts_with('{'));
+        let other = encode_record(&record);
+        assert_ne!(
+            split_tag(other.as_str().unwrap()).0,
+            Some(tag),
+            "every encoding has its own tag, even of the same record"
+        );
         let again = decode_record(&encoded).expect("the string form reads");
         assert_eq!(again.sid.as_deref(), Some("s1"));
         assert_eq!(again.roles, vec!["user".to_string()]);
@@ -177,5 +214,12 @@ mod tests {
             })
         );
         assert!(decode_record(&json!("not a record")).is_none());
+        let untagged = json!(serde_json::to_string(&record).unwrap());
+        assert_eq!(split_tag(untagged.as_str().unwrap()).0, None);
+        assert_eq!(
+            decode_record(&untagged).unwrap().sid.as_deref(),
+            Some("s1"),
+            "records stored before the tag still read"
+        );
     }
 }

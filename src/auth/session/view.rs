@@ -1,12 +1,15 @@
 //! What the browser may see of a signed-in session: its deadlines
-//! ([`SessionTimes`]) and the user ([`UserView`]), built from the record.
+//! ([`SessionTimes`]) and the user ([`UserView`]), built from the record
+//! (and kept with its JSON per record and idle deadline).
+
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
 use super::{record::SessionRecord, AuthSession};
 use crate::{
     auth::state::AuthState,
-    types::{ClaimRow, SessionTimes, UserView},
+    types::{ClaimRow, SessionTimes, SignedInUser, UserView},
 };
 
 impl AuthSession {
@@ -50,13 +53,28 @@ impl AuthSession {
         }
     }
 
-    /// The view of the signed-in user, or `None` (also when the store fails:
-    /// failing closed means treating the request as anonymous).
-    pub async fn user_view(&self, state: &AuthState) -> Option<UserView> {
+    /// The signed-in user of `record` at `idle_deadline`, with the view's
+    /// JSON: made once per record and deadline (`DecodedRecords`), so that
+    /// `GET /auth/user` and the `current_user` server function answer a
+    /// read of an unchanged session without serializing it again.
+    pub fn user(
+        &self,
+        state: &AuthState,
+        record: &Arc<SessionRecord>,
+        idle_deadline: OffsetDateTime,
+    ) -> SignedInUser {
+        let make = || self.view(record, idle_deadline, state.config.session.idle_timeout);
+        match self.store_id() {
+            Some(id) => state.decoded.user(id, record, idle_deadline, make),
+            None => SignedInUser::with_json(make()),
+        }
+    }
+
+    /// The signed-in user, or `None` (also when the store fails: failing
+    /// closed means treating the request as anonymous).
+    pub async fn signed_in_user(&self, state: &AuthState) -> Option<SignedInUser> {
         match self.signed_in(state).await {
-            Ok(found) => found.map(|(record, deadline)| {
-                self.view(&record, deadline, state.config.session.idle_timeout)
-            }),
+            Ok(found) => found.map(|(record, deadline)| self.user(state, &record, deadline)),
             Err(e) => {
                 tracing::error!(error = %e, "session store unavailable; treating request as anonymous");
                 None
