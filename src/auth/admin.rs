@@ -8,6 +8,8 @@ use axum::{extract::State, Json};
 use super::{
     api_error::ApiError,
     authz::{Admin, RequireRole},
+    revoke::revoke_in_background,
+    session::record_from_data,
     sessions::summaries_of,
     user::CurrentUser,
 };
@@ -41,14 +43,25 @@ pub async fn end_sessions_of(
     admin: &CurrentUser,
     sub: &str,
 ) -> Result<usize, ApiError> {
+    let unavailable = |e: tower_sessions::session_store::Error| {
+        tracing::error!(error = %e, "admin: the session store cannot be reached");
+        ApiError::SessionStoreUnavailable
+    };
+    let owner = Owner::Sub(sub.to_string());
+    // Their tokens, read before the sessions end, to revoke after.
+    let records = state.store.records_of(&owner).await.map_err(unavailable)?;
     let ended = state
         .store
-        .end_sessions_of(&Owner::Sub(sub.to_string()))
+        .end_sessions_of(&owner)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "admin: the session store cannot be reached");
-            ApiError::SessionStoreUnavailable
-        })?;
+        .map_err(unavailable)?;
+    revoke_in_background(
+        state,
+        records
+            .iter()
+            .filter_map(|r| record_from_data(&r.data))
+            .collect(),
+    );
     if sub == admin.record.subject_key().as_str() {
         // Our own session was among them: make sure this response does not
         // save it back.

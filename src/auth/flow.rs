@@ -352,6 +352,7 @@ pub async fn logout(State(state): State<AuthState>, session: AuthSession) -> Res
         }
         None => None,
     };
+    super::revoke::revoke_in_background(&state, record.into_iter().collect());
     let (mut response, clear) = match end_session {
         Some(url) => (see_other(&url), r#""storage""#),
         None => (see_other("/"), r#""cookies", "storage""#),

@@ -52,6 +52,10 @@ impl IdpHttp {
     pub fn get(&self, url: &str) -> reqwest::RequestBuilder {
         self.client.get(self.route(url))
     }
+
+    pub fn post(&self, url: &str) -> reqwest::RequestBuilder {
+        self.client.post(self.route(url))
+    }
 }
 
 fn swap_origin(url: &str, from: &str, to: &str) -> String {

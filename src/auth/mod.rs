@@ -20,6 +20,7 @@ pub mod limits;
 pub mod refresh;
 pub mod relay;
 pub mod return_to;
+pub mod revoke;
 pub mod session;
 pub mod sessions;
 pub mod setup;

@@ -3,6 +3,7 @@
 
 use super::state::AuthState;
 
+use super::revoke::revoke_in_background;
 use super::session::{record_from_data, SessionError};
 use super::user::CurrentUser;
 use crate::{server::store::Owner, types::SessionSummary};
@@ -75,7 +76,7 @@ pub async fn end(
         .records_of(&Owner::Sub(me.subject_key().into_string()))
         .await
         .map_err(tower_sessions::session::Error::Store)?;
-    let mut ended = 0;
+    let mut ended = Vec::new();
     for stored in stored {
         let Some(record) = record_from_data(&stored.data) else {
             continue;
@@ -98,10 +99,12 @@ pub async fn end(
                 .await
                 .map_err(tower_sessions::session::Error::Store)?;
         }
-        ended += 1;
+        ended.push(record);
     }
-    tracing::info!(sub = %me.sub, ended, "sessions ended by their user");
-    Ok(ended)
+    let count = ended.len();
+    tracing::info!(sub = %me.sub, ended = count, "sessions ended by their user");
+    revoke_in_background(state, ended);
+    Ok(count)
 }
 
 /// "Firefox on Linux" from a User-Agent, good enough to recognise a device.

@@ -123,12 +123,15 @@ async fn admin_server_functions_answer_401_and_403_json() {
 
 #[tokio::test]
 async fn an_admin_ends_every_session_of_a_user() {
-    let idp = Idp::start().await;
+    let idp = Idp::start_with(&[("IDP_EXPOSE_TOKENS_FOR_TESTS", "1")]).await;
     let app = spawn_app(&idp.issuer).await;
     let bob_laptop = signed_in(&app, "bob").await;
     let bob_phone = signed_in(&app, "bob").await;
     let alice = signed_in(&app, "alice").await;
     let bob_sub = sub_of(&bob_laptop).await;
+    // Oldest first: bob's two, then alice's.
+    let tokens = idp.issued_refresh_tokens().await;
+    assert_eq!(tokens.len(), 3);
 
     let end = <AdminEndUserSessions as ServerFn>::PATH;
     let (status, body) = json_of(alice.server_fn(end, &[("sub", &bob_sub)]).await).await;
@@ -141,6 +144,9 @@ async fn an_admin_ends_every_session_of_a_user() {
         );
     }
     assert_eq!(alice.get_json("/auth/user").await.status(), StatusCode::OK);
+    // RFC 7009: their refresh tokens are revoked at the IdP, not alice's.
+    assert!(idp.revoked_soon(&tokens[0]).await && idp.revoked_soon(&tokens[1]).await);
+    assert!(idp.token_active(&tokens[2]).await);
 }
 
 async fn post_note(browser: &TestApp, text: &str) -> reqwest::Response {

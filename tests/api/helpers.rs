@@ -187,6 +187,60 @@ impl Idp {
         assert_eq!(response.status(), StatusCode::OK, "the IdP's role hook");
     }
 
+    /// The refresh tokens the IdP issued to the BFF, oldest first (needs
+    /// `IDP_EXPOSE_TOKENS_FOR_TESTS=1`).
+    pub async fn issued_refresh_tokens(&self) -> Vec<String> {
+        let issued: serde_json::Value = reqwest::get(format!(
+            "http://{}:{}/dev/issued-tokens",
+            self.host, self.port
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        issued["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["client_id"] == "gatehouse")
+            .filter_map(|t| t["refresh_token"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Whether the IdP still takes `token` (RFC 7662 introspection, as the
+    /// BFF's client).
+    pub async fn token_active(&self, token: &str) -> bool {
+        let answer: serde_json::Value = reqwest::Client::new()
+            .post(format!(
+                "{}/protocol/openid-connect/token/introspect",
+                self.issuer.replace("localhost", &self.host)
+            ))
+            .basic_auth("gatehouse", Some("gatehouse-dev-secret"))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["active"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("introspection answered {answer}"))
+    }
+
+    /// Whether `token` stops being active within 5 s (revocation at
+    /// sign-out runs in the background).
+    pub async fn revoked_soon(&self, token: &str) -> bool {
+        for _ in 0..50 {
+            if !self.token_active(token).await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     pub async fn stats(&self) -> serde_json::Value {
         reqwest::get(format!("http://{}:{}/dev/stats", self.host, self.port))
             .await

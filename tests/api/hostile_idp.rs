@@ -69,6 +69,8 @@ pub enum Defect {
     RefreshRotatedKey,
     /// `rp-userinfo-bad-sub-claim`: userinfo names another `sub`.
     UserinfoOtherSub,
+    /// The revocation endpoint never answers (a sign-out must not wait for it).
+    RevocationHangs,
 }
 
 impl Defect {
@@ -86,6 +88,9 @@ impl Defect {
     }
 }
 
+/// A revocation request as received: (Authorization header, form).
+pub type Revocation = (String, std::collections::HashMap<String, String>);
+
 #[derive(Clone)]
 pub struct Op {
     pub issuer: String,
@@ -94,6 +99,8 @@ pub struct Op {
     jwks_fetches: Arc<std::sync::atomic::AtomicUsize>,
     /// The nonce of the pending login, learned from the authorization URL.
     pub nonce: Arc<Mutex<String>>,
+    /// What reached the revocation endpoint.
+    pub revocations: Arc<Mutex<Vec<Revocation>>>,
 }
 
 fn now() -> SystemTime {
@@ -145,7 +152,8 @@ fn id_token(op: &Op) -> String {
         | Defect::RefreshOtherSub
         | Defect::RefreshOtherIss
         | Defect::RefreshRotatedKey
-        | Defect::UserinfoOtherSub => {
+        | Defect::UserinfoOtherSub
+        | Defect::RevocationHangs => {
             good(c(&op.issuer, "gatehouse", &nonce, in_5m, now()), &key, &at)
         }
         Defect::WrongAudience => good(
@@ -260,7 +268,26 @@ async fn discovery(State(op): State<Op>) -> Json<Value> {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "code_challenge_methods_supported": ["S256"],
+        "revocation_endpoint": format!("{}/revoke", op.issuer),
     }))
+}
+
+/// RFC 7009: records what was sent, answers 200 (or never, when it hangs).
+async fn revoke(
+    State(op): State<Op>,
+    headers: axum::http::HeaderMap,
+    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
+) -> StatusCode {
+    if matches!(op.defect, Defect::RevocationHangs) {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    }
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    op.revocations.lock().unwrap().push((auth, form));
+    StatusCode::OK
 }
 
 async fn jwks(State(op): State<Op>) -> Json<Value> {
@@ -333,12 +360,14 @@ pub async fn start_op(defect: Defect) -> Op {
         defect,
         jwks_fetches: Default::default(),
         nonce: Arc::new(Mutex::new(String::new())),
+        revocations: Default::default(),
     };
     let router = Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/jwks", get(jwks))
         .route("/token", post(token))
         .route("/userinfo", get(userinfo))
+        .route("/revoke", post(revoke))
         .with_state(op.clone());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     op
@@ -490,4 +519,63 @@ async fn rp_userinfo_bad_sub_claim() {
     assert_eq!(body["error"], "userinfo_invalid");
     assert!(!body.to_string().contains("someone-else"), "{body}");
     assert_eq!(user, StatusCode::OK, "the session stays");
+}
+
+/// RFC 7009 at sign-out: the session's refresh token goes to the
+/// revocation endpoint discovery names, with the hint and the client's
+/// authentication; only after the session has ended.
+#[tokio::test]
+async fn logout_revokes_the_refresh_token() {
+    let op = start_op(Defect::None).await;
+    let app = spawn_app(&op.issuer).await;
+    assert_eq!(login_at(&op, &app).await.status(), StatusCode::SEE_OTHER);
+    assert!(op.revocations.lock().unwrap().is_empty());
+    assert_eq!(app.logout().await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let sent = wait_for(|| op.revocations.lock().unwrap().first().cloned()).await;
+    let (auth, form) = sent.expect("a revocation request within 5 s");
+    assert!(auth.starts_with("Basic "), "client_secret_basic: {auth}");
+    assert_eq!(
+        form.get("token").map(String::as_str),
+        Some("hostile-refresh-token")
+    );
+    assert_eq!(
+        form.get("token_type_hint").map(String::as_str),
+        Some("refresh_token")
+    );
+    assert_eq!(op.revocations.lock().unwrap().len(), 1, "once");
+}
+
+/// A revocation endpoint that never answers costs the sign-out nothing: the
+/// session ends and the browser is redirected at once.
+#[tokio::test]
+async fn a_hanging_revocation_endpoint_does_not_hold_the_sign_out() {
+    let op = start_op(Defect::RevocationHangs).await;
+    let app = spawn_app(&op.issuer).await;
+    assert_eq!(login_at(&op, &app).await.status(), StatusCode::SEE_OTHER);
+    let started = std::time::Instant::now();
+    assert_eq!(app.logout().await.status(), StatusCode::SEE_OTHER);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the sign-out waited {:?} for the revocation endpoint",
+        started.elapsed()
+    );
+    assert_eq!(
+        app.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// Polls `f` every 50 ms for up to 5 s.
+async fn wait_for<T>(f: impl Fn() -> Option<T>) -> Option<T> {
+    for _ in 0..100 {
+        if let Some(found) = f() {
+            return Some(found);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
 }

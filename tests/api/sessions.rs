@@ -120,3 +120,38 @@ async fn the_sessions_page_lists_them_and_redirects_anonymous_visitors() {
     );
     assert!(!html.contains(&app.session_cookie().unwrap()));
 }
+
+/// RFC 7009: ending a session revokes its refresh token at the IdP (the
+/// dev IdP, asked by introspection), and only its own: the session that
+/// ended it keeps a working token. Sign-out does the same for its session.
+#[tokio::test]
+async fn ending_a_session_revokes_its_refresh_token_at_the_idp() {
+    let idp = Idp::start_with(&[("IDP_EXPOSE_TOKENS_FOR_TESTS", "1")]).await;
+    let laptop = spawn_app(&idp.issuer).await;
+    let phone = laptop.second_browser();
+    laptop.login("alice", "alice").await;
+    let laptop_token = idp.issued_refresh_tokens().await.pop().expect("issued");
+    phone.login("alice", "alice").await;
+    let phone_token = idp.issued_refresh_tokens().await.pop().expect("issued");
+    assert_ne!(laptop_token, phone_token);
+    assert!(idp.token_active(&laptop_token).await && idp.token_active(&phone_token).await);
+
+    let response = laptop
+        .server_fn(<EndOtherSessions as ServerFn>::PATH, &[])
+        .await;
+    assert_eq!(response.json::<Value>().await.unwrap(), 1);
+    assert!(
+        idp.revoked_soon(&phone_token).await,
+        "the ended session's refresh token still works at the IdP"
+    );
+    assert!(
+        idp.token_active(&laptop_token).await,
+        "the session that stays keeps its token"
+    );
+
+    assert_eq!(laptop.logout().await.status(), StatusCode::SEE_OTHER);
+    assert!(
+        idp.revoked_soon(&laptop_token).await,
+        "sign-out leaves the refresh token working at the IdP"
+    );
+}

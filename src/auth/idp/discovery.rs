@@ -92,6 +92,14 @@ impl Discovered {
             .authorization_response_iss_parameter_supported
     }
 
+    pub fn revocation_endpoint(&self) -> Option<&str> {
+        self.metadata
+            .additional_metadata()
+            .additional_metadata
+            .revocation_endpoint
+            .as_deref()
+    }
+
     pub fn end_session_endpoint(&self) -> Option<&EndSessionUrl> {
         self.metadata
             .additional_metadata()

@@ -1,6 +1,7 @@
 //! The OpenID Connect calls to the IdP, made with the `openidconnect` client:
 //! the code exchange and the refresh grant (each with ID token verification),
-//! userinfo, and the end-session URL for RP-initiated logout.
+//! userinfo, and the end-session URL for RP-initiated logout; and token
+//! revocation (RFC 7009), sent with our own HTTP client.
 
 use std::sync::Arc;
 
@@ -18,7 +19,10 @@ use super::{
     types::{GhIdToken, GhIdTokenClaims, GhTokenResponse, OtherClaims},
     Idp, IdpError,
 };
-use crate::server::{clock::Clock, config::IdpConfig};
+use crate::server::{
+    clock::Clock,
+    config::{is_loopback_host, IdpConfig},
+};
 
 impl Discovered {
     /// `exp` and `iat` are checked against `clock`.
@@ -180,6 +184,54 @@ impl Idp {
             _ => Err(IdpError::BadResponse(
                 "userinfo is not a JSON object".into(),
             )),
+        }
+    }
+
+    /// RFC 7009 §2.1: revokes a refresh token at the IdP's revocation
+    /// endpoint, with `token_type_hint=refresh_token` and the client's
+    /// authentication (`client_secret_basic`, as at the token endpoint).
+    /// `Ok(false)` when discovery names no endpoint. An IdP answers 200 for
+    /// a token it no longer knows (§2.2), so success says only that the
+    /// token is no longer valid.
+    ///
+    /// Sent with our HTTP client rather than `openidconnect`'s `revoke_token`,
+    /// which refuses any `http` endpoint: the endpoint must use TLS (§2), as
+    /// our configuration rule has it for every IdP URL, except on loopback,
+    /// where the dev IdP runs.
+    pub async fn revoke_refresh_token(&self, token: &RefreshToken) -> Result<bool, IdpError> {
+        let provider = self.provider().await?;
+        let Some(endpoint) = provider.revocation_endpoint() else {
+            return Ok(false);
+        };
+        let misconfigured =
+            |why: String| IdpError::Misconfigured(format!("revocation_endpoint: {why}"));
+        let url = url::Url::parse(endpoint).map_err(|e| misconfigured(e.to_string()))?;
+        if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback_host(&url)) {
+            return Err(misconfigured("not https (RFC 7009 §2)".into()));
+        }
+        // RFC 6749 §2.3.1: the id and secret are form-encoded, then Basic.
+        let encode =
+            |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let response = self
+            .http
+            .post(url.as_str())
+            .basic_auth(
+                encode(self.idp.client_id.as_str()),
+                Some(encode(self.idp.client_secret.secret())),
+            )
+            .form(&[
+                ("token", token.secret().as_str()),
+                ("token_type_hint", "refresh_token"),
+            ])
+            .send()
+            .await
+            .map_err(|e| IdpError::Unreachable(e.without_url().to_string()))?;
+        match response.status() {
+            status if status.is_success() => Ok(true),
+            status if status.is_server_error() => Err(IdpError::Unreachable(format!(
+                "revocation answered {status}"
+            ))),
+            status => Err(IdpError::Rejected(format!("revocation answered {status}"))),
         }
     }
 

@@ -35,6 +35,10 @@ pub struct ExtraProviderMetadata {
     pub authorization_response_iss_parameter_supported: bool,
     #[serde(default)]
     pub code_challenge_methods_supported: Option<Vec<String>>,
+    /// RFC 7009 / RFC 8414 §2: where tokens are revoked. Kept as text and
+    /// parsed when used, so a malformed one costs revocation, not sign-in.
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
 }
 impl AdditionalProviderMetadata for ExtraProviderMetadata {}
 

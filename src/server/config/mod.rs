@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 pub use idp::{IdpConfig, DEFAULT_PROVIDER, DEV_CLIENT_SECRET};
 pub use safety::without_password;
-pub use values::{parse_duration, BaseUrl, Remote, StoreUrl};
+pub use values::{is_loopback_host, parse_duration, BaseUrl, Remote, StoreUrl};
 
 use idp::{parse_provider_names, provider_prefix, read_provider};
 use safety::refuse_insecure;

@@ -183,7 +183,7 @@ pub(super) fn parse_store(raw: &str) -> Result<StoreUrl, String> {
 }
 
 /// Whether `url` names this machine (`localhost`, 127.0.0.0/8, `::1`).
-pub(super) fn is_loopback_host(url: &Url) -> bool {
+pub fn is_loopback_host(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

@@ -1,0 +1,58 @@
+//! Revocation at sign-out (RFC 7009): when a session ends (logout, ending a
+//! session from `/sessions` or `/admin`, back-channel logout), its refresh
+//! token is revoked at the IdP's `revocation_endpoint`, when discovery names
+//! one, so a copy of the token taken before the sign-out is worthless after
+//! it (RFC 9700 §4.14.2 asks for refresh tokens to be revocable; the IETF
+//! browser-based-apps draft §6.1 has the BFF revoke what it holds at logout).
+//!
+//! Best effort and never in the way: the session has already ended in the
+//! store when this starts; the calls run on their own task, each bounded by
+//! [`REVOKE_WITHIN`], and a failure is logged (the user and provider, never
+//! the token) without touching the response.
+
+use std::time::Duration;
+
+use super::{session::SessionRecord, state::AuthState};
+
+/// How long one revocation call may take before it is given up.
+pub const REVOKE_WITHIN: Duration = Duration::from_secs(5);
+
+/// Revokes, in the background, the refresh tokens of sessions that have
+/// just ended.
+pub fn revoke_in_background(state: &AuthState, ended: Vec<SessionRecord>) {
+    let ended: Vec<_> = ended
+        .into_iter()
+        .filter(|record| record.tokens.refresh_token.is_some())
+        .collect();
+    if ended.is_empty() {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        for record in ended {
+            revoke(&state, &record).await;
+        }
+    });
+}
+
+async fn revoke(state: &AuthState, record: &SessionRecord) {
+    let (Some(token), Some(oidc)) = (
+        &record.tokens.refresh_token,
+        state.idps.of(record.idp.as_deref()),
+    ) else {
+        return;
+    };
+    let idp = oidc.config().name.as_str();
+    match tokio::time::timeout(REVOKE_WITHIN, oidc.revoke_refresh_token(token)).await {
+        Ok(Ok(true)) => tracing::info!(sub = %record.sub, idp, "refresh token revoked"),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(sub = %record.sub, idp, error = %e, "refresh token not revoked")
+        }
+        Err(_) => tracing::warn!(
+            sub = %record.sub,
+            idp,
+            "refresh token not revoked: the revocation endpoint did not answer in time"
+        ),
+    }
+}
