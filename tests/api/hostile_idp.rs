@@ -71,6 +71,15 @@ pub enum Defect {
     UserinfoOtherSub,
     /// The revocation endpoint never answers (a sign-out must not wait for it).
     RevocationHangs,
+    /// The token endpoint refuses the code with 403 `invalid_code` (not
+    /// RFC 6749's 400 `invalid_grant`), as some providers do.
+    TokenForbidden,
+    /// The token endpoint fails with a 500 HTML page.
+    TokenServerError,
+    /// The token endpoint answers 502 with an empty body.
+    TokenEmptyError,
+    /// Login is fine; the refresh grant gets a 500 HTML page.
+    RefreshServerError,
 }
 
 impl Defect {
@@ -80,6 +89,7 @@ impl Defect {
         matches!(
             self,
             Self::RefreshGood
+                | Self::RefreshServerError
                 | Self::RefreshOtherSub
                 | Self::RefreshOtherIss
                 | Self::RefreshRotatedKey
@@ -153,7 +163,11 @@ fn id_token(op: &Op) -> String {
         | Defect::RefreshOtherIss
         | Defect::RefreshRotatedKey
         | Defect::UserinfoOtherSub
-        | Defect::RevocationHangs => {
+        | Defect::RevocationHangs
+        | Defect::TokenForbidden
+        | Defect::TokenServerError
+        | Defect::TokenEmptyError
+        | Defect::RefreshServerError => {
             good(c(&op.issuer, "gatehouse", &nonce, in_5m, now()), &key, &at)
         }
         Defect::WrongAudience => good(
@@ -313,7 +327,30 @@ async fn jwks(State(op): State<Op>) -> Json<Value> {
 async fn token(
     State(op): State<Op>,
     axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
-) -> Json<Value> {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match op.defect {
+        Defect::TokenForbidden => {
+            return (
+                StatusCode::FORBIDDEN,
+                Json(json!({"error": "invalid_code", "error_description": "code not valid"})),
+            )
+                .into_response()
+        }
+        Defect::TokenServerError | Defect::RefreshServerError
+            if op.defect.after_login()
+                == (form.get("grant_type").map(String::as_str) == Some("refresh_token")) =>
+        {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(axum::http::header::CONTENT_TYPE, "text/html")],
+                "<html><body>Internal Server Error</body></html>",
+            )
+                .into_response()
+        }
+        Defect::TokenEmptyError => return StatusCode::BAD_GATEWAY.into_response(),
+        _ => {}
+    }
     let id_token = if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
         // A refresh answer carries no nonce (OIDC Core §12.2).
         match op.defect {
@@ -342,6 +379,7 @@ async fn token(
         "refresh_token": "hostile-refresh-token",
         "id_token": id_token,
     }))
+    .into_response()
 }
 
 async fn userinfo(State(op): State<Op>) -> Json<Value> {
@@ -481,6 +519,16 @@ async fn userinfo_after_expiry(defect: Defect) -> (StatusCode, Value, StatusCode
     (status, body, app.get_json("/auth/user").await.status())
 }
 
+/// A token endpoint failing during a refresh (a 500 HTML page) is the IdP
+/// being unavailable, not a refusal: the request gets 503 and the session
+/// stays (it is not ended on an IdP hiccup), holding no newer tokens.
+#[tokio::test]
+async fn a_failing_token_endpoint_does_not_end_the_session_at_refresh() {
+    let (status, body, user) = userinfo_after_expiry(Defect::RefreshServerError).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(user, StatusCode::SERVICE_UNAVAILABLE, "kept, not ended");
+}
+
 #[tokio::test]
 async fn a_good_refresh_keeps_the_session() {
     let (status, body, user) = userinfo_after_expiry(Defect::RefreshGood).await;
@@ -578,4 +626,42 @@ async fn wait_for<T>(f: impl Fn() -> Option<T>) -> Option<T> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     None
+}
+
+/// A token endpoint that refuses the code in a way RFC 6749 does not name,
+/// or fails outright, ends the login on the sign-in error page with a reason
+/// (never a 500 of ours), and no session.
+#[tokio::test]
+async fn token_endpoint_errors_end_the_login_with_a_clear_page() {
+    for (defect, status, reason) in [
+        (
+            Defect::TokenForbidden,
+            StatusCode::BAD_REQUEST,
+            "code_rejected",
+        ),
+        (
+            Defect::TokenServerError,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "idp_unreachable",
+        ),
+        (
+            Defect::TokenEmptyError,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "idp_unreachable",
+        ),
+    ] {
+        let (app, response) = login_through(defect).await;
+        assert_eq!(response.status(), status, "{defect:?}");
+        let html = response.text().await.unwrap();
+        assert!(
+            html.contains(&format!("data-reason=\"{reason}\"")),
+            "{defect:?}: {html}"
+        );
+        assert!(html.contains("Try again"), "{defect:?}: a way on");
+        assert_eq!(
+            app.get_json("/auth/user").await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{defect:?} must leave no session"
+        );
+    }
 }

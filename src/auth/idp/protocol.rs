@@ -252,13 +252,33 @@ impl Idp {
     }
 }
 
+/// What a failed token-endpoint call means. An OAuth error (RFC 6749 §5.2,
+/// whatever its status and code: some providers answer 403 `invalid_code`)
+/// is a refusal. An answer that is no token response at all (an HTML error
+/// page, an empty body, JSON without `access_token`: a proxy or a failing
+/// IdP) says the IdP could not answer, like a network error: the login ends
+/// with "try again", and a refresh keeps the session and answers 503
+/// rather than ending it on an IdP hiccup. A token response that does not
+/// parse (e.g. an ID token that is not a JWT) is a bad answer: fail closed.
 fn token_error<RE: std::error::Error + 'static>(
     e: RequestTokenError<RE, StandardErrorResponse<CoreErrorResponseType>>,
 ) -> IdpError {
     match e {
         RequestTokenError::ServerResponse(r) => IdpError::Rejected(r.error().to_string()),
         RequestTokenError::Request(e) => IdpError::Unreachable(e.to_string()),
-        RequestTokenError::Parse(e, _) => IdpError::BadResponse(e.to_string()),
-        RequestTokenError::Other(e) => IdpError::BadResponse(e),
+        RequestTokenError::Parse(e, body) if is_token_response(&body) => {
+            IdpError::BadResponse(e.to_string())
+        }
+        RequestTokenError::Parse(_, body) => IdpError::Unreachable(format!(
+            "the token endpoint answered no token response ({} bytes)",
+            body.len()
+        )),
+        // oauth2's words for an empty body or a content type other than JSON.
+        RequestTokenError::Other(e) => IdpError::Unreachable(format!("the token endpoint: {e}")),
     }
+}
+
+/// Whether `body` is a JSON object with an `access_token` member.
+fn is_token_response(body: &[u8]) -> bool {
+    serde_json::from_slice::<Map<String, Value>>(body).is_ok_and(|m| m.contains_key("access_token"))
 }
