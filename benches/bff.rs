@@ -326,6 +326,44 @@ async fn run() {
         );
         return;
     }
+    if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "many") {
+        // For chasing the one-session / many-sessions gap by hand: on one
+        // store (`BENCH_STORE`: memory, sqlite or redis; memory if unset),
+        // the ceiling, then one session and 1,000 in turn, three times, so
+        // a change can be compared within one run.
+        let store = std::env::var("BENCH_STORE").unwrap_or_else(|_| "memory".into());
+        let idp = Idp::start_with(&[("IDP_ACCESS_TOKEN_TTL", "3600")]).await;
+        let redis = Redis::start().await;
+        let sqlite_dir = tempdir("sqlite");
+        let url = match store.as_str() {
+            "redis" => redis.url.clone(),
+            "sqlite" => format!("sqlite://{}/sessions.db", sqlite_dir.display()),
+            _ => "memory".to_string(),
+        };
+        let (_process, app) = start_app(&idp.issuer, &url).await;
+        app.login("alice", "alice").await;
+        let cookie = format!(
+            "gatehouse_session={}",
+            app.session_cookie().expect("signed in")
+        );
+        let user_json = app.get_json("/auth/user").await.bytes().await.unwrap();
+        let ceiling = bare_ceiling(&user_json).requests_per_sec;
+        let cookies = sign_in_many(&app, MANY_SESSIONS).await;
+        let auth = [("Cookie", cookie.as_str()), ("X-CSRF", "1")];
+        for round in 1..=3 {
+            let one = wrk(&app.url("/auth/user"), &auth, false);
+            let many = wrk_spread(&app.url("/auth/user"), &[("X-CSRF", "1")], &cookies);
+            println!(
+                "{store} round {round}: one session {:.0}% (p99 {:.2} ms), {MANY_SESSIONS} sessions {:.0}% (p99 {:.2} ms, {} non-2xx) of the ceiling {ceiling:.0}/s",
+                one.requests_per_sec * 100.0 / ceiling,
+                one.p99_ms,
+                many.requests_per_sec * 100.0 / ceiling,
+                many.p99_ms,
+                many.non_2xx,
+            );
+        }
+        return;
+    }
     if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "refresh_storm") {
         // For chasing a miss by hand: the storm alone, five times.
         for _ in 0..5 {
