@@ -100,12 +100,9 @@ fn bare_server(port: u16, body: Vec<u8>) {
 /// The SSR baseline: the app's own pages and components, rendered for a
 /// fixed user, with no session layer, no store, no IdP and no other layer.
 fn bare_pages(port: u16, user: gatehouse::types::UserView) {
-    use gatehouse::{
-        app::{shell, App},
-        components::current_user::RenderedFor,
-    };
+    use gatehouse::{app::shell, components::current_user::RenderedFor};
     use leptos::prelude::provide_context;
-    use leptos_axum::{generate_route_list, LeptosRoutes};
+    use leptos_axum::LeptosRoutes;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -118,7 +115,7 @@ fn bare_pages(port: u16, user: gatehouse::types::UserView) {
             if options.output_name.is_empty() {
                 options.output_name = "gatehouse".into();
             }
-            let routes = generate_route_list(App);
+            let routes = gatehouse::server::page_routes();
             let app = axum::Router::new()
                 .leptos_routes_with_context(
                     &options,

@@ -23,7 +23,7 @@ use axum::{
 use leptos::config::LeptosOptions;
 use leptos_axum::{
     file_and_error_handler_with_context, generate_route_list_with_exclusions,
-    handle_server_fns_with_context, LeptosRoutes,
+    handle_server_fns_with_context, AxumRouteListing, LeptosRoutes,
 };
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -41,6 +41,29 @@ use crate::{
 use clock::Clock;
 use config::Config;
 use state::AppState;
+
+/// The app's page routes, walked once per process. Walking them runs the app
+/// under leptos' process-wide `SuppressResourceLoad` flag, and a resource
+/// first polled while it is set never resolves (leptos-rs/leptos#4773): a
+/// second walk while another router in the same process renders a page
+/// (the test suite builds one app per test, in parallel) left that page
+/// hanging forever. The list depends only on the compiled app. Anything in
+/// the process that needs the list (tests, the bench) takes it from here.
+pub fn page_routes() -> Vec<AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<AxumRouteListing>> = std::sync::OnceLock::new();
+    ROUTES
+        .get_or_init(|| {
+            generate_route_list_with_exclusions(
+                App,
+                Some(
+                    leptos::server_fn::axum::server_fn_paths()
+                        .map(|(path, _)| path.to_string())
+                        .collect(),
+                ),
+            )
+        })
+        .clone()
+}
 
 /// Builds the whole application for `config`. Fails only on problems the
 /// operator must fix (e.g. an unusable session store); an unreachable IdP is
@@ -114,12 +137,8 @@ pub async fn build_with_clock(
             )
         });
 
-    let routes = generate_route_list_with_exclusions(
-        App,
-        Some(server_fn_paths.iter().map(|(p, _)| p.to_string()).collect()),
-    );
     let pages = Router::new()
-        .leptos_routes_with_context(&state, routes, provide_auth.clone(), {
+        .leptos_routes_with_context(&state, page_routes(), provide_auth.clone(), {
             let options = leptos_options.clone();
             move || shell(options.clone())
         })

@@ -18,6 +18,7 @@ mod providers;
 mod redis;
 mod refresh;
 mod relay;
+mod rendering;
 mod roles;
 mod selfcheck;
 mod sessions;
