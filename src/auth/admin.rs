@@ -8,8 +8,7 @@ use axum::{extract::State, Json};
 use super::{
     api_error::ApiError,
     authz::{Admin, RequireRole},
-    revoke::revoke_in_background,
-    session::record_from_data,
+    revoke,
     sessions::summaries_of,
     user::CurrentUser,
 };
@@ -47,21 +46,9 @@ pub async fn end_sessions_of(
         tracing::error!(error = %e, "admin: the session store cannot be reached");
         ApiError::SessionStoreUnavailable
     };
-    let owner = Owner::Sub(sub.to_string());
-    // Their tokens, read before the sessions end, to revoke after.
-    let records = state.store.records_of(&owner).await.map_err(unavailable)?;
-    let ended = state
-        .store
-        .end_sessions_of(&owner)
+    let ended = revoke::end_sessions_of(state, &Owner::Sub(sub.to_string()))
         .await
         .map_err(unavailable)?;
-    revoke_in_background(
-        state,
-        records
-            .iter()
-            .filter_map(|r| record_from_data(&r.data))
-            .collect(),
-    );
     if sub == admin.record.subject_key().as_str() {
         // Our own session was among them: make sure this response does not
         // save it back.

@@ -16,8 +16,7 @@ use axum::{
 use serde::Deserialize;
 
 use super::api_error::ApiError;
-use super::revoke::revoke_in_background;
-use super::session::record_from_data;
+use super::revoke;
 use super::state::AuthState;
 use crate::server::store::Owner;
 
@@ -68,22 +67,10 @@ pub async fn backchannel_logout(
         (None, Some(sub)) => Owner::Sub(oidc.owner_key(&sub).into_string()),
         (None, None) => return rejected("neither sub nor sid"),
     };
-    // Their tokens, read before the sessions end, to revoke after.
-    let records = match state.store.records_of(&owner).await {
-        Ok(records) => records,
-        Err(e) => return store_unavailable(e),
-    };
-    let ended = match state.store.end_sessions_of(&owner).await {
+    let ended = match revoke::end_sessions_of(&state, &owner).await {
         Ok(ended) => ended,
         Err(e) => return store_unavailable(e),
     };
-    revoke_in_background(
-        &state,
-        records
-            .iter()
-            .filter_map(|r| record_from_data(&r.data))
-            .collect(),
-    );
     if let Err(e) = state.store.burn_jti(issuer, &claims.jti, claims.exp).await {
         // The sessions did end; only a replay of this token would be accepted.
         tracing::warn!(error = %e, "logout_token jti could not be recorded");

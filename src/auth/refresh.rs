@@ -202,8 +202,15 @@ async fn refresh_where(
             {
                 Ok(true) => {}
                 // Ended while the IdP answered: it stays ended, and the new
-                // tokens are not stored anywhere.
-                Ok(false) => return Err(RefreshError::SessionEnded),
+                // tokens are not stored anywhere. Whoever ended it revoked the
+                // refresh token it found; the one the IdP just issued is held
+                // by no one but this request, so it is revoked here.
+                Ok(false) => {
+                    if response.refresh_token().is_some() {
+                        super::revoke::revoke_in_background(state, vec![record]);
+                    }
+                    return Err(RefreshError::SessionEnded);
+                }
                 Err(e) => return Err(RefreshError::IdpUnavailable(format!("session store: {e}"))),
             }
             tracing::info!("access token refreshed");

@@ -12,10 +12,33 @@
 
 use std::time::Duration;
 
-use super::{session::SessionRecord, state::AuthState};
+use tower_sessions::session_store;
+
+use super::{
+    session::{record_from_data, SessionRecord},
+    state::AuthState,
+};
+use crate::server::store::Owner;
 
 /// How long one revocation call may take before it is given up.
 pub const REVOKE_WITHIN: Duration = Duration::from_secs(5);
+
+/// Ends every session of `owner` (on every instance: the store's index is
+/// shared) and revokes their refresh tokens; how many ended. The records are
+/// read first, as ending them deletes them. A refresh of one of them that is
+/// at the IdP meanwhile revokes the token it gets (`refresh.rs`).
+pub async fn end_sessions_of(state: &AuthState, owner: &Owner) -> session_store::Result<usize> {
+    let records = state.store.records_of(owner).await?;
+    let ended = state.store.end_sessions_of(owner).await?;
+    revoke_in_background(
+        state,
+        records
+            .iter()
+            .filter_map(|r| record_from_data(&r.data))
+            .collect(),
+    );
+    Ok(ended)
+}
 
 /// Revokes, in the background, the refresh tokens of sessions that have
 /// just ended.

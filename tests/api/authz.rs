@@ -230,16 +230,13 @@ async fn notes_through_the_session_by_owner_and_role() {
 
 /// A client-credentials token from the dev IdP's machine client.
 async fn m2m_token(idp: &Idp, scope: &str) -> String {
-    let response: Value = reqwest::Client::new()
-        .post(format!("{}/protocol/openid-connect/token", idp.issuer))
-        .basic_auth("gatehouse-m2m", Some("gatehouse-m2m-secret"))
-        .form(&[("grant_type", "client_credentials"), ("scope", scope)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let response = idp
+        .post_form(
+            "/protocol/openid-connect/token",
+            ("gatehouse-m2m", "gatehouse-m2m-secret"),
+            &[("grant_type", "client_credentials"), ("scope", scope)],
+        )
+        .await;
     response["access_token"]
         .as_str()
         .expect("an access token")

@@ -211,22 +211,39 @@ impl Idp {
     /// Whether the IdP still takes `token` (RFC 7662 introspection, as the
     /// BFF's client).
     pub async fn token_active(&self, token: &str) -> bool {
-        let answer: serde_json::Value = reqwest::Client::new()
+        let answer = self
+            .post_form(
+                "/protocol/openid-connect/token/introspect",
+                ("gatehouse", "gatehouse-dev-secret"),
+                &[("token", token)],
+            )
+            .await;
+        answer["active"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("introspection answered {answer}"))
+    }
+
+    /// A form POST to the IdP's `path` as the client `(id, secret)`
+    /// (`client_secret_basic`); its JSON answer.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        (id, secret): (&str, &str),
+        form: &[(&str, &str)],
+    ) -> serde_json::Value {
+        reqwest::Client::new()
             .post(format!(
-                "{}/protocol/openid-connect/token/introspect",
+                "{}{path}",
                 self.issuer.replace("localhost", &self.host)
             ))
-            .basic_auth("gatehouse", Some("gatehouse-dev-secret"))
-            .form(&[("token", token)])
+            .basic_auth(id, Some(secret))
+            .form(form)
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        answer["active"]
-            .as_bool()
-            .unwrap_or_else(|| panic!("introspection answered {answer}"))
+            .unwrap()
     }
 
     /// Whether `token` stops being active within 5 s (revocation at

@@ -80,6 +80,9 @@ pub enum Defect {
     TokenEmptyError,
     /// Login is fine; the refresh grant gets a 500 HTML page.
     RefreshServerError,
+    /// Login is fine; the refresh grant waits until the test releases it
+    /// (`Op::release_refresh`), then issues a new refresh token.
+    RefreshHeld,
 }
 
 impl Defect {
@@ -90,6 +93,7 @@ impl Defect {
             self,
             Self::RefreshGood
                 | Self::RefreshServerError
+                | Self::RefreshHeld
                 | Self::RefreshOtherSub
                 | Self::RefreshOtherIss
                 | Self::RefreshRotatedKey
@@ -111,6 +115,10 @@ pub struct Op {
     pub nonce: Arc<Mutex<String>>,
     /// What reached the revocation endpoint.
     pub revocations: Arc<Mutex<Vec<Revocation>>>,
+    /// `RefreshHeld`: a refresh grant has arrived and waits for
+    /// `release_refresh`.
+    pub refresh_arrived: Arc<tokio::sync::Notify>,
+    pub release_refresh: Arc<tokio::sync::Notify>,
 }
 
 fn now() -> SystemTime {
@@ -167,9 +175,8 @@ fn id_token(op: &Op) -> String {
         | Defect::TokenForbidden
         | Defect::TokenServerError
         | Defect::TokenEmptyError
-        | Defect::RefreshServerError => {
-            good(c(&op.issuer, "gatehouse", &nonce, in_5m, now()), &key, &at)
-        }
+        | Defect::RefreshServerError
+        | Defect::RefreshHeld => good(c(&op.issuer, "gatehouse", &nonce, in_5m, now()), &key, &at),
         Defect::WrongAudience => good(
             c(&op.issuer, "someone-else", &nonce, in_5m, now()),
             &key,
@@ -351,7 +358,15 @@ async fn token(
         Defect::TokenEmptyError => return StatusCode::BAD_GATEWAY.into_response(),
         _ => {}
     }
-    let id_token = if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
+    let refresh_grant = form.get("grant_type").map(String::as_str) == Some("refresh_token");
+    let refresh_token = if refresh_grant && matches!(op.defect, Defect::RefreshHeld) {
+        op.refresh_arrived.notify_one();
+        op.release_refresh.notified().await;
+        "rotated-refresh-token"
+    } else {
+        "hostile-refresh-token"
+    };
+    let id_token = if refresh_grant {
         // A refresh answer carries no nonce (OIDC Core §12.2).
         match op.defect {
             Defect::RefreshOtherSub => raw(&op, "", Some("op-key"), OP_KEY, |c| {
@@ -376,7 +391,7 @@ async fn token(
         "access_token": ACCESS_TOKEN,
         "token_type": "Bearer",
         "expires_in": if op.defect.after_login() { 1 } else { 300 },
-        "refresh_token": "hostile-refresh-token",
+        "refresh_token": refresh_token,
         "id_token": id_token,
     }))
     .into_response()
@@ -399,6 +414,8 @@ pub async fn start_op(defect: Defect) -> Op {
         jwks_fetches: Default::default(),
         nonce: Arc::new(Mutex::new(String::new())),
         revocations: Default::default(),
+        refresh_arrived: Default::default(),
+        release_refresh: Default::default(),
     };
     let router = Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
@@ -595,6 +612,42 @@ async fn logout_revokes_the_refresh_token() {
         Some("refresh_token")
     );
     assert_eq!(op.revocations.lock().unwrap().len(), 1, "once");
+}
+
+/// A session ended while its refresh waits at the IdP: the refresh token the
+/// IdP then issues is held by no one (the ended session is not written back),
+/// so it is revoked too, not left valid at the IdP. The sign-out revoked the
+/// token it found; the request that refreshed revokes the one it got.
+#[tokio::test]
+async fn a_refresh_token_issued_to_an_ended_session_is_revoked() {
+    let op = start_op(Defect::RefreshHeld).await;
+    let app = spawn_app(&op.issuer).await;
+    assert_eq!(login_at(&op, &app).await.status(), StatusCode::SEE_OTHER);
+    app.wait(Duration::from_millis(1100));
+    let client = app.same_browser();
+    let call = tokio::spawn(async move { client.get_json("/auth/userinfo").await.status() });
+    tokio::time::timeout(Duration::from_secs(10), op.refresh_arrived.notified())
+        .await
+        .expect("the expired access token is refreshed at the IdP");
+    assert_eq!(app.logout().await.status(), StatusCode::SEE_OTHER);
+    op.release_refresh.notify_one();
+    assert_eq!(call.await.unwrap(), StatusCode::UNAUTHORIZED, "ended");
+    assert_eq!(
+        app.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let revoked = wait_for(|| {
+        let sent = op.revocations.lock().unwrap();
+        (sent.len() >= 2).then(|| {
+            let mut tokens: Vec<String> =
+                sent.iter().map(|(_, form)| form["token"].clone()).collect();
+            tokens.sort();
+            tokens
+        })
+    })
+    .await
+    .expect("two revocations within 5 s");
+    assert_eq!(revoked, ["hostile-refresh-token", "rotated-refresh-token"]);
 }
 
 /// A revocation endpoint that never answers costs the sign-out nothing: the
