@@ -927,6 +927,8 @@ fn keycloak_sized_record(i: usize) -> SessionRecord {
         handle: filler(43, i + 9),
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0 Safari/537.36".into()),
         ip: Some("203.0.113.7".into()),
+        auth_time: Some(now),
+        acr: Some("1".into()),
     }
 }
 

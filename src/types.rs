@@ -243,6 +243,15 @@ pub enum AppError {
     Unauthenticated,
     /// Signed in, but without the role this needs (403).
     Forbidden { needed: String },
+    /// Signed in with the role, but too long ago or at too weak an
+    /// authentication level for this (401, RFC 9470): sign in again with
+    /// `max_age` (seconds) and/or `acr_values`, then retry. The same code as
+    /// the JSON API's 401.
+    #[serde(rename = "insufficient_user_authentication")]
+    StepUpRequired {
+        max_age: Option<u64>,
+        acr_values: Option<String>,
+    },
     /// The session store cannot be reached (503).
     SessionStoreUnavailable,
     /// The identity provider cannot be reached; the session stays (503).
@@ -259,6 +268,9 @@ impl std::fmt::Display for AppError {
         match self {
             Self::Unauthenticated => f.write_str("You are not signed in."),
             Self::Forbidden { needed } => write!(f, "This needs the role “{needed}”."),
+            Self::StepUpRequired { .. } => {
+                f.write_str("This needs a recent sign-in: confirm it's you to continue.")
+            }
             Self::SessionStoreUnavailable => {
                 f.write_str("The session store cannot be reached; try again in a moment.")
             }

@@ -28,6 +28,9 @@ export function clientMetadata({ backchannelLogoutUri }) {
       backchannel_logout_uri: backchannelLogoutUri,
       backchannel_logout_session_required: true,
       id_token_signed_response_alg: 'RS256',
+      // Every ID token says when the user signed in (Keycloak always does):
+      // the app's step-up for /admin compares it with ADMIN_MAX_AUTH_AGE.
+      require_auth_time: true,
     },
     {
       client_id: M2M_CLIENT_ID,

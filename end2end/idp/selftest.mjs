@@ -351,6 +351,8 @@ async function runFlows({ base, issuer, logoutTokens }) {
     && claims.email_verified === true && claims.picture?.startsWith(issuer) && typeof claims.sid === 'string'
     && claims.given_name === 'Alice' && claims.family_name === 'Liddell' && claims.preferred_username === 'alice', claims);
   check('ID token has realm_access.roles [admin, user]', JSON.stringify(claims.realm_access?.roles) === '["admin","user"]', claims.realm_access);
+  check('ID token says when the user signed in (auth_time, as Keycloak always does)',
+    Number.isInteger(claims.auth_time) && claims.auth_time <= claims.iat && claims.iat - claims.auth_time < 60, claims);
   check('ID token lacks updated_at and locale', !('updated_at' in claims) && !('locale' in claims), claims);
   const avatar = await request(claims.picture);
   check('picture is served by the IdP as SVG', avatar.status === 200 && avatar.headers.get('content-type') === 'image/svg+xml' && avatar.text.includes('<svg') && avatar.text.includes('AL'), avatar.status);

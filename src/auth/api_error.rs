@@ -45,6 +45,14 @@ pub enum ApiError {
     InvalidToken { description: &'static str },
     /// 403 `forbidden`: signed in, without the role this needs.
     Forbidden { role: &'static str },
+    /// 401 `insufficient_user_authentication` with `WWW-Authenticate: Bearer
+    /// error="insufficient_user_authentication"` and the `max_age` and/or
+    /// `acr_values` a new sign-in must meet (RFC 9470 §3): the session's
+    /// sign-in is too old, or of too weak a class, for this.
+    StepUpRequired {
+        max_age: Option<u64>,
+        acr_values: Option<String>,
+    },
     /// 403 `insufficient_scope` with `WWW-Authenticate: Bearer
     /// error="insufficient_scope"` (RFC 6750 §3.1).
     InsufficientScope { scope: &'static str },
@@ -88,7 +96,8 @@ impl ApiError {
             | Self::NoCredentials
             | Self::SessionEnded
             | Self::AccessTokenRejected
-            | Self::InvalidToken { .. } => StatusCode::UNAUTHORIZED,
+            | Self::InvalidToken { .. }
+            | Self::StepUpRequired { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. }
             | Self::InsufficientScope { .. }
             | Self::OrganizationMismatch
@@ -114,6 +123,7 @@ impl ApiError {
             Self::AccessTokenRejected => "access_token_rejected",
             Self::InvalidToken { .. } => "invalid_token",
             Self::Forbidden { .. } => "forbidden",
+            Self::StepUpRequired { .. } => "insufficient_user_authentication",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::OrganizationMismatch => "organization_mismatch",
             Self::Csrf(_) => "csrf",
@@ -161,6 +171,7 @@ impl ApiError {
             Self::TooManyStreams => "Too many open session watchers; close some tabs.".into(),
             // The meanings server functions share: one wording, the browser's.
             Self::Forbidden { .. }
+            | Self::StepUpRequired { .. }
             | Self::SessionStoreUnavailable
             | Self::IdpUnreachable
             | Self::DatabaseUnavailable => self.app_error().to_string(),
@@ -188,6 +199,22 @@ impl ApiError {
                 "realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
                 rfc6750_text(scope)
             )),
+            Self::StepUpRequired {
+                max_age,
+                acr_values,
+            } => {
+                let mut params = format!(
+                    "realm=\"{REALM}\", error=\"insufficient_user_authentication\", \
+                     error_description=\"A more recent sign-in is required\""
+                );
+                if let Some(max_age) = max_age {
+                    params.push_str(&format!(", max_age=\"{max_age}\""));
+                }
+                if let Some(acr_values) = acr_values {
+                    params.push_str(&format!(", acr_values=\"{}\"", rfc6750_text(acr_values)));
+                }
+                challenge(params)
+            }
             Self::MethodNotAllowed { allow } => {
                 let list: Vec<&str> = allow.iter().map(Method::as_str).collect();
                 HeaderValue::from_str(&list.join(", "))
@@ -213,6 +240,7 @@ impl ApiError {
             Self::NoCredentials
             | Self::InvalidToken { .. }
             | Self::Forbidden { .. }
+            | Self::StepUpRequired { .. }
             | Self::InsufficientScope { .. }
             | Self::OrganizationMismatch
             | Self::Csrf(_)
@@ -240,6 +268,13 @@ impl ApiError {
             }
             Self::Forbidden { role } => AppError::Forbidden {
                 needed: (*role).into(),
+            },
+            Self::StepUpRequired {
+                max_age,
+                acr_values,
+            } => AppError::StepUpRequired {
+                max_age: *max_age,
+                acr_values: acr_values.clone(),
             },
             Self::SessionStoreUnavailable => AppError::SessionStoreUnavailable,
             Self::IdpUnreachable => AppError::IdpUnreachable,
@@ -295,6 +330,10 @@ impl From<ApiError> for AppError {
     fn from(e: ApiError) -> Self {
         if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
             response.set_status(e.status());
+            // The same challenge as on the JSON API (RFC 9470 §3 for a step-up).
+            for (name, value) in e.headers() {
+                response.insert_header(name, value);
+            }
         }
         e.app_error()
     }
@@ -303,7 +342,7 @@ impl From<ApiError> for AppError {
 /// The HTTP status that goes with a server function's [`AppError`].
 pub fn status_of(error: &AppError) -> StatusCode {
     match error {
-        AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
+        AppError::Unauthenticated | AppError::StepUpRequired { .. } => StatusCode::UNAUTHORIZED,
         AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
         AppError::SessionStoreUnavailable
         | AppError::IdpUnreachable
@@ -358,6 +397,10 @@ mod tests {
             ApiError::DatabaseUnavailable,
             ApiError::UserinfoInvalid,
             ApiError::UpstreamUnreachable,
+            ApiError::StepUpRequired {
+                max_age: Some(600),
+                acr_values: Some("urn:mfa \"x\"".into()),
+            },
         ]
     }
 
@@ -384,9 +427,10 @@ mod tests {
             ApiError::DatabaseUnavailable => 18,
             ApiError::UserinfoInvalid => 19,
             ApiError::UpstreamUnreachable => 20,
+            ApiError::StepUpRequired { .. } => 21,
         }
     }
-    const VARIANTS: usize = 21;
+    const VARIANTS: usize = 22;
 
     fn header<'a>(response: &'a Response, name: &HeaderName) -> Option<&'a str> {
         response.headers().get(name).and_then(|v| v.to_str().ok())
@@ -477,6 +521,16 @@ mod tests {
                 "invalid_token" => {
                     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
                     assert!(challenge.unwrap().contains("error=\"invalid_token\""));
+                }
+                "insufficient_user_authentication" => {
+                    // RFC 9470 §3: the challenge names what a new sign-in must meet.
+                    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+                    assert_eq!(
+                        challenge.unwrap(),
+                        "Bearer realm=\"gatehouse\", error=\"insufficient_user_authentication\", \
+                         error_description=\"A more recent sign-in is required\", max_age=\"600\", \
+                         acr_values=\"urn:mfa x\""
+                    );
                 }
                 "insufficient_scope" => {
                     assert_eq!(response.status(), StatusCode::FORBIDDEN);

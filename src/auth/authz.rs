@@ -30,23 +30,39 @@ use super::{
     api_error::{respond, ApiError},
     idp::JwtError,
     session::AuthSession,
+    step_up,
     subject::SubjectKey,
     user::CurrentUser,
 };
-use crate::types::AppError;
+use crate::{server::config::AuthRequirement, types::AppError};
 
 /// A role a guard can name: `RequireRole<Admin>`.
 pub trait Role: Send + Sync + 'static {
     const NAME: &'static str;
+
+    /// How recent, and of which class, the sign-in of someone acting in
+    /// this role must be (step-up authentication). Any sign-in by default.
+    fn requirement(_state: &AuthState) -> AuthRequirement {
+        AuthRequirement::default()
+    }
 }
 
 /// The `admin` role: `/admin`, everyone's notes, ending anyone's sessions.
+/// Acting as an admin in the browser (`/admin`, its server functions,
+/// `/api/admin/*`) needs a sign-in within `ADMIN_MAX_AUTH_AGE` (and of a
+/// class in `ADMIN_ACR_VALUES`, when set).
 pub struct Admin;
 impl Role for Admin {
     const NAME: &'static str = crate::types::ADMIN_ROLE;
+
+    fn requirement(state: &AuthState) -> AuthRequirement {
+        state.config.admin_auth.clone()
+    }
 }
 
-/// A signed-in user holding role `R`. The rejection is 401 or 403 JSON.
+/// A signed-in user holding role `R`, whose sign-in meets the role's
+/// [`Role::requirement`]. The rejection is 401 (anonymous, or a step-up is
+/// needed: RFC 9470) or 403 JSON.
 pub struct RequireRole<R: Role> {
     pub user: CurrentUser,
     role: PhantomData<R>,
@@ -61,10 +77,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, ApiError> {
         let user = CurrentUser::from_request_parts(parts, state).await?;
-        if !user.record.roles.iter().any(|r| r == R::NAME) {
-            tracing::info!(sub = %user.record.sub, needed = R::NAME, "forbidden: missing role");
-            return Err(ApiError::Forbidden { role: R::NAME });
-        }
+        check_role::<R>(&AuthState::from_ref(state), &user)?;
         Ok(Self {
             user,
             role: PhantomData,
@@ -108,14 +121,26 @@ pub async fn server_fn_session() -> Result<AuthSession, AppError> {
     })
 }
 
-/// [`server_fn_user`] that also needs role `R` (403 `AppError` otherwise).
+/// [`server_fn_user`] that also needs role `R` (403 `AppError` otherwise)
+/// and a sign-in meeting the role's requirement (401 `StepUpRequired`).
 pub async fn server_fn_role<R: Role>() -> Result<(AuthState, CurrentUser), AppError> {
     let (state, user) = server_fn_user().await?;
+    check_role::<R>(&state, &user)?;
+    Ok((state, user))
+}
+
+/// `user` holds role `R` (else 403), and signed in as recently, and at the
+/// class, that `R` needs (else 401 asking for a step-up). The role comes
+/// first: someone without it is told so, not asked to sign in again.
+fn check_role<R: Role>(state: &AuthState, user: &CurrentUser) -> Result<(), ApiError> {
     if !user.record.roles.iter().any(|r| r == R::NAME) {
         tracing::info!(sub = %user.record.sub, needed = R::NAME, "forbidden: missing role");
-        return Err(ApiError::Forbidden { role: R::NAME }.into());
+        return Err(ApiError::Forbidden { role: R::NAME });
     }
-    Ok((state, user))
+    match step_up::unmet(&R::requirement(state), &user.record, state.clock.now()) {
+        Some(step_up) => Err(step_up),
+        None => Ok(()),
+    }
 }
 
 /// An API scope a guard can name: `ApiAccess<NotesRead>`.

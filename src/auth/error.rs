@@ -28,6 +28,18 @@ pub enum LoginError {
     UnknownProvider,
     Idp(IdpError),
     Store(String),
+    /// `max_age` or `acr_values` on `/auth/login` that are not a number of
+    /// seconds (at most a year) or class references.
+    InvalidStepUp,
+    /// A step-up's ID token does not meet what was asked (no `auth_time`
+    /// although `max_age` was sent, or another `acr`); the message says which.
+    StepUpNotMet(&'static str),
+    /// A step-up's ID token says the user signed in longer ago than
+    /// `max_age` allows: the IdP ignored it (asked again once with
+    /// `prompt=login`, then refused).
+    StaleSignIn,
+    /// A step-up signed in another user than the session's.
+    StepUpOtherUser,
 }
 
 impl LoginError {
@@ -105,6 +117,35 @@ impl LoginError {
                 "Sign-in could not be completed",
                 "The identity provider's answer failed verification, so no session was \
                  created."
+                    .into(),
+            ),
+            Self::InvalidStepUp => (
+                StatusCode::BAD_REQUEST,
+                "invalid_step_up",
+                "Sign-in could not be started",
+                "The sign-in asked for a maximum authentication age or level that is not valid."
+                    .into(),
+            ),
+            Self::StepUpNotMet(why) => (
+                StatusCode::FORBIDDEN,
+                "step_up_not_met",
+                "Your identity could not be confirmed",
+                format!("{why} Your session is as it was before."),
+            ),
+            Self::StaleSignIn => (
+                StatusCode::FORBIDDEN,
+                "step_up_not_met",
+                "Your identity could not be confirmed",
+                "The identity provider did not ask you to sign in again, so this action \
+                 still needs a recent sign-in. Your session is as it was before."
+                    .into(),
+            ),
+            Self::StepUpOtherUser => (
+                StatusCode::FORBIDDEN,
+                "step_up_other_user",
+                "Signed in as someone else",
+                "You confirmed your identity as a different user than the one signed in \
+                 here, so nothing changed: you are still signed in as before."
                     .into(),
             ),
             Self::Store(_) => (

@@ -22,8 +22,11 @@ use super::{
     error::LoginError,
     idp::{GhIdTokenClaims, GhTokenResponse, Idp, IdpError},
     return_to::ReturnTo,
-    session::{AuthSession, PendingLogin, RawIdToken, SessionRecord, TokenSet},
+    revoke,
+    session::{AuthSession, PendingLogin, RawIdToken, SessionRecord, StepUpAsk, TokenSet},
+    step_up,
 };
+use crate::server::config::parse_acr_values;
 
 #[derive(Debug, Deserialize)]
 pub struct LoginParams {
@@ -31,9 +34,15 @@ pub struct LoginParams {
     /// Which provider (`OIDC_PROVIDERS`); without it, several providers get a
     /// chooser page and a single one is used directly.
     idp: Option<String>,
+    /// Step-up (as a 401 `insufficient_user_authentication` asked): the
+    /// sign-in must be at most this many seconds old (OIDC Core §3.1.2.1).
+    max_age: Option<String>,
+    /// Step-up: the authentication context classes wanted, space-separated.
+    acr_values: Option<String>,
 }
 
-/// `GET /auth/login?return_to=/path[&idp=name]` → 303 to the IdP.
+/// `GET /auth/login?return_to=/path[&idp=name][&max_age=s][&acr_values=…]`
+/// → 303 to the IdP.
 pub async fn login(
     State(state): State<AuthState>,
     session: AuthSession,
@@ -59,6 +68,10 @@ async fn start_login(
     signup: bool,
 ) -> Response {
     let return_to = ReturnTo::parse(params.return_to.as_deref());
+    let step_up = match step_up_ask(state, session, &params).await {
+        Ok(step_up) => step_up,
+        Err(e) => return fail(e, &return_to),
+    };
     let oidc = match params.idp.as_deref() {
         Some(name) => match state.idps.named(name) {
             Some(oidc) => oidc,
@@ -69,6 +82,58 @@ async fn start_login(
         }
         None => state.idps.default_idp(),
     };
+    send_to_idp(state, session, oidc, return_to, signup, step_up).await
+}
+
+/// The step-up a login asks for (`max_age`, `acr_values`), if any, and the
+/// signed-in user it is for. Malformed values end the login with an error
+/// page rather than being dropped: a dropped `max_age` would be a login
+/// that cannot meet the step-up it was started for.
+async fn step_up_ask(
+    state: &AuthState,
+    session: &AuthSession,
+    params: &LoginParams,
+) -> Result<Option<StepUpAsk>, LoginError> {
+    let max_age = match params.max_age.as_deref().filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => match v.parse::<u64>() {
+            Ok(secs) if secs <= 366 * 24 * 3600 => Some(secs),
+            _ => return Err(LoginError::InvalidStepUp),
+        },
+    };
+    let acr_values = match params.acr_values.as_deref() {
+        None => None,
+        Some(v) => {
+            let values = parse_acr_values(v).map_err(|_| LoginError::InvalidStepUp)?;
+            (!values.is_empty()).then(|| values.join(" "))
+        }
+    };
+    if max_age.is_none() && acr_values.is_none() {
+        return Ok(None);
+    }
+    let of = session
+        .record(&state.decoded, state.clock.now())
+        .await
+        .map_err(|e| LoginError::Store(e.to_string()))?
+        .map(|record| record.subject_key().into_string());
+    Ok(Some(StepUpAsk {
+        max_age,
+        acr_values,
+        of,
+        prompted_login: false,
+    }))
+}
+
+/// Remembers a new pending login and sends the browser to `oidc`'s
+/// authorization endpoint with it.
+async fn send_to_idp(
+    state: &AuthState,
+    session: &AuthSession,
+    oidc: &Idp,
+    return_to: ReturnTo,
+    signup: bool,
+    step_up: Option<StepUpAsk>,
+) -> Response {
     if let Some(too_many) = state.login_budget.refusal() {
         return too_many;
     }
@@ -89,13 +154,31 @@ async fn start_login(
         )
         .add_scopes(oidc.config().scopes.iter().cloned())
         .set_pkce_challenge(pkce_challenge);
+    let ask = step_up.clone().unwrap_or_default();
+    // What this login asks for itself replaces the configured defaults.
+    let own_prompt = signup || ask.prompted_login;
     for (name, value) in &oidc.config().extra_auth_params {
-        if !(signup && name == "prompt") {
+        let replaced = match name.as_str() {
+            "prompt" => own_prompt,
+            "max_age" => ask.max_age.is_some(),
+            "acr_values" => ask.acr_values.is_some(),
+            _ => false,
+        };
+        if !replaced {
             request = request.add_extra_param(name.as_str(), value.as_str());
         }
     }
     if signup {
         request = request.add_extra_param("prompt", "create");
+    } else if ask.prompted_login {
+        request = request.add_extra_param("prompt", "login");
+    }
+    let max_age = ask.max_age.map(|secs| secs.to_string());
+    if let Some(max_age) = &max_age {
+        request = request.add_extra_param("max_age", max_age.as_str());
+    }
+    if let Some(acr_values) = &ask.acr_values {
+        request = request.add_extra_param("acr_values", acr_values.as_str());
     }
     let (url, csrf_state, nonce) = request.url();
     let pending = PendingLogin {
@@ -104,6 +187,7 @@ async fn start_login(
         pkce_verifier,
         return_to: return_to.clone(),
         issued_at: state.clock.now(),
+        step_up,
     };
     if let Err(e) = session
         .begin_login(&state.store, csrf_state.secret(), pending)
@@ -181,7 +265,31 @@ async fn finish_login(
     if pending.idp != arrived_at {
         return fail(LoginError::ProviderMismatch, &return_to);
     }
+    let step_up = pending.step_up.clone();
     match complete_login(&state, &params, pending).await {
+        Ok(record)
+            if step_up
+                .as_ref()
+                .and_then(|s| s.of.as_deref())
+                .is_some_and(|of| of != record.subject_key().as_str()) =>
+        {
+            // A step-up confirms who is signed in; another user is refused
+            // and the session stays as it was (its tokens untouched).
+            fail(LoginError::StepUpOtherUser, &return_to)
+        }
+        Err(LoginError::StaleSignIn) if step_up.as_ref().is_some_and(|s| !s.prompted_login) => {
+            // The IdP ignored `max_age` (it kept an older sign-in): ask
+            // again, this time with `prompt=login`, once.
+            let Some(oidc) = state.idps.of(arrived_at.as_deref()) else {
+                return fail(LoginError::UnknownProvider, &return_to);
+            };
+            tracing::info!("the IdP ignored max_age; asking again with prompt=login");
+            let step_up = step_up.map(|s| StepUpAsk {
+                prompted_login: true,
+                ..s
+            });
+            send_to_idp(&state, &session, oidc, return_to, false, step_up).await
+        }
         Ok(mut record) => {
             record.user_agent = headers
                 .get(header::USER_AGENT)
@@ -194,8 +302,24 @@ async fn finish_login(
                 record.email.clone(),
                 record.roles.clone(),
             );
-            if let Err(e) = session.sign_in(record).await {
-                return fail(LoginError::Store(e.to_string()), &return_to);
+            let idp_session = (record.idp.clone(), record.sid.clone());
+            match session.sign_in(record).await {
+                // The session this sign-in replaced (signing in again, or a
+                // step-up) is gone: its refresh token is revoked if it came
+                // from another IdP session. Not if from the same one: the
+                // IdP may hold both under one grant, and revoking the old
+                // token would end the grant (RFC 7009 §2.1) and with it the
+                // session just made. (Without `sid`s it cannot be told.)
+                Ok(Some(replaced))
+                    if replaced.idp != idp_session.0
+                        || (replaced.sid.is_some()
+                            && idp_session.1.is_some()
+                            && replaced.sid != idp_session.1) =>
+                {
+                    revoke::revoke_in_background(&state, vec![replaced])
+                }
+                Ok(_) => {}
+                Err(e) => return fail(LoginError::Store(e.to_string()), &return_to),
             }
             // For `/admin`'s user list; a failure here must not undo the login.
             if let Err(e) = state
@@ -233,7 +357,40 @@ async fn complete_login(
         .exchange_code(code, pending.pkce_verifier, &pending.nonce)
         .await
         .map_err(LoginError::Idp)?;
+    if let Some(ask) = &pending.step_up {
+        step_up_met(ask, &claims)?;
+    }
     build_record(state, oidc, &response, &claims).map_err(LoginError::Idp)
+}
+
+/// Whether a step-up sign-in's ID token meets what was asked. OIDC Core
+/// §3.1.2.1 / §2: with `max_age` sent, `auth_time` is required, and the RP
+/// checks it; `acr` must be one of the `acr_values` asked for (the IdP may
+/// sign in at another level than requested, and says so in `acr`).
+fn step_up_met(ask: &StepUpAsk, claims: &GhIdTokenClaims) -> Result<(), LoginError> {
+    if let Some(max_age) = ask.max_age {
+        let Some(auth_time) = claims.auth_time() else {
+            return Err(LoginError::StepUpNotMet(
+                "The identity provider did not say when you signed in (auth_time).",
+            ));
+        };
+        if !step_up::within_max_age(
+            max_age,
+            auth_time.timestamp(),
+            claims.issue_time().timestamp(),
+        ) {
+            return Err(LoginError::StaleSignIn);
+        }
+    }
+    if let Some(acr_values) = &ask.acr_values {
+        let acr = claims.auth_context_ref().map(|acr| acr.as_str());
+        if !acr.is_some_and(|acr| acr_values.split(' ').any(|v| v == acr)) {
+            return Err(LoginError::StepUpNotMet(
+                "The identity provider signed you in at another level than this needs.",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The code from an authorization response whose pending login was found,
@@ -291,6 +448,12 @@ fn build_record(
             .and_then(|v| v.as_str())
             .map(str::to_string)
     };
+    // The sign-in's age as the IdP states it (both times on its clock),
+    // counted back from now on ours.
+    let auth_time = claims.auth_time().map(|at| {
+        let age = (claims.issue_time().timestamp() - at.timestamp()).max(0);
+        now - time::Duration::seconds(age)
+    });
     let preferred_username = claims.preferred_username().map(|u| u.to_string());
     let name = text("name")
         .or_else(|| preferred_username.clone())
@@ -319,6 +482,8 @@ fn build_record(
         handle: CsrfToken::new_random().secret().clone(),
         user_agent: None,
         ip: None,
+        auth_time,
+        acr: claims.auth_context_ref().map(|acr| acr.to_string()),
     })
 }
 
@@ -352,7 +517,7 @@ pub async fn logout(State(state): State<AuthState>, session: AuthSession) -> Res
         }
         None => None,
     };
-    super::revoke::revoke_in_background(&state, record.into_iter().collect());
+    revoke::revoke_in_background(&state, record.into_iter().collect());
     let (mut response, clear) = match end_session {
         Some(url) => (see_other(&url), r#""storage""#),
         None => (see_other("/"), r#""cookies", "storage""#),

@@ -25,6 +25,7 @@ pub mod session;
 pub mod sessions;
 pub mod setup;
 pub mod state;
+pub mod step_up;
 pub mod subject;
 pub mod user;
 

@@ -101,6 +101,44 @@ pub fn login_url(return_to: &str) -> String {
     format!("/auth/login?return_to={}", encode_component(return_to))
 }
 
+/// The sign-in that meets a step-up (`AppError::StepUpRequired`: at most
+/// `max_age` seconds old, of one of `acr_values`) and comes back to `return_to`.
+pub fn step_up_url(return_to: &str, max_age: Option<u64>, acr_values: Option<&str>) -> String {
+    let mut url = login_url(return_to);
+    if let Some(max_age) = max_age {
+        url.push_str(&format!("&max_age={max_age}"));
+    }
+    if let Some(acr_values) = acr_values {
+        url.push_str("&acr_values=");
+        url.push_str(&encode_component(acr_values));
+    }
+    url
+}
+
+/// What a page whose data needs a more recent sign-in shows: "Confirm it's
+/// you", a link to the sign-in that meets the step-up and comes back here.
+/// With `redirect`, the page goes there at once (a `302` during SSR, a full
+/// navigation in the browser), as [`RedirectToLogin`] does for visitors;
+/// without it (an action refused after the page loaded) the person chooses.
+#[component]
+pub fn ConfirmItsYou(
+    return_to: &'static str,
+    max_age: Option<u64>,
+    acr_values: Option<String>,
+    #[prop(optional)] redirect: bool,
+) -> impl IntoView {
+    let url = step_up_url(return_to, max_age, acr_values.as_deref());
+    if redirect {
+        redirect_to(&url);
+    }
+    view! {
+        <section class="notice step-up" data-testid="step-up">
+            <p>"This needs a recent sign-in. Confirm it's you to continue; you come back here."</p>
+            <p><a class="button primary" rel="external" href=url>"Confirm it's you"</a></p>
+        </section>
+    }
+}
+
 /// Redirects to the login: an HTTP redirect during SSR, a full navigation in
 /// the browser (the login is a server route, not a client-side one).
 ///
@@ -110,18 +148,23 @@ pub fn login_url(return_to: &str) -> String {
 /// browsers and HTTP clients ignore: the visitor would stay on a
 /// "Redirecting…" page. Only page renders call this, never server functions.)
 pub fn require_login(return_to: &str) {
-    let url = login_url(return_to);
+    redirect_to(&login_url(return_to));
+}
+
+/// Sends the browser to `url`, a server route of this site, as
+/// [`require_login`] describes.
+fn redirect_to(url: &str) {
     #[cfg(feature = "ssr")]
     if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
         use axum::http::{header, HeaderValue, StatusCode};
-        if let Ok(location) = HeaderValue::from_str(&url) {
+        if let Ok(location) = HeaderValue::from_str(url) {
             response.insert_header(header::LOCATION, location);
             response.set_status(StatusCode::FOUND);
         }
     }
     #[cfg(feature = "hydrate")]
     if let Some(window) = web_sys::window() {
-        let _ = window.location().set_href(&url);
+        let _ = window.location().set_href(url);
     }
     #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
     let _ = url;
@@ -151,6 +194,18 @@ mod tests {
         assert_eq!(
             login_url("/a?b=c&d#e"),
             "/auth/login?return_to=/a%3Fb%3Dc%26d%23e"
+        );
+    }
+
+    #[test]
+    fn step_up_url_asks_for_what_the_401_named() {
+        assert_eq!(
+            step_up_url("/admin", Some(600), Some("urn:mfa urn:hwk")),
+            "/auth/login?return_to=/admin&max_age=600&acr_values=urn%3Amfa%20urn%3Ahwk"
+        );
+        assert_eq!(
+            step_up_url("/admin", None, None),
+            "/auth/login?return_to=/admin"
         );
     }
 }

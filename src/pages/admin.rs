@@ -2,7 +2,10 @@ use leptos::{form::ActionForm, prelude::*};
 
 use crate::{
     components::{
-        csrf_client::CsrfClient, current_user::UserResource, guard::RequireRole, time::format_utc,
+        csrf_client::CsrfClient,
+        current_user::UserResource,
+        guard::{ConfirmItsYou, RequireRole},
+        time::format_utc,
     },
     types::{AppError, SeenUser, ADMIN_ROLE},
 };
@@ -51,6 +54,10 @@ fn AdminPanel(
             <p class="muted">"Everyone who has signed in here, with their roles and live sessions. Ending a user's sessions signs them out in every browser at once."</p>
             {move || end.value().get().map(|result| match result {
                 Ok(n) => view! { <p class="notice" data-testid="admin-result">{format!("Ended {n} session(s).")}</p> }.into_any(),
+                // The sign-in aged past ADMIN_MAX_AUTH_AGE since the page loaded.
+                Err(AppError::StepUpRequired { max_age, acr_values }) => {
+                    view! { <ConfirmItsYou return_to="/admin" max_age acr_values/> }.into_any()
+                }
                 Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
             })}
             <Suspense fallback=|| view! { <p>"Loading…"</p> }>
@@ -59,6 +66,11 @@ fn AdminPanel(
                         Ok(Some(list)) => view! { <UserTable list end/> }.into_any(),
                         // Not an admin: the guard around this panel shows the 403 or the login.
                         Ok(None) => ().into_any(),
+                        // An admin whose sign-in is too old: straight to the
+                        // step-up sign-in, which comes back here.
+                        Err(AppError::StepUpRequired { max_age, acr_values }) => {
+                            view! { <ConfirmItsYou return_to="/admin" max_age acr_values redirect=true/> }.into_any()
+                        }
                         Err(e) => view! { <p class="error">"Users could not be loaded: " {e.to_string()}</p> }.into_any(),
                     }
                 })}

@@ -571,10 +571,19 @@ impl TestApp {
             let html = response.text().await.unwrap();
             let action =
                 form_action(&html).unwrap_or_else(|| panic!("no login form at {page_url}: {html}"));
+            // The login form gets the credentials; any other form (the
+            // IdP's auto-submitting "end the other user's session first"
+            // when someone else signs in) is sent as it is.
+            let mut inputs = form_inputs(&html);
+            if inputs.iter().any(|(name, _)| name == "username") {
+                inputs.retain(|(name, _)| name != "username" && name != "password");
+                inputs.push(("username".into(), username.into()));
+                inputs.push(("password".into(), password.into()));
+            }
             let response = self
                 .http
                 .post(resolve(&page_url, &action))
-                .form(&[("username", username), ("password", password)])
+                .form(&inputs)
                 .send()
                 .await
                 .unwrap();
@@ -618,6 +627,23 @@ impl TestApp {
     }
 }
 
+/// The named inputs of a page's form and their values, in order.
+fn form_inputs(html: &str) -> Vec<(String, String)> {
+    html.split("<input")
+        .skip(1)
+        .filter_map(|i| {
+            let name = i.split("name=\"").nth(1)?.split('"').next()?.to_string();
+            let value = i
+                .split("value=\"")
+                .nth(1)
+                .and_then(|v| v.split('"').next())
+                .unwrap_or("")
+                .to_string();
+            Some((name, value))
+        })
+        .collect()
+}
+
 /// Walks an IdP end-session URL the way a browser does: follows redirects and
 /// submits the dev IdP's (auto-submitting) confirmation form. Returns the URL
 /// it ends on.
@@ -636,20 +662,7 @@ pub async fn walk_idp_logout(http: &reqwest::Client, start: &str) -> String {
         let Some(action) = form_action(&html) else {
             return current;
         };
-        let inputs: Vec<(String, String)> = html
-            .split("<input")
-            .skip(1)
-            .filter_map(|i| {
-                let name = i.split("name=\"").nth(1)?.split('"').next()?.to_string();
-                let value = i
-                    .split("value=\"")
-                    .nth(1)
-                    .and_then(|v| v.split('"').next())
-                    .unwrap_or("")
-                    .to_string();
-                Some((name, value))
-            })
-            .collect();
+        let inputs = form_inputs(&html);
         let target = resolve(&current, &action);
         let response = http.post(&target).form(&inputs).send().await.unwrap();
         if !response.status().is_redirection() {

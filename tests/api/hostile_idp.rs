@@ -83,6 +83,11 @@ pub enum Defect {
     /// Login is fine; the refresh grant waits until the test releases it
     /// (`Op::release_refresh`), then issues a new refresh token.
     RefreshHeld,
+    /// The ID token says the user signed in an hour ago, whatever `max_age`
+    /// asked (an IdP that ignores it).
+    AuthTimeOld,
+    /// The ID token has no `auth_time`, even when `max_age` was sent.
+    AuthTimeMissing,
 }
 
 impl Defect {
@@ -145,6 +150,7 @@ fn claims(
         EmptyAdditionalClaims {},
     )
     .set_nonce(Some(Nonce::new(nonce.to_string())))
+    .set_auth_time(Some(iat.into()))
 }
 
 fn id_token(op: &Op) -> String {
@@ -250,6 +256,13 @@ fn id_token(op: &Op) -> String {
         }
         Defect::UnknownKid => raw(op, &nonce, Some("never-published"), OP_KEY, |_| {}),
         Defect::RotatedKey => raw(op, &nonce, Some("op-key-2"), ATTACKER_KEY, |_| {}),
+        Defect::AuthTimeOld => raw(op, &nonce, Some("op-key"), OP_KEY, |c| {
+            let iat = c["iat"].as_u64().unwrap();
+            c.insert("auth_time".into(), json!(iat - 3600));
+        }),
+        Defect::AuthTimeMissing => raw(op, &nonce, Some("op-key"), OP_KEY, |c| {
+            c.remove("auth_time");
+        }),
     }
 }
 
@@ -265,7 +278,7 @@ fn raw(
     let iat = now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let mut claims = json!({
         "iss": op.issuer, "aud": "gatehouse", "sub": "mallory", "nonce": nonce,
-        "exp": iat + 300, "iat": iat,
+        "exp": iat + 300, "iat": iat, "auth_time": iat,
     });
     edit(claims.as_object_mut().unwrap());
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
@@ -612,6 +625,63 @@ async fn logout_revokes_the_refresh_token() {
         Some("refresh_token")
     );
     assert_eq!(op.revocations.lock().unwrap().len(), 1, "once");
+}
+
+/// A step-up login (`max_age` sent) through the OP: the callback's response.
+async fn step_up_at(op: &Op, app: &TestApp, authorize: &str) -> reqwest::Response {
+    *op.nonce.lock().unwrap() = query_param(authorize, "nonce").unwrap();
+    let state = query_param(authorize, "state").unwrap();
+    let callback = app.url(&format!("/auth/callback?code=any-code&state={state}"));
+    app.http.get(callback).send().await.unwrap()
+}
+
+/// OIDC Core §3.1.2.1 / §2: with `max_age` sent, the ID token must say when
+/// the user signed in (`auth_time`), recently enough on the IdP's own clock.
+/// An IdP that kept an older sign-in is asked once more with `prompt=login`;
+/// if it still does not comply, the step-up is refused and no session is
+/// made. The same OP's fresh `auth_time` passes (control).
+#[tokio::test]
+async fn a_step_up_needs_an_auth_time_within_max_age() {
+    let op = start_op(Defect::None).await;
+    let app = spawn_app(&op.issuer).await;
+    let authorize = location(&app.get("/auth/login?max_age=600").await);
+    assert_eq!(query_param(&authorize, "max_age").as_deref(), Some("600"));
+    let response = step_up_at(&op, &app, &authorize).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "control");
+
+    let op = start_op(Defect::AuthTimeMissing).await;
+    let app = spawn_app(&op.issuer).await;
+    let authorize = location(&app.get("/auth/login?max_age=600").await);
+    let response = step_up_at(&op, &app, &authorize).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("data-reason=\"step_up_not_met\""), "{html}");
+    assert!(html.contains("auth_time"), "{html}");
+    assert_eq!(
+        app.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let op = start_op(Defect::AuthTimeOld).await;
+    let app = spawn_app(&op.issuer).await;
+    // Without max_age, an old sign-in is a sign-in (control).
+    assert_eq!(login_at(&op, &app).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.logout().await.status(), StatusCode::SEE_OTHER);
+    let authorize = location(&app.get("/auth/login?max_age=600").await);
+    let again = step_up_at(&op, &app, &authorize).await;
+    assert_eq!(again.status(), StatusCode::SEE_OTHER, "asked once more");
+    let again = location(&again);
+    assert!(again.starts_with(&op.issuer), "{again}");
+    assert_eq!(query_param(&again, "prompt").as_deref(), Some("login"));
+    assert_eq!(query_param(&again, "max_age").as_deref(), Some("600"));
+    let response = step_up_at(&op, &app, &again).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("data-reason=\"step_up_not_met\""), "{html}");
+    assert_eq!(
+        app.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 /// A session ended while its refresh waits at the IdP: the refresh token the

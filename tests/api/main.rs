@@ -22,4 +22,5 @@ mod rendering;
 mod roles;
 mod selfcheck;
 mod sessions;
+mod step_up;
 mod store_cas;

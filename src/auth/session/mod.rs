@@ -27,7 +27,9 @@ mod signed_in;
 mod view;
 
 pub use decoded::DecodedRecords;
-pub use pending::{PendingLogin, MAX_PENDING_LOGINS, PENDING_LOGIN_TTL};
+pub use pending::{PendingLogin, StepUpAsk, MAX_PENDING_LOGINS, PENDING_LOGIN_TTL};
+#[cfg(test)]
+pub(crate) use record::sample_record;
 pub use record::{
     decode_record, encode_record, index_entry, record_from_data, RawIdToken, SessionRecord,
     TokenSet, RECORD_KEY,

@@ -38,6 +38,29 @@ pub struct PendingLogin {
     pub return_to: ReturnTo,
     #[serde(with = "time::serde::timestamp")]
     pub issued_at: OffsetDateTime,
+    /// A step-up: what the sign-in was asked to meet, checked at the callback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_up: Option<StepUpAsk>,
+}
+
+/// What a step-up sign-in asked of the IdP (OIDC Core §3.1.2.1), and whose
+/// session it is for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepUpAsk {
+    /// `max_age` sent, in seconds: the ID token must carry an `auth_time`
+    /// at most this old.
+    #[serde(default)]
+    pub max_age: Option<u64>,
+    /// `acr_values` sent: the ID token's `acr` must be one of them.
+    #[serde(default)]
+    pub acr_values: Option<String>,
+    /// The signed-in user (subject key) this step-up is for: the new sign-in
+    /// must be the same user, or it is refused and the session stays as it was.
+    #[serde(default)]
+    pub of: Option<String>,
+    /// `prompt=login` was sent too (the IdP had ignored `max_age` once).
+    #[serde(default)]
+    pub prompted_login: bool,
 }
 
 impl fmt::Debug for PendingLogin {

@@ -90,6 +90,17 @@ pub struct SessionRecord {
     pub user_agent: Option<String>,
     #[serde(default)]
     pub ip: Option<String>,
+    /// When the user last authenticated at the IdP (the ID token's
+    /// `auth_time`), on this app's clock: the token's own age (`iat` minus
+    /// `auth_time`, both the IdP's clock) taken from the time we received
+    /// it, so a skew between the two clocks cannot make a sign-in look
+    /// fresher or older than the IdP says. Kept across refreshes (OIDC Core
+    /// §12.2: a refreshed ID token's `auth_time` is the original one).
+    #[serde(default, with = "time::serde::timestamp::option")]
+    pub auth_time: Option<OffsetDateTime>,
+    /// The authentication context class the IdP reports (`acr`).
+    #[serde(default)]
+    pub acr: Option<String>,
 }
 
 impl SessionRecord {
@@ -164,7 +175,7 @@ pub fn index_entry(data: &HashMap<String, Value>) -> Option<OwnerEntry> {
 
 /// A small record for unit tests (alice, role `user`, IdP session `s1`).
 #[cfg(test)]
-pub(super) fn sample_record() -> SessionRecord {
+pub(crate) fn sample_record() -> SessionRecord {
     serde_json::from_value(serde_json::json!({
         "sub": "alice", "sid": "s1", "name": "Alice", "preferred_username": null,
         "email": null, "email_verified": null, "picture": null, "roles": ["user"],

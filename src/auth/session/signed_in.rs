@@ -28,13 +28,19 @@ const KEEP_ALIVE_EVERY: time::Duration = time::Duration::minutes(1);
 impl AuthSession {
     /// Signs the session in. The session id is rotated first, so an id an
     /// attacker planted before login is worthless after it (session fixation,
-    /// OWASP ASVS 5.0 V7.2.4).
-    pub async fn sign_in(&self, record: SessionRecord) -> Result<(), SessionError> {
+    /// OWASP ASVS 5.0 V7.2.4). Returns the record this sign-in replaced (a
+    /// sign-in again, or a step-up), whose tokens no one holds any more.
+    pub async fn sign_in(
+        &self,
+        record: SessionRecord,
+    ) -> Result<Option<SessionRecord>, SessionError> {
+        let replaced = self.stored_record().await?;
         self.0.cycle_id().await?;
         self.0
             .insert_value(ACTIVE_KEY, record.created_at.unix_timestamp().into())
             .await?;
-        self.put_record(&record).await
+        self.put_record(&record).await?;
+        Ok(replaced)
     }
 
     /// The signed-in record, if any and not past its absolute lifetime at

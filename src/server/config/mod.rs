@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 pub use idp::{IdpConfig, DEFAULT_PROVIDER, DEV_CLIENT_SECRET};
 pub use safety::without_password;
-pub use values::{is_loopback_host, parse_duration, BaseUrl, Remote, StoreUrl};
+pub use values::{is_loopback_host, parse_acr_values, parse_duration, BaseUrl, Remote, StoreUrl};
 
 use idp::{parse_provider_names, provider_prefix, read_provider};
 use safety::refuse_insecure;
@@ -47,6 +47,20 @@ pub struct Config {
     /// Downstream APIs the BFF relays to with the user's access token.
     pub remotes: Vec<Remote>,
     pub limits: LimitsConfig,
+    /// What `/admin`, its server functions and `/api/admin/*` ask of the
+    /// admin's sign-in (step-up authentication).
+    pub admin_auth: AuthRequirement,
+}
+
+/// How recent, and of which class, a sign-in must be for something
+/// (OpenID Connect `max_age` / `acr_values`, RFC 9470). Both empty: any
+/// sign-in will do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthRequirement {
+    /// The sign-in must be at most this old.
+    pub max_age: Option<time::Duration>,
+    /// The session's `acr` must be one of these.
+    pub acr_values: Vec<String>,
 }
 
 /// Abuse limits on the login flow (see `server::limits`).
@@ -263,6 +277,24 @@ impl Config {
             )?,
         };
 
+        let admin_auth = AuthRequirement {
+            max_age: r.parse(
+                "ADMIN_MAX_AUTH_AGE",
+                "10m",
+                "a duration such as 10m, or off",
+                |v| match v {
+                    "off" => Ok(None),
+                    v => parse_duration(v).map(Some),
+                },
+            )?,
+            acr_values: r.parse(
+                "ADMIN_ACR_VALUES",
+                "",
+                "authentication context classes separated by spaces",
+                parse_acr_values,
+            )?,
+        };
+
         Ok(Self {
             base_url,
             site_addr,
@@ -277,6 +309,7 @@ impl Config {
             app_database,
             remotes,
             limits,
+            admin_auth,
         })
     }
 

@@ -94,6 +94,22 @@ pub fn parse_duration(raw: &str) -> Result<time::Duration, String> {
     time::Duration::try_from(d).map_err(|e| e.to_string())
 }
 
+/// `acr_values` (OIDC Core §3.1.2.1): space-separated class references,
+/// each printable ASCII without quotes or backslashes (they go into an
+/// authorization URL and a `WWW-Authenticate` challenge).
+pub fn parse_acr_values(raw: &str) -> Result<Vec<String>, String> {
+    let values: Vec<String> = raw.split_whitespace().map(str::to_string).collect();
+    if let Some(bad) = values.iter().find(|v| {
+        !v.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    }) {
+        return Err(format!(
+            "{bad:?} has a character a class reference cannot have"
+        ));
+    }
+    Ok(values)
+}
+
 /// `reports=http://reports.internal/ GET,POST; inventory=http://inv:8080/v1/`:
 /// methods default to GET and HEAD; names are URL-safe and unique.
 pub(super) fn parse_remotes(raw: &str) -> Result<Vec<Remote>, String> {
