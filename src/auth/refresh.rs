@@ -15,9 +15,10 @@ use time::OffsetDateTime;
 
 use super::state::AuthState;
 use super::{
-    idp::IdpError,
+    idp::{Idp, IdpError},
     session::{AuthSession, RawIdToken, SessionRecord, TokenSet},
 };
+use crate::server::store::Owner;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
@@ -204,9 +205,14 @@ async fn refresh_where(
                 // Ended while the IdP answered: it stays ended, and the new
                 // tokens are not stored anywhere. Whoever ended it revoked the
                 // refresh token it found; the one the IdP just issued is held
-                // by no one but this request, so it is revoked here.
+                // by no one but this request, so it is revoked here — unless
+                // the same IdP session lives on in another session (a
+                // step-up or a sign-in again replaced this one): the IdP may
+                // keep both under one grant, and revoking would end it.
                 Ok(false) => {
-                    if response.refresh_token().is_some() {
+                    if response.refresh_token().is_some()
+                        && !idp_session_lives_on(state, &oidc, &record).await
+                    {
                         super::revoke::revoke_in_background(state, vec![record]);
                     }
                     return Err(RefreshError::SessionEnded);
@@ -230,6 +236,21 @@ async fn refresh_where(
             Err(RefreshError::SessionEnded)
         }
     }
+}
+
+/// Whether another live session holds `record`'s IdP session (its `sid`).
+/// Without a `sid` it cannot be told: no. If the store cannot say: no (the
+/// token is revoked; failing closed costs at most a sign-in again).
+async fn idp_session_lives_on(state: &AuthState, oidc: &Idp, record: &SessionRecord) -> bool {
+    let Some(sid) = &record.sid else {
+        return false;
+    };
+    let owner = Owner::Sid(oidc.owner_key(sid).into_string());
+    state
+        .store
+        .sessions_of(&owner)
+        .await
+        .is_ok_and(|ids| !ids.is_empty())
 }
 
 #[cfg(test)]

@@ -181,8 +181,9 @@ fn id_token(op: &Op) -> String {
         | Defect::TokenForbidden
         | Defect::TokenServerError
         | Defect::TokenEmptyError
-        | Defect::RefreshServerError
-        | Defect::RefreshHeld => good(c(&op.issuer, "gatehouse", &nonce, in_5m, now()), &key, &at),
+        | Defect::RefreshServerError => {
+            good(c(&op.issuer, "gatehouse", &nonce, in_5m, now()), &key, &at)
+        }
         Defect::WrongAudience => good(
             c(&op.issuer, "someone-else", &nonce, in_5m, now()),
             &key,
@@ -256,6 +257,10 @@ fn id_token(op: &Op) -> String {
         }
         Defect::UnknownKid => raw(op, &nonce, Some("never-published"), OP_KEY, |_| {}),
         Defect::RotatedKey => raw(op, &nonce, Some("op-key-2"), ATTACKER_KEY, |_| {}),
+        // One IdP session for every sign-in (as an IdP keeping its SSO).
+        Defect::RefreshHeld => raw(op, &nonce, Some("op-key"), OP_KEY, |c| {
+            c.insert("sid".into(), json!("op-session-1"));
+        }),
         Defect::AuthTimeOld => raw(op, &nonce, Some("op-key"), OP_KEY, |c| {
             let iat = c["iat"].as_u64().unwrap();
             c.insert("auth_time".into(), json!(iat - 3600));
@@ -718,6 +723,53 @@ async fn a_refresh_token_issued_to_an_ended_session_is_revoked() {
     .await
     .expect("two revocations within 5 s");
     assert_eq!(revoked, ["hostile-refresh-token", "rotated-refresh-token"]);
+}
+
+/// A step-up (or a sign-in again) completes while a refresh of the session
+/// it replaces waits at the IdP: the refresh finds its session gone, but the
+/// IdP session lives on in the new one (same `sid`), so nothing is revoked —
+/// revoking would end the grant the new session's tokens may share.
+#[tokio::test]
+async fn a_refresh_overtaken_by_a_step_up_revokes_nothing() {
+    let op = start_op(Defect::RefreshHeld).await;
+    let app = spawn_app(&op.issuer).await;
+    assert_eq!(login_at(&op, &app).await.status(), StatusCode::SEE_OTHER);
+    let old = app.session_cookie().unwrap();
+    app.wait(Duration::from_millis(1100));
+    let call = tokio::spawn({
+        let app = app.same_browser();
+        let old = old.clone();
+        async move {
+            app.get_json_with_cookie(&old, "/auth/userinfo")
+                .await
+                .status()
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), op.refresh_arrived.notified())
+        .await
+        .expect("the expired access token is refreshed at the IdP");
+    let authorize = location(&app.get("/auth/login?max_age=600").await);
+    assert_eq!(
+        step_up_at(&op, &app, &authorize).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_ne!(
+        app.session_cookie().unwrap(),
+        old,
+        "the step-up rotated the id"
+    );
+    op.release_refresh.notify_one();
+    assert_eq!(
+        call.await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "the old id is gone"
+    );
+    // Long enough for a background revocation to have been sent.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(op.revocations.lock().unwrap().is_empty(), "nothing revoked");
+    // The new session goes on (its own refresh let through at once).
+    op.release_refresh.notify_one();
+    assert_eq!(app.get_json("/auth/user").await.status(), StatusCode::OK);
 }
 
 /// A revocation endpoint that never answers costs the sign-out nothing: the
