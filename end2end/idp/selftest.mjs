@@ -294,6 +294,20 @@ async function runFlows({ base, issuer, logoutTokens }) {
   check('id_token_signing_alg_values_supported is [RS256]', JSON.stringify(disco.id_token_signing_alg_values_supported) === '["RS256"]');
   check('prompt_values_supported includes create', disco.prompt_values_supported?.includes('create'));
   check('scopes_supported', ['openid', 'profile', 'email', 'offline_access'].every((s) => disco.scopes_supported.includes(s)));
+  // RFC 9126: the app pushes its authorization requests when this is named.
+  check('pushed_authorization_request_endpoint (PAR), not required', disco.pushed_authorization_request_endpoint === `${oidc}/ext/par/request`
+    && !disco.require_pushed_authorization_requests, disco.pushed_authorization_request_endpoint);
+  {
+    const { params } = authorizeUrl();
+    const pushed = await request(disco.pushed_authorization_request_endpoint, {
+      method: 'POST', form: params, headers: { authorization: basic(CLIENT) },
+    });
+    const answer = JSON.parse(pushed.text);
+    check('PAR: a pushed request with client_secret_basic gets 201 and a request_uri', pushed.status === 201
+      && answer.request_uri?.startsWith('urn:ietf:params:oauth:request_uri:') && answer.expires_in > 0, pushed.text);
+    const unauthenticated = await request(disco.pushed_authorization_request_endpoint, { method: 'POST', form: params });
+    check('PAR: an unauthenticated push is refused', unauthenticated.status === 401, unauthenticated.status);
+  }
   const jwks = JSON.parse((await request(disco.jwks_uri)).text);
   check('JWKS has an RS256 key with a kid', jwks.keys.length === 1 && jwks.keys[0].kty === 'RSA' && jwks.keys[0].kid && !jwks.keys[0].d);
 

@@ -170,11 +170,22 @@ async function autoGrant(ctx) {
 // for its first-party client, so, like Keycloak, it keeps the scope whenever
 // the client asked for it and may use refresh tokens. This runs at the
 // authorization endpoint right after the scope check, before the request is
-// stored for the login interaction.
+// stored for the login interaction — and at the PAR endpoint (RFC 9126), where
+// a pushed request is checked the same way before it is stored.
 function keepOfflineAccess(ctx) {
   const { oidc } = ctx;
-  if (oidc.route !== 'authorization') return;
-  const raw = ctx.method === 'POST' ? oidc.body?.scope : ctx.query.scope;
+  if (oidc.route !== 'authorization' && oidc.route !== 'pushed_authorization_request') return;
+  let raw = ctx.method === 'POST' ? oidc.body?.scope : ctx.query.scope;
+  // A pushed request (RFC 9126) reaches the authorization endpoint as its
+  // stored request object: its scope is in there, not in the query.
+  const pushed = oidc.entities?.PushedAuthorizationRequest?.request;
+  if (typeof pushed === 'string') {
+    try {
+      raw = JSON.parse(Buffer.from(pushed.split('.')[1], 'base64url').toString()).scope;
+    } catch {
+      raw = undefined;
+    }
+  }
   if (typeof raw !== 'string' || !raw.split(' ').includes('offline_access')) return;
   if (!oidc.client?.grantTypeAllowed('refresh_token')) return;
   if (!oidc.params.response_type?.split(' ').includes('code')) return;

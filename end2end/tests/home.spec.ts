@@ -19,7 +19,10 @@ test('"Create account" reaches the IdP sign-up form (prompt=create)', async ({ p
   await page.goto('/');
   const authRequest = page.waitForRequest((r) => r.url().startsWith(`${IDP_URL}/realms/demo/protocol/openid-connect/auth`));
   await page.locator('a[href="/auth/signup"]').first().click();
-  expect(new URL((await authRequest).url()).searchParams.get('prompt')).toBe('create');
+  // Pushed (RFC 9126, the dev IdP offers PAR): the browser carries only the
+  // request_uri; the IdP's sign-up form below shows prompt=create arrived.
+  const sent = new URL((await authRequest).url()).searchParams;
+  expect([...sent.keys()].sort()).toEqual(['client_id', 'request_uri']);
   await expect(page).toHaveURL(onOrigin(IDP_URL));
   await expect(page.getByRole('heading', { name: 'Create an account' })).toBeVisible();
   await expect(page.locator('input[name=email]')).toBeVisible();

@@ -20,13 +20,13 @@ use super::state::AuthState;
 use super::{
     chooser,
     error::LoginError,
-    idp::{GhIdTokenClaims, GhTokenResponse, Idp, IdpError},
+    idp::{Discovered, GhIdTokenClaims, GhTokenResponse, Idp, IdpError},
     return_to::ReturnTo,
     revoke,
     session::{AuthSession, PendingLogin, RawIdToken, SessionRecord, StepUpAsk, TokenSet},
     step_up,
 };
-use crate::server::config::parse_acr_values;
+use crate::server::config::{parse_acr_values, ParMode};
 
 #[derive(Debug, Deserialize)]
 pub struct LoginParams {
@@ -181,6 +181,10 @@ async fn send_to_idp(
         request = request.add_extra_param("acr_values", acr_values.as_str());
     }
     let (url, csrf_state, nonce) = request.url();
+    let url = match pushed_or_not(oidc, &provider, url).await {
+        Ok(url) => url,
+        Err(e) => return fail(LoginError::Idp(e), &return_to),
+    };
     let pending = PendingLogin {
         idp: oidc.session_name(),
         nonce,
@@ -197,6 +201,33 @@ async fn send_to_idp(
         return LoginError::Store(e.to_string()).page(&return_to);
     }
     see_other(url.as_str())
+}
+
+/// Where the browser goes: `authorize` as it is, or, with pushed
+/// authorization requests (RFC 9126; `OIDC_PAR`), the authorization endpoint
+/// with the `request_uri` the IdP gave for the pushed request. `auto` pushes
+/// whenever discovery names a PAR endpoint; `required` and an IdP that
+/// requires PAR (`require_pushed_authorization_requests`) under `off` are
+/// configuration errors that end the login on the error page.
+async fn pushed_or_not(
+    oidc: &Idp,
+    provider: &Discovered,
+    authorize: url::Url,
+) -> Result<url::Url, IdpError> {
+    let push = match oidc.config().par {
+        ParMode::Auto => provider.par_endpoint().is_some(),
+        ParMode::Required => true,
+        ParMode::Off if provider.requires_par() => {
+            return Err(IdpError::Misconfigured(
+                "the IdP requires pushed authorization requests, and OIDC_PAR=off".into(),
+            ))
+        }
+        ParMode::Off => false,
+    };
+    if !push {
+        return Ok(authorize);
+    }
+    oidc.push_authorization_request(provider, &authorize).await
 }
 
 /// The authorization response (RFC 6749 §4.1.2, RFC 9207 §2).

@@ -22,7 +22,8 @@ async fn anonymous_user_gets_401_json() {
 #[tokio::test]
 async fn login_user_userinfo_logout_and_401_again() {
     let idp = Idp::start().await;
-    let app = spawn_app(&idp.issuer).await;
+    // The front-channel request itself is what this test reads: not pushed.
+    let app = spawn_app_with(&idp.issuer, &[("OIDC_PAR", "off")]).await;
 
     // The authorization request carries PKCE S256, state and nonce.
     let authorize = app.start_login(Some("/profile")).await;
@@ -204,7 +205,8 @@ async fn state_mismatch_is_rejected_with_no_session() {
 #[tokio::test]
 async fn callback_replay_is_rejected() {
     let idp = Idp::start().await;
-    let app = spawn_app(&idp.issuer).await;
+    // The front-channel request itself is what this test reads: not pushed.
+    let app = spawn_app_with(&idp.issuer, &[("OIDC_PAR", "off")]).await;
     let callback = app.callback_url_for("bob", "bob", None).await;
     let first = app.http.get(&callback).send().await.unwrap();
     assert_eq!(first.status(), StatusCode::SEE_OTHER);
@@ -297,7 +299,8 @@ async fn two_tabs_logging_in_at_once_both_succeed() {
 #[tokio::test]
 async fn signup_asks_the_idp_for_registration() {
     let idp = Idp::start().await;
-    let app = spawn_app(&idp.issuer).await;
+    // The front-channel request itself is what this test reads: not pushed.
+    let app = spawn_app_with(&idp.issuer, &[("OIDC_PAR", "off")]).await;
     let response = app.get("/auth/signup?return_to=/profile").await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let authorize = location(&response);
@@ -464,4 +467,57 @@ async fn the_sqlite_store_keeps_sessions_across_a_restart() {
     let user: Value = response.json().await.unwrap();
     assert_eq!(user["name"], "Alice Liddell");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// RFC 9126: the dev IdP names a PAR endpoint, so by default (`OIDC_PAR=auto`)
+/// the authorization request is pushed server to server, authenticated, and
+/// the browser carries only `client_id` and the `request_uri`: no state,
+/// nonce, PKCE challenge, scope or redirect URI it could read or change.
+/// The login completes, with a refresh token (offline_access kept).
+#[tokio::test]
+async fn pushed_authorization_requests_leave_the_browser_only_a_request_uri() {
+    let idp = Idp::start_with(&[("IDP_EXPOSE_TOKENS_FOR_TESTS", "1")]).await;
+    let app = spawn_app(&idp.issuer).await;
+    let authorize = app.start_login(Some("/profile")).await;
+    let url = url::Url::parse(&authorize).unwrap();
+    let mut names: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["client_id", "request_uri"], "{authorize}");
+    assert_eq!(
+        query_param(&authorize, "client_id").as_deref(),
+        Some("gatehouse")
+    );
+    assert!(query_param(&authorize, "request_uri")
+        .unwrap()
+        .starts_with("urn:ietf:params:oauth:request_uri:"));
+    let callback = match app.at_idp(&authorize, "alice", "alice").await {
+        IdpOutcome::Callback(url) => url,
+        IdpOutcome::StayedOnIdp(html) => panic!("login did not complete: {html}"),
+    };
+    let signed_in = app.http.get(callback).send().await.unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&signed_in), "/profile");
+    assert_eq!(app.get_json("/auth/user").await.status(), StatusCode::OK);
+    assert_eq!(
+        idp.issued_refresh_tokens().await.len(),
+        1,
+        "offline_access kept"
+    );
+}
+
+/// `OIDC_PAR=required` against an IdP without a PAR endpoint: the login
+/// ends on the error page (misconfigured), and the browser never goes to an
+/// authorization endpoint with the request in the clear.
+#[tokio::test]
+async fn par_required_without_a_par_endpoint_is_a_configuration_error() {
+    let op = crate::hostile_idp::start_op(crate::hostile_idp::Defect::None).await;
+    let app = spawn_app_with(&op.issuer, &[("OIDC_PAR", "required")]).await;
+    let response = app.get("/auth/login").await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("data-reason=\"idp_misconfigured\""), "{html}");
+    // The same OP with PAR left on auto: the front channel, as before.
+    let app = spawn_app(&op.issuer).await;
+    let authorize = location(&app.get("/auth/login").await);
+    assert!(query_param(&authorize, "state").is_some(), "{authorize}");
 }

@@ -91,6 +91,9 @@ async fn several_providers_choose_sign_in_and_refuse_mixed_up_responses() {
             ("OIDC_SECOND_CLIENT_ID", "gatehouse"),
             ("OIDC_SECOND_CLIENT_SECRET", "gatehouse-dev-secret"),
             ("OIDC_SECOND_LABEL", "Second <IdP>"),
+            // The front-channel requests are what this test reads: not pushed.
+            ("OIDC_PAR", "off"),
+            ("OIDC_SECOND_PAR", "off"),
         ],
     )
     .await;
@@ -212,10 +215,14 @@ async fn extra_auth_params_reach_the_idp_but_never_override_the_flow() {
     let idp = Idp::start().await;
     let app = spawn_app_with(
         &idp.issuer,
-        &[(
-            "OIDC_EXTRA_AUTH_PARAMS",
-            "kc_idp_hint=github&ui_locales=de&prompt=login",
-        )],
+        &[
+            (
+                "OIDC_EXTRA_AUTH_PARAMS",
+                "kc_idp_hint=github&ui_locales=de&prompt=login",
+            ),
+            // The front-channel request is what this test reads: not pushed.
+            ("OIDC_PAR", "off"),
+        ],
     )
     .await;
     let authorize = app.start_login(None).await;
@@ -351,6 +358,10 @@ async fn a_mix_up_without_iss_is_refused_before_the_code_goes_anywhere() {
             ("OIDC_EVIL_ISSUER_URL", attacker.issuer.as_str()),
             ("OIDC_EVIL_CLIENT_ID", "gatehouse"),
             ("OIDC_EVIL_CLIENT_SECRET", "gatehouse-dev-secret"),
+            // The attack bounces a front-channel request: not pushed. (With
+            // PAR the bounced request_uri is unknown at the honest IdP.)
+            ("OIDC_PAR", "off"),
+            ("OIDC_EVIL_PAR", "off"),
         ],
     )
     .await;

@@ -92,6 +92,21 @@ impl Discovered {
             .authorization_response_iss_parameter_supported
     }
 
+    pub fn par_endpoint(&self) -> Option<&str> {
+        self.metadata
+            .additional_metadata()
+            .additional_metadata
+            .pushed_authorization_request_endpoint
+            .as_deref()
+    }
+
+    pub fn requires_par(&self) -> bool {
+        self.metadata
+            .additional_metadata()
+            .additional_metadata
+            .require_pushed_authorization_requests
+    }
+
     pub fn revocation_endpoint(&self) -> Option<&str> {
         self.metadata
             .additional_metadata()

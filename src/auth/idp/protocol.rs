@@ -203,29 +203,16 @@ impl Idp {
         let Some(endpoint) = provider.revocation_endpoint() else {
             return Ok(false);
         };
-        let misconfigured =
-            |why: String| IdpError::Misconfigured(format!("revocation_endpoint: {why}"));
-        let url = url::Url::parse(endpoint).map_err(|e| misconfigured(e.to_string()))?;
-        if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback_host(&url)) {
-            return Err(misconfigured("not https (RFC 7009 §2)".into()));
-        }
-        // RFC 6749 §2.3.1: the id and secret are form-encoded, then Basic.
-        let encode =
-            |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         let response = self
-            .http
-            .post(url.as_str())
-            .basic_auth(
-                encode(self.idp.client_id.as_str()),
-                Some(encode(self.idp.client_secret.secret())),
+            .client_post(
+                "revocation_endpoint",
+                endpoint,
+                &[
+                    ("token", token.secret().as_str()),
+                    ("token_type_hint", "refresh_token"),
+                ],
             )
-            .form(&[
-                ("token", token.secret().as_str()),
-                ("token_type_hint", "refresh_token"),
-            ])
-            .send()
-            .await
-            .map_err(|e| IdpError::Unreachable(e.without_url().to_string()))?;
+            .await?;
         match response.status() {
             status if status.is_success() => Ok(true),
             status if status.is_server_error() => Err(IdpError::Unreachable(format!(
@@ -233,6 +220,85 @@ impl Idp {
             ))),
             status => Err(IdpError::Rejected(format!("revocation answered {status}"))),
         }
+    }
+
+    /// A form POST to one of the IdP's endpoints (`name` in discovery) as
+    /// this client (`client_secret_basic`, the id and secret form-encoded
+    /// first, RFC 6749 §2.3.1). Only https, or http on a loopback host: the
+    /// client secret and the request's content must not cross a network in
+    /// the clear (RFC 7009 §2, RFC 9126 §2).
+    async fn client_post(
+        &self,
+        name: &str,
+        endpoint: &str,
+        form: &[(&str, &str)],
+    ) -> Result<reqwest::Response, IdpError> {
+        let misconfigured = |why: String| IdpError::Misconfigured(format!("{name}: {why}"));
+        let url = url::Url::parse(endpoint).map_err(|e| misconfigured(e.to_string()))?;
+        if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback_host(&url)) {
+            return Err(misconfigured("not https".into()));
+        }
+        let encode =
+            |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        self.http
+            .post(url.as_str())
+            .basic_auth(
+                encode(self.idp.client_id.as_str()),
+                Some(encode(self.idp.client_secret.secret())),
+            )
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| IdpError::Unreachable(e.without_url().to_string()))
+    }
+
+    /// Pushes the authorization request `authorize` (the URL the browser
+    /// would have been sent to) to the IdP's PAR endpoint (RFC 9126 §2.1),
+    /// and returns the URL the browser is sent to instead: the authorization
+    /// endpoint with only `client_id` and the `request_uri` the IdP answered
+    /// (§4). The request's parameters (state, nonce, PKCE challenge,
+    /// redirect URI, scopes) then travel server to server, authenticated,
+    /// where the browser cannot see or change them.
+    pub async fn push_authorization_request(
+        &self,
+        provider: &Discovered,
+        authorize: &url::Url,
+    ) -> Result<url::Url, IdpError> {
+        let endpoint = provider.par_endpoint().ok_or_else(|| {
+            IdpError::Misconfigured("no pushed_authorization_request_endpoint".into())
+        })?;
+        let params: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+        let form: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let response = self
+            .client_post("pushed_authorization_request_endpoint", endpoint, &form)
+            .await?;
+        let status = response.status();
+        let body: Option<Value> = response.json().await.ok();
+        let field = |name: &str| {
+            body.as_ref()
+                .and_then(|b| b.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        // §2.2: 201 with `request_uri`; §2.3: an OAuth error object otherwise.
+        let request_uri = match (status.is_success(), field("request_uri"), field("error")) {
+            (true, Some(uri), _) if !uri.is_empty() => uri,
+            (_, _, Some(error)) => return Err(IdpError::Rejected(format!("PAR: {error}"))),
+            (false, ..) => return Err(IdpError::Unreachable(format!("PAR answered {status}"))),
+            (true, ..) => {
+                return Err(IdpError::BadResponse(
+                    "PAR answered without a request_uri".into(),
+                ))
+            }
+        };
+        let mut url = provider.metadata.authorization_endpoint().url().clone();
+        url.query_pairs_mut()
+            .append_pair("client_id", self.idp.client_id.as_str())
+            .append_pair("request_uri", &request_uri);
+        Ok(url)
     }
 
     /// RP-Initiated Logout 1.0 §2: the end-session URL with `id_token_hint`,

@@ -39,6 +39,12 @@ pub struct ExtraProviderMetadata {
     /// parsed when used, so a malformed one costs revocation, not sign-in.
     #[serde(default)]
     pub revocation_endpoint: Option<String>,
+    /// RFC 9126 §5: where authorization requests are pushed (text, as above).
+    #[serde(default)]
+    pub pushed_authorization_request_endpoint: Option<String>,
+    /// RFC 9126 §5: the IdP accepts authorization requests only if pushed.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 impl AdditionalProviderMetadata for ExtraProviderMetadata {}
 

@@ -26,6 +26,21 @@ pub struct IdpConfig {
     /// `kc_idp_hint`, Auth0's `audience`); never a protocol parameter.
     pub extra_auth_params: Vec<(String, String)>,
     pub refresh_leeway: time::Duration,
+    /// Pushed authorization requests (RFC 9126).
+    pub par: ParMode,
+}
+
+/// Whether a login pushes its authorization request to the IdP first
+/// (RFC 9126) and sends the browser only `client_id` and `request_uri`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ParMode {
+    /// When discovery names a `pushed_authorization_request_endpoint`.
+    #[default]
+    Auto,
+    /// Always; a login against an IdP without PAR fails (misconfigured).
+    Required,
+    /// Never; a login against an IdP that requires PAR fails (misconfigured).
+    Off,
 }
 
 /// `OIDC_` for the default provider, `OIDC_<NAME>_` for one named in `OIDC_PROVIDERS`.
@@ -101,6 +116,12 @@ pub(super) fn read_provider<L: Lookup>(
         "query syntax such as resource=https%3A%2F%2Fapi&kc_idp_hint=github",
         parse_extra_auth_params,
     )?;
+    let par = r.parse(&var("PAR"), "auto", "auto, required or off", |v| match v {
+        "auto" => Ok(ParMode::Auto),
+        "required" => Ok(ParMode::Required),
+        "off" => Ok(ParMode::Off),
+        _ => Err("not one of them".to_string()),
+    })?;
     let default_label = Url::parse(issuer.as_str())
         .ok()
         .and_then(|u| {
@@ -120,6 +141,7 @@ pub(super) fn read_provider<L: Lookup>(
         backchannel_base_url,
         extra_auth_params,
         refresh_leeway,
+        par,
     })
 }
 

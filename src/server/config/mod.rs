@@ -14,7 +14,7 @@ mod values;
 
 use std::net::SocketAddr;
 
-pub use idp::{IdpConfig, DEFAULT_PROVIDER, DEV_CLIENT_SECRET};
+pub use idp::{IdpConfig, ParMode, DEFAULT_PROVIDER, DEV_CLIENT_SECRET};
 pub use safety::without_password;
 pub use values::{is_loopback_host, parse_acr_values, parse_duration, BaseUrl, Remote, StoreUrl};
 
