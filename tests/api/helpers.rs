@@ -596,6 +596,19 @@ impl TestApp {
         panic!("too many redirects at the IdP");
     }
 
+    /// [`at_idp`](Self::at_idp) that must come back: the app's callback URL.
+    pub async fn back_from_idp(
+        &self,
+        authorize_url: &str,
+        username: &str,
+        password: &str,
+    ) -> String {
+        match self.at_idp(authorize_url, username, password).await {
+            IdpOutcome::Callback(url) => url,
+            IdpOutcome::StayedOnIdp(html) => panic!("login did not complete: {html}"),
+        }
+    }
+
     /// The whole login: app → IdP → credentials → the app's callback URL.
     pub async fn callback_url_for(
         &self,
@@ -604,10 +617,7 @@ impl TestApp {
         return_to: Option<&str>,
     ) -> String {
         let authorize = self.start_login(return_to).await;
-        match self.at_idp(&authorize, username, password).await {
-            IdpOutcome::Callback(url) => url,
-            IdpOutcome::StayedOnIdp(html) => panic!("login did not complete: {html}"),
-        }
+        self.back_from_idp(&authorize, username, password).await
     }
 
     /// Logs in and returns the callback's response (a 303 on success).

@@ -47,10 +47,7 @@ async fn login_user_userinfo_logout_and_401_again() {
         .session_cookie()
         .expect("login starts a session for the pending state");
 
-    let callback = match app.at_idp(&authorize, "alice", "alice").await {
-        IdpOutcome::Callback(url) => url,
-        IdpOutcome::StayedOnIdp(html) => panic!("{html}"),
-    };
+    let callback = app.back_from_idp(&authorize, "alice", "alice").await;
     assert!(
         query_param(&callback, "iss").is_some(),
         "the dev IdP sends RFC 9207 iss"
@@ -274,15 +271,9 @@ async fn two_tabs_logging_in_at_once_both_succeed() {
     let app = spawn_app(&idp.issuer).await;
     let tab_a = app.start_login(Some("/a")).await;
     let tab_b = app.start_login(Some("/b")).await;
-    let callback_b = match app.at_idp(&tab_b, "alice", "alice").await {
-        IdpOutcome::Callback(url) => url,
-        IdpOutcome::StayedOnIdp(html) => panic!("{html}"),
-    };
+    let callback_b = app.back_from_idp(&tab_b, "alice", "alice").await;
     // Tab A continues at the IdP, which now has a session and skips the form.
-    let callback_a = match app.at_idp(&tab_a, "alice", "alice").await {
-        IdpOutcome::Callback(url) => url,
-        IdpOutcome::StayedOnIdp(html) => panic!("{html}"),
-    };
+    let callback_a = app.back_from_idp(&tab_a, "alice", "alice").await;
     let b = app.http.get(&callback_b).send().await.unwrap();
     assert_eq!(
         (b.status(), location(&b)),
@@ -490,10 +481,7 @@ async fn pushed_authorization_requests_leave_the_browser_only_a_request_uri() {
     assert!(query_param(&authorize, "request_uri")
         .unwrap()
         .starts_with("urn:ietf:params:oauth:request_uri:"));
-    let callback = match app.at_idp(&authorize, "alice", "alice").await {
-        IdpOutcome::Callback(url) => url,
-        IdpOutcome::StayedOnIdp(html) => panic!("login did not complete: {html}"),
-    };
+    let callback = app.back_from_idp(&authorize, "alice", "alice").await;
     let signed_in = app.http.get(callback).send().await.unwrap();
     assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&signed_in), "/profile");

@@ -73,10 +73,7 @@ async fn admin_needs_a_recent_sign_in_and_a_step_up_renews_it() {
     );
     assert_eq!(query_param(&authorize, "max_age"), None);
     let before = app.session_cookie().unwrap();
-    let callback = match app.at_idp(&authorize, "alice", "alice").await {
-        IdpOutcome::Callback(url) => url,
-        IdpOutcome::StayedOnIdp(html) => panic!("the step-up did not come back: {html}"),
-    };
+    let callback = app.back_from_idp(&authorize, "alice", "alice").await;
     let back = app.http.get(callback).send().await.unwrap();
     assert_eq!(back.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&back), "/admin");
@@ -121,10 +118,7 @@ async fn a_step_up_as_another_user_is_refused_and_the_session_stays() {
     let before = app.session_cookie().unwrap();
 
     let authorize = location(&app.get("/auth/login?return_to=/admin&max_age=0").await);
-    let callback = match app.at_idp(&authorize, "bob", "bob").await {
-        IdpOutcome::Callback(url) => url,
-        IdpOutcome::StayedOnIdp(html) => panic!("the IdP did not send bob back: {html}"),
-    };
+    let callback = app.back_from_idp(&authorize, "bob", "bob").await;
     let refused = app.http.get(callback).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     let html = refused.text().await.unwrap();
@@ -150,10 +144,7 @@ async fn a_step_up_with_fresh_credentials_is_accepted_and_bad_values_are_refused
         StatusCode::SEE_OTHER
     );
     let authorize = location(&app.get("/auth/login?return_to=/admin&max_age=0").await);
-    let callback = match app.at_idp(&authorize, "alice", "alice").await {
-        IdpOutcome::Callback(url) => url,
-        IdpOutcome::StayedOnIdp(html) => panic!("the IdP did not send alice back: {html}"),
-    };
+    let callback = app.back_from_idp(&authorize, "alice", "alice").await;
     let back = app.http.get(callback).send().await.unwrap();
     assert_eq!(back.status(), StatusCode::SEE_OTHER);
     assert_eq!(
