@@ -415,6 +415,16 @@ async fn an_idp_that_goes_down_after_discovery_is_noticed_at_login() {
     let app = spawn_app(&idp.issuer).await;
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
     drop(idp);
+    // The port stays ours while the IdP is down, refusing every connection:
+    // another test's IdP picking this free port would answer for it.
+    let dead = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let refusing = tokio::spawn(async move {
+        while let Ok((connection, _)) = dead.accept().await {
+            drop(connection);
+        }
+    });
 
     assert_eq!(
         app.get("/readyz").await.status(),
@@ -428,6 +438,8 @@ async fn an_idp_that_goes_down_after_discovery_is_noticed_at_login() {
     );
     assert!(login.text().await.unwrap().contains("idp_unreachable"));
 
+    refusing.abort();
+    let _ = refusing.await;
     let _idp = Idp::start_on(port, &[]).await;
     assert_eq!(
         app.login("bob", "bob").await.status(),
