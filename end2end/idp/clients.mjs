@@ -4,7 +4,22 @@
 // deploy/keycloak/realm-demo.json (see realm-agreement.mjs), so the two
 // cannot drift apart unnoticed.
 
+import { createHash, createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+
 export const CLIENT_ID = 'gatehouse';
+// The same app as a private_key_jwt client (RFC 7523, OIDC Core §9): it signs
+// client assertions with dev-client-key.pem (public, like the dev secret:
+// for development only) and sends no secret. Not in the Keycloak realm.
+export const KEY_CLIENT_ID = 'gatehouse-key';
+const keyClientPublic = createPublicKey(readFileSync(new URL('./dev-client-key.pem', import.meta.url))).export({ format: 'jwk' });
+export const KEY_CLIENT_JWK = {
+  ...keyClientPublic,
+  // The RFC 7638 thumbprint, the `kid` the app puts in its assertions' header.
+  kid: createHash('sha256').update(JSON.stringify({ e: keyClientPublic.e, kty: 'RSA', n: keyClientPublic.n })).digest('base64url'),
+  use: 'sig',
+  alg: 'RS256',
+};
 export const CLIENT_SECRET = 'gatehouse-dev-secret';
 export const M2M_CLIENT_ID = 'gatehouse-m2m';
 export const M2M_CLIENT_SECRET = 'gatehouse-m2m-secret';
@@ -40,6 +55,20 @@ export function clientMetadata({ backchannelLogoutUri }) {
       grant_types: ['client_credentials'],
       response_types: [],
       redirect_uris: [],
+    },
+    {
+      client_id: KEY_CLIENT_ID,
+      client_name: 'Gatehouse (private_key_jwt)',
+      application_type: 'web',
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: 'RS256',
+      jwks: { keys: [KEY_CLIENT_JWK] },
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: [REGISTERED_REDIRECT_URI],
+      post_logout_redirect_uris: [REGISTERED_POST_LOGOUT_URI],
+      id_token_signed_response_alg: 'RS256',
+      require_auth_time: true,
     },
   ];
 }

@@ -62,3 +62,19 @@ impl Idps {
         self.all.iter().find(|o| o.config().issuer.as_str() == iss)
     }
 }
+
+/// `GET /auth/jwks.json`: the public keys this app signs `private_key_jwt`
+/// client assertions with (RFC 7517 JWK Set), for an IdP configured to fetch
+/// them (`jwks_uri` in its client registration); empty without such keys.
+/// Public by nature: it holds only public keys.
+pub async fn client_jwks(
+    axum::extract::State(state): axum::extract::State<super::state::AuthState>,
+) -> axum::Json<serde_json::Value> {
+    let mut keys: Vec<serde_json::Value> = Vec::new();
+    for jwk in state.idps.all().iter().filter_map(|idp| idp.client_jwk()) {
+        if !keys.contains(jwk) {
+            keys.push(jwk.clone());
+        }
+    }
+    axum::Json(serde_json::json!({ "keys": keys }))
+}

@@ -43,7 +43,8 @@ use state::AuthState;
 
 /// The `/auth/*` routes of the contract, in their policy groups: navigations
 /// (sign-in, the callback, sign-out, the event stream), JSON reads (the user),
-/// and the IdP's server-to-server back-channel logout. Nothing they answer
+/// and what the IdP calls server to server: back-channel logout, and the
+/// client's public keys for `private_key_jwt`. Nothing they answer
 /// may be cached (redirects carry one-time values, JSON carries the user) and
 /// their URLs are never sent on as a referrer (they carry codes and state).
 /// The routes that start or finish a login are rate-limited per client IP.
@@ -82,6 +83,7 @@ where
             "/auth/backchannel-logout",
             post(backchannel::backchannel_logout),
         )
+        .route("/auth/jwks.json", get(idps::client_jwks))
         .route_layer(group(Rule::ServerToServer));
     navigation.merge(json).merge(server_to_server)
 }

@@ -190,6 +190,11 @@ impl Idp {
     /// The refresh tokens the IdP issued to the BFF, oldest first (needs
     /// `IDP_EXPOSE_TOKENS_FOR_TESTS=1`).
     pub async fn issued_refresh_tokens(&self) -> Vec<String> {
+        self.issued_refresh_tokens_of("gatehouse").await
+    }
+
+    /// [`issued_refresh_tokens`](Self::issued_refresh_tokens) to the client `client_id`.
+    pub async fn issued_refresh_tokens_of(&self, client_id: &str) -> Vec<String> {
         let issued: serde_json::Value = reqwest::get(format!(
             "http://{}:{}/dev/issued-tokens",
             self.host, self.port
@@ -203,7 +208,7 @@ impl Idp {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|t| t["client_id"] == "gatehouse")
+            .filter(|t| t["client_id"] == client_id)
             .filter_map(|t| t["refresh_token"].as_str().map(str::to_string))
             .collect()
     }

@@ -3,6 +3,7 @@
 mod authz;
 mod backchannel;
 mod cache;
+mod client_auth;
 mod csrf;
 mod embed;
 mod ended;

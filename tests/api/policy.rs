@@ -31,11 +31,18 @@ const NAVIGATIONS: &[&str] = &[
 ];
 
 /// Routes without any anti-forgery check, and why.
-const EXEMPT: &[(&str, &str)] = &[(
-    "/auth/backchannel-logout",
-    "the IdP's server-to-server POST: no cookie rides on it, it proves itself \
-     with a signed logout token (OpenID Back-Channel Logout 1.0 §2.5)",
-)];
+const EXEMPT: &[(&str, &str)] = &[
+    (
+        "/auth/backchannel-logout",
+        "the IdP's server-to-server POST: no cookie rides on it, it proves itself \
+         with a signed logout token (OpenID Back-Channel Logout 1.0 §2.5)",
+    ),
+    (
+        "/auth/jwks.json",
+        "public keys the IdP fetches (RFC 7517): GET only, the same for everyone, \
+         nothing about the caller's session",
+    ),
+];
 
 /// Every `.route("/<path>", …)` in the crate's source.
 fn routes_in_source() -> BTreeSet<String> {

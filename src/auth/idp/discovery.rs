@@ -19,7 +19,7 @@ use super::{
 };
 use crate::server::{
     clock::Clock,
-    config::{Config, IdpConfig},
+    config::{ClientAuth, Config, IdpConfig},
 };
 
 /// One successful discovery: metadata (with its JWKS) and a client built from it.
@@ -67,13 +67,17 @@ impl Discovered {
         } else {
             advertised
         };
-        let client = GhClient::from_provider_metadata(
-            metadata.clone(),
-            idp.client_id.clone(),
-            Some(idp.client_secret.clone()),
-        )
-        .set_redirect_uri(redirect)
-        .set_auth_type(AuthType::BasicAuth);
+        // With private_key_jwt no secret is sent: the client id goes in the
+        // body, beside the assertion each request adds (`Idp::client_assertion`).
+        let (secret, auth_type) = match idp.client_auth {
+            ClientAuth::SecretBasic => (Some(idp.client_secret.clone()), AuthType::BasicAuth),
+            ClientAuth::SecretPost => (Some(idp.client_secret.clone()), AuthType::RequestBody),
+            ClientAuth::PrivateKeyJwt(_) => (None, AuthType::RequestBody),
+        };
+        let client =
+            GhClient::from_provider_metadata(metadata.clone(), idp.client_id.clone(), secret)
+                .set_redirect_uri(redirect)
+                .set_auth_type(auth_type);
         Ok(Self {
             metadata,
             client,

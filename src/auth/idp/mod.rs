@@ -15,6 +15,7 @@
 //!
 //! Everything is re-exported here: callers name `idp::X`.
 
+pub mod client_auth;
 mod discovery;
 mod jwt;
 mod protocol;
@@ -37,8 +38,9 @@ use tokio::sync::{Mutex, RwLock};
 use super::{idp_http::IdpHttp, subject::SubjectKey};
 use crate::server::{
     clock::Clock,
-    config::{Config, IdpConfig, DEFAULT_PROVIDER},
+    config::{ClientAuth, Config, IdpConfig, DEFAULT_PROVIDER},
 };
+use client_auth::ClientKeyPair;
 
 /// Why talking to the IdP failed, in the terms the user-facing pages need.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,8 @@ pub struct Idp {
     current: RwLock<Option<Arc<Discovered>>>,
     discovery: Mutex<()>,
     last_jwks_refresh: Mutex<Option<Instant>>,
+    /// With `private_key_jwt`: the key that signs client assertions.
+    client_key: Option<ClientKeyPair>,
 }
 
 impl Idp {
@@ -80,6 +84,13 @@ impl Idp {
             .build()
             .expect("static reqwest configuration is valid");
         let http = IdpHttp::new(http, &idp.issuer, idp.backchannel_base_url.as_ref());
+        let client_key = match &idp.client_auth {
+            ClientAuth::PrivateKeyJwt(key) => Some(
+                // The configuration already parsed it as an RSA key.
+                ClientKeyPair::new(key).expect("a client key the configuration accepted"),
+            ),
+            _ => None,
+        };
         Self {
             config,
             idp,
@@ -88,7 +99,49 @@ impl Idp {
             current: RwLock::new(None),
             discovery: Mutex::new(()),
             last_jwks_refresh: Mutex::new(None),
+            client_key,
         }
+    }
+
+    /// The public JWK of this client's `private_key_jwt` key, if it has one.
+    pub fn client_jwk(&self) -> Option<&serde_json::Value> {
+        self.client_key.as_ref().map(|k| &k.jwk)
+    }
+
+    /// The form fields that authenticate this client in a request body:
+    /// `client_secret_post`'s id and secret, or `private_key_jwt`'s id and a
+    /// fresh assertion for the IdP's issuer; nothing for `client_secret_basic`
+    /// (Basic auth, set by the caller).
+    fn body_auth(&self) -> Result<Vec<(&'static str, String)>, IdpError> {
+        let id = self.idp.client_id.as_str().to_string();
+        if let Some(assertion) = self.client_assertion()? {
+            return Ok(vec![
+                ("client_id", id),
+                ("client_assertion_type", client_auth::ASSERTION_TYPE.into()),
+                ("client_assertion", assertion),
+            ]);
+        }
+        Ok(match self.idp.client_auth {
+            ClientAuth::SecretPost => vec![
+                ("client_id", id),
+                ("client_secret", self.idp.client_secret.secret().clone()),
+            ],
+            _ => Vec::new(),
+        })
+    }
+
+    /// With `private_key_jwt`, a fresh client assertion for the IdP's issuer.
+    fn client_assertion(&self) -> Result<Option<String>, IdpError> {
+        self.client_key
+            .as_ref()
+            .map(|key| {
+                key.assertion(
+                    self.idp.client_id.as_str(),
+                    self.idp.issuer.as_str(),
+                    self.clock.now(),
+                )
+            })
+            .transpose()
     }
 
     /// This provider's settings.

@@ -14,6 +14,7 @@ use openidconnect::{
 };
 use serde_json::{Map, Value};
 
+use super::client_auth::ASSERTION_TYPE;
 use super::{
     discovery::Discovered,
     types::{GhIdToken, GhIdTokenClaims, GhTokenResponse, OtherClaims},
@@ -21,7 +22,7 @@ use super::{
 };
 use crate::server::{
     clock::Clock,
-    config::{is_loopback_host, IdpConfig},
+    config::{is_loopback_host, ClientAuth, IdpConfig},
 };
 
 impl Discovered {
@@ -50,11 +51,17 @@ impl Idp {
         nonce: &Nonce,
     ) -> Result<(GhTokenResponse, GhIdTokenClaims), IdpError> {
         let provider = self.provider().await?;
-        let response = provider
+        let mut request = provider
             .client
             .exchange_code(AuthorizationCode::new(code))
             .map_err(|e| IdpError::Misconfigured(e.to_string()))?
-            .set_pkce_verifier(verifier)
+            .set_pkce_verifier(verifier);
+        if let Some(assertion) = self.client_assertion()? {
+            request = request
+                .add_extra_param("client_assertion_type", ASSERTION_TYPE)
+                .add_extra_param("client_assertion", assertion);
+        }
+        let response = request
             .request_async(&self.http)
             .await
             .map_err(token_error)?;
@@ -127,10 +134,16 @@ impl Idp {
         sub: &str,
     ) -> Result<(GhTokenResponse, Option<GhIdTokenClaims>), IdpError> {
         let provider = self.provider().await?;
-        let response = provider
+        let mut request = provider
             .client
             .exchange_refresh_token(refresh_token)
-            .map_err(|e| IdpError::Misconfigured(e.to_string()))?
+            .map_err(|e| IdpError::Misconfigured(e.to_string()))?;
+        if let Some(assertion) = self.client_assertion()? {
+            request = request
+                .add_extra_param("client_assertion_type", ASSERTION_TYPE)
+                .add_extra_param("client_assertion", assertion);
+        }
+        let response = request
             .request_async(&self.http)
             .await
             .map_err(token_error)?;
@@ -223,8 +236,10 @@ impl Idp {
     }
 
     /// A form POST to one of the IdP's endpoints (`name` in discovery) as
-    /// this client (`client_secret_basic`, the id and secret form-encoded
-    /// first, RFC 6749 §2.3.1). Only https, or http on a loopback host: the
+    /// this client: `client_secret_basic` (the id and secret form-encoded
+    /// first, RFC 6749 §2.3.1), or the fields of `client_secret_post` or
+    /// `private_key_jwt` in the form (which then never carries a
+    /// `client_id` of the caller's beside them). Only https, or http on a loopback host: the
     /// client secret and the request's content must not cross a network in
     /// the clear (RFC 7009 §2, RFC 9126 §2).
     async fn client_post(
@@ -238,15 +253,28 @@ impl Idp {
         if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback_host(&url)) {
             return Err(misconfigured("not https".into()));
         }
-        let encode =
-            |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        self.http
-            .post(url.as_str())
-            .basic_auth(
+        let body_auth = self.body_auth()?;
+        let mut fields: Vec<(&str, &str)> = form
+            .iter()
+            .filter(|(name, _)| !body_auth.iter().any(|(auth, _)| auth == name))
+            .copied()
+            .collect();
+        fields.extend(
+            body_auth
+                .iter()
+                .map(|(name, value)| (*name, value.as_str())),
+        );
+        let mut request = self.http.post(url.as_str());
+        if self.idp.client_auth == ClientAuth::SecretBasic {
+            let encode =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            request = request.basic_auth(
                 encode(self.idp.client_id.as_str()),
                 Some(encode(self.idp.client_secret.secret())),
-            )
-            .form(form)
+            );
+        }
+        request
+            .form(&fields)
             .send()
             .await
             .map_err(|e| IdpError::Unreachable(e.without_url().to_string()))

@@ -28,6 +28,52 @@ pub struct IdpConfig {
     pub refresh_leeway: time::Duration,
     /// Pushed authorization requests (RFC 9126).
     pub par: ParMode,
+    /// How this client authenticates to the IdP's token, PAR and revocation
+    /// endpoints.
+    pub client_auth: ClientAuth,
+}
+
+/// Client authentication (OIDC Core §9, RFC 6749 §2.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_secret_basic`: id and secret in HTTP Basic (the default).
+    SecretBasic,
+    /// `client_secret_post`: id and secret in the form.
+    SecretPost,
+    /// `private_key_jwt` (RFC 7523): a short-lived JWT signed with this key;
+    /// no secret is sent.
+    PrivateKeyJwt(ClientKey),
+}
+
+/// An RSA private key for `private_key_jwt`, as PKCS#1 PEM (read from a
+/// PKCS#1 or PKCS#8 file). Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientKey(pub std::sync::Arc<str>);
+
+impl std::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientKey(..)")
+    }
+}
+
+/// The RSA private key at `path` (PEM, PKCS#1 or PKCS#8), at least 2048 bits.
+fn read_client_key(path: &str) -> Result<ClientKey, String> {
+    use rsa::{
+        pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey},
+        pkcs8::DecodePrivateKey,
+        traits::PublicKeyParts,
+    };
+    let pem = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let key = rsa::RsaPrivateKey::from_pkcs1_pem(&pem)
+        .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_pem(&pem))
+        .map_err(|_| "not an RSA private key in PEM (PKCS#1 or PKCS#8)".to_string())?;
+    if key.size() < 256 {
+        return Err("the RSA key is shorter than 2048 bits".into());
+    }
+    let pkcs1 = key
+        .to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
+        .map_err(|e| e.to_string())?;
+    Ok(ClientKey(std::sync::Arc::from(pkcs1.as_str())))
 }
 
 /// Whether a login pushes its authorization request to the IdP first
@@ -72,7 +118,44 @@ pub(super) fn read_provider<L: Lookup>(
     };
     required("ISSUER_URL")?;
     required("CLIENT_ID")?;
-    required("CLIENT_SECRET")?;
+    let client_auth = match r
+        .parse(
+            &var("CLIENT_AUTH"),
+            "client_secret_basic",
+            "client_secret_basic, client_secret_post or private_key_jwt",
+            |v| match v {
+                "client_secret_basic" | "client_secret_post" | "private_key_jwt" => {
+                    Ok(v.to_string())
+                }
+                _ => Err("not one of them".to_string()),
+            },
+        )?
+        .as_str()
+    {
+        "client_secret_post" => ClientAuth::SecretPost,
+        "private_key_jwt" => {
+            let Some(path) = r.optional(&var("CLIENT_KEY_FILE")) else {
+                return Err(ConfigError {
+                    var: var("CLIENT_KEY_FILE"),
+                    value: String::new(),
+                    expected: format!(
+                        "a PEM file with an RSA private key: {} is private_key_jwt",
+                        var("CLIENT_AUTH")
+                    ),
+                });
+            };
+            ClientAuth::PrivateKeyJwt(r.parse(
+                &var("CLIENT_KEY_FILE"),
+                &path,
+                "a PEM file with an RSA private key (PKCS#1 or PKCS#8, 2048 bits or more)",
+                read_client_key,
+            )?)
+        }
+        _ => ClientAuth::SecretBasic,
+    };
+    if !matches!(client_auth, ClientAuth::PrivateKeyJwt(_)) {
+        required("CLIENT_SECRET")?;
+    }
     let issuer = r.parse(
         &var("ISSUER_URL"),
         "http://localhost:8080/realms/demo",
@@ -142,6 +225,7 @@ pub(super) fn read_provider<L: Lookup>(
         extra_auth_params,
         refresh_leeway,
         par,
+        client_auth,
     })
 }
 

@@ -14,7 +14,7 @@ mod values;
 
 use std::net::SocketAddr;
 
-pub use idp::{IdpConfig, ParMode, DEFAULT_PROVIDER, DEV_CLIENT_SECRET};
+pub use idp::{ClientAuth, ClientKey, IdpConfig, ParMode, DEFAULT_PROVIDER, DEV_CLIENT_SECRET};
 pub use safety::without_password;
 pub use values::{is_loopback_host, parse_acr_values, parse_duration, BaseUrl, Remote, StoreUrl};
 
@@ -410,6 +410,10 @@ mod tests {
             ("API_REMOTES", "r=http://x/ CONNECT"),
             ("API_REMOTES", "r=http://x/; r=http://y/"),
             ("API_REMOTES", "r=http://u:p@x/"),
+            ("OIDC_PAR", "sometimes"),
+            ("OIDC_CLIENT_AUTH", "client_secret_jwt"),
+            ("ADMIN_MAX_AUTH_AGE", "0s"),
+            ("ADMIN_ACR_VALUES", "urn:\"quoted\""),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).expect_err(var);
@@ -417,6 +421,28 @@ mod tests {
             let line = err.to_string();
             assert!(line.contains(var) && !line.contains('\n'), "{line}");
         }
+    }
+
+    /// `private_key_jwt` needs a readable RSA key of 2048 bits or more; the
+    /// error names the file variable, never the key.
+    #[test]
+    fn private_key_jwt_needs_a_usable_rsa_key() {
+        let auth = ("OIDC_CLIENT_AUTH", "private_key_jwt");
+        let missing = config(&[auth]).expect_err("no key file");
+        assert_eq!(missing.var, "OIDC_CLIENT_KEY_FILE");
+        let not_a_key = config(&[auth, ("OIDC_CLIENT_KEY_FILE", "Cargo.toml")]).expect_err("toml");
+        assert_eq!(not_a_key.var, "OIDC_CLIENT_KEY_FILE");
+        let key = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/end2end/idp/dev-client-key.pem"
+        );
+        let c = config(&[auth, ("OIDC_CLIENT_KEY_FILE", key)]).unwrap();
+        let ClientAuth::PrivateKeyJwt(parsed) = &c.default_idp.client_auth else {
+            panic!("{:?}", c.default_idp.client_auth);
+        };
+        assert!(parsed.0.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        assert_eq!(format!("{parsed:?}"), "ClientKey(..)", "never printed");
+        assert!(!format!("{c:?}").contains("PRIVATE KEY"));
     }
 
     #[test]

@@ -1,0 +1,118 @@
+//! Client authentication other than `client_secret_basic`, against the real
+//! dev IdP: `private_key_jwt` (RFC 7523, OIDC Core §9) with the dev IdP's
+//! `gatehouse-key` client, which has no secret and knows only the public key
+//! of `end2end/idp/dev-client-key.pem`.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+const KEY_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/end2end/idp/dev-client-key.pem"
+);
+
+/// Sign-in (the pushed request and the code exchange), a refresh and the
+/// revocation at sign-out each authenticate with a fresh client assertion:
+/// the IdP holds no secret for this client, so each step succeeding is the
+/// assertion being accepted. `/auth/jwks.json` publishes the public key only.
+#[tokio::test]
+async fn private_key_jwt_signs_in_refreshes_and_revokes_without_a_secret() {
+    let idp = Idp::start_with(&[("IDP_EXPOSE_TOKENS_FOR_TESTS", "1")]).await;
+    let app = spawn_app_with(
+        &idp.issuer,
+        &[
+            ("OIDC_CLIENT_ID", "gatehouse-key"),
+            ("OIDC_CLIENT_AUTH", "private_key_jwt"),
+            ("OIDC_CLIENT_KEY_FILE", KEY_FILE),
+        ],
+    )
+    .await;
+    let authorize = app.start_login(None).await;
+    assert!(query_param(&authorize, "request_uri").is_some(), "pushed");
+    assert_eq!(
+        query_param(&authorize, "client_id").as_deref(),
+        Some("gatehouse-key")
+    );
+    let callback = app.back_from_idp(&authorize, "alice", "alice").await;
+    let signed_in = app.http.get(callback).send().await.unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let token = idp
+        .issued_refresh_tokens_of("gatehouse-key")
+        .await
+        .pop()
+        .expect("a refresh token for gatehouse-key");
+
+    // The access token runs out: the refresh grant authenticates the same way.
+    app.wait(Duration::from_secs(301));
+    let before = idp.stats().await["token_requests"]["refresh_token"].as_u64();
+    assert_eq!(
+        app.get_json("/auth/userinfo").await.status(),
+        StatusCode::OK
+    );
+    let after = idp.stats().await["token_requests"]["refresh_token"].as_u64();
+    assert_eq!(after, before.map(|n| n + 1), "one refresh");
+
+    let jwks: Value = app.get_json("/auth/jwks.json").await.json().await.unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{jwks}");
+    assert_eq!(keys[0]["kty"], "RSA");
+    assert_eq!(keys[0]["alg"], "RS256");
+    assert!(
+        keys[0]["kid"].as_str().is_some_and(|k| k.len() == 43),
+        "{jwks}"
+    );
+    assert!(
+        keys[0].get("d").is_none() && keys[0].get("p").is_none(),
+        "public only"
+    );
+
+    assert_eq!(app.logout().await.status(), StatusCode::SEE_OTHER);
+    let rotated = idp
+        .issued_refresh_tokens_of("gatehouse-key")
+        .await
+        .pop()
+        .unwrap();
+    assert_ne!(rotated, token, "the refresh rotated it");
+    assert!(
+        idp.revoked_soon(&rotated).await,
+        "revoked with an assertion"
+    );
+}
+
+/// Without `private_key_jwt` the key set is empty; a client whose IdP does
+/// not know its key cannot sign in (the IdP refuses the assertion: the login
+/// ends on the error page, no session).
+#[tokio::test]
+async fn the_key_set_is_empty_without_a_key_and_a_wrong_key_is_refused() {
+    let idp = Idp::start().await;
+    let app = spawn_app(&idp.issuer).await;
+    let jwks: Value = app.get_json("/auth/jwks.json").await.json().await.unwrap();
+    assert_eq!(jwks, serde_json::json!({"keys": []}));
+
+    // The hostile OP's signing key is a valid RSA key the IdP never saw.
+    let wrong = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/attacker-key.pem"
+    );
+    let app = spawn_app_with(
+        &idp.issuer,
+        &[
+            ("OIDC_CLIENT_ID", "gatehouse-key"),
+            ("OIDC_CLIENT_AUTH", "private_key_jwt"),
+            ("OIDC_CLIENT_KEY_FILE", wrong),
+        ],
+    )
+    .await;
+    let response = app.get("/auth/login").await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("data-reason=\"code_rejected\""), "{html}");
+    assert_eq!(
+        app.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
