@@ -693,10 +693,10 @@ async fn a_step_up_needs_an_auth_time_within_max_age() {
 /// IdP then issues is held by no one (the ended session is not written back),
 /// so it is revoked too, not left valid at the IdP. The sign-out revoked the
 /// token it found; the request that refreshed revokes the one it got.
-#[tokio::test]
-async fn a_refresh_token_issued_to_an_ended_session_is_revoked() {
+async fn a_refresh_token_issued_to_an_ended_session_is_revoked(kind: StoreKind) {
+    let store = TestStore::start(kind).await;
     let op = start_op(Defect::RefreshHeld).await;
-    let app = spawn_app(&op.issuer).await;
+    let app = spawn_app_with(&op.issuer, &[("SESSION_STORE", store.url.as_str())]).await;
     assert_eq!(login_at(&op, &app).await.status(), StatusCode::SEE_OTHER);
     app.wait(Duration::from_millis(1100));
     let client = app.same_browser();
@@ -729,10 +729,10 @@ async fn a_refresh_token_issued_to_an_ended_session_is_revoked() {
 /// it replaces waits at the IdP: the refresh finds its session gone, but the
 /// IdP session lives on in the new one (same `sid`), so nothing is revoked —
 /// revoking would end the grant the new session's tokens may share.
-#[tokio::test]
-async fn a_refresh_overtaken_by_a_step_up_revokes_nothing() {
+async fn a_refresh_overtaken_by_a_step_up_revokes_nothing(kind: StoreKind) {
+    let store = TestStore::start(kind).await;
     let op = start_op(Defect::RefreshHeld).await;
-    let app = spawn_app(&op.issuer).await;
+    let app = spawn_app_with(&op.issuer, &[("SESSION_STORE", store.url.as_str())]).await;
     assert_eq!(login_at(&op, &app).await.status(), StatusCode::SEE_OTHER);
     let old = app.session_cookie().unwrap();
     app.wait(Duration::from_millis(1100));
@@ -840,3 +840,10 @@ async fn token_endpoint_errors_end_the_login_with_a_clear_page() {
         );
     }
 }
+
+// The index that tells whether the IdP session lives on, and the ended
+// session's refusal to be written back, are each store's own.
+crate::on_every_store!(
+    a_refresh_token_issued_to_an_ended_session_is_revoked,
+    a_refresh_overtaken_by_a_step_up_revokes_nothing,
+);
