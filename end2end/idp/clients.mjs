@@ -25,7 +25,7 @@ export const M2M_CLIENT_ID = 'gatehouse-m2m';
 export const M2M_CLIENT_SECRET = 'gatehouse-m2m-secret';
 export const API_SCOPES = 'notes:read notes:write';
 export const REGISTERED_REDIRECT_URI = 'http://localhost:3000/auth/callback';
-export const REGISTERED_POST_LOGOUT_URI = 'http://localhost:3000/';
+export const REGISTERED_POST_LOGOUT_URI = 'http://localhost:3000/auth/logged-out';
 
 // oidc-provider client metadata of both clients.
 export function clientMetadata({ backchannelLogoutUri }) {

@@ -423,11 +423,11 @@ async function runFlows({ base, issuer, logoutTokens }) {
   // -- RP-initiated logout + back-channel logout -------------------------------------
   const logoutState = 'bye123';
   r = await request(`${oidc}/logout?${new URLSearchParams({
-    id_token_hint: tokens.json.id_token, post_logout_redirect_uri: `${APP}/`, state: logoutState,
+    id_token_hint: tokens.json.id_token, post_logout_redirect_uri: `${APP}/auth/logged-out`, state: logoutState,
   })}`);
   check('logout page auto-submits the confirmation form', r.status === 200 && /<script>[^<]*submit\(\)/.test(r.text) && formFields(r.text).logout === 'yes', r.text);
   const confirm = await request(formAction(r.text), { method: 'POST', form: formFields(r.text) });
-  check('logout confirmation redirects to post_logout_redirect_uri with state', confirm.status === 303 && confirm.location === `${APP}/?state=${logoutState}`, { status: confirm.status, location: confirm.location });
+  check('logout confirmation redirects to post_logout_redirect_uri with state', confirm.status === 303 && confirm.location === `${APP}/auth/logged-out?state=${logoutState}`, { status: confirm.status, location: confirm.location });
   check('one back-channel logout token delivered to the app', logoutTokens.length === 1, logoutTokens.length);
   if (logoutTokens.length) {
     const lt = verifyRs256(logoutTokens[0], jwks);
@@ -441,6 +441,8 @@ async function runFlows({ base, issuer, logoutTokens }) {
   {
     const loose = await request(`${oidc}/logout?${new URLSearchParams({ id_token_hint: tokens.json.id_token, post_logout_redirect_uri: 'http://evil.example.com/' })}`);
     check('non-loopback post_logout_redirect_uri is refused', loose.status === 400 && loose.text.includes('post_logout_redirect_uri'), loose.status);
+    const elsewhere = await request(`${oidc}/logout?${new URLSearchParams({ id_token_hint: tokens.json.id_token, post_logout_redirect_uri: `${APP}/` })}`);
+    check('a loopback post_logout_redirect_uri other than /auth/logged-out is refused', elsewhere.status === 400 && elsewhere.text.includes('post_logout_redirect_uri'), elsewhere.status);
   }
 
   // After logout, signing in asks for the password again.

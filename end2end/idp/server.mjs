@@ -126,7 +126,9 @@ function loopbackRedirectAllowed(value) {
 }
 
 function loopbackPostLogoutAllowed(value) {
-  return Boolean(parseLoopback(value));
+  // The app's `/auth/logged-out`, where it checks the sign-out's `state`.
+  const url = parseLoopback(value);
+  return Boolean(url && url.pathname === '/auth/logged-out' && url.search === '');
 }
 
 // ---------------------------------------------------------------------------

@@ -8,8 +8,12 @@ test('"Sign out" ends both sessions and comes back to the app home, signed out',
   await signIn(page, { appOrigin: APP_URL, idpOrigin: IDP_URL });
 
   const endSession = page.waitForRequest((r) => r.url().startsWith(`${ISSUER}/protocol/openid-connect/logout`));
+  const back = page.waitForRequest((r) => r.url().startsWith(`${APP_URL}/auth/logged-out?`));
   await page.getByRole('button', { name: 'Sign out' }).first().click();
-  await endSession;
+  // The IdP sends the browser back with the state the end-session request carried.
+  const sent = new URL((await endSession).url()).searchParams.get('state');
+  expect(sent).toBeTruthy();
+  expect(new URL((await back).url()).searchParams.get('state')).toBe(sent);
   await page.waitForURL(`${APP_URL}/`);
   await expect(page.locator('a[href="/auth/login"]').first()).toHaveText('Sign in');
   await expect(page.getByTestId('user-menu')).toHaveCount(0);

@@ -12,6 +12,7 @@ import {
 
 const JWT = /eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/;
 const END_SESSION = `${ISSUER}/protocol/openid-connect/logout`;
+const LOGOUT_COOKIE = 'gatehouse_logout';
 
 interface Seen {
   method: string;
@@ -239,6 +240,8 @@ test('no token reaches the browser: one HttpOnly cookie, empty storage, clean re
   const postLogout = location.searchParams.get('post_logout_redirect_uri');
   expect(postLogout).not.toBeNull();
   expect(new URL(postLogout!).origin).toBe(APP_URL);
+  expect(new URL(postLogout!).pathname).toBe('/auth/logged-out');
+  expect(location.searchParams.get('state'), 'a state to check on the way back').toMatch(/^[\w-]{43,}$/);
   // Negative control: the detector does see the token that is there.
   expect(leaks(location.href)).toEqual(expect.arrayContaining([expect.stringMatching(/^a JWT/), 'the id_token value']));
   const rest = new URLSearchParams(location.search);
@@ -248,15 +251,24 @@ test('no token reaches the browser: one HttpOnly cookie, empty storage, clean re
     if (kind !== 'id_token') expect(location.href.includes(value)).toBe(false);
   }
 
-  // (a) again, on the wire: the app sets no cookie but the session cookie,
-  // HttpOnly, SameSite=Lax, Path=/, without Domain. The removal at sign-out
-  // (empty value, Max-Age=0) only needs the same Path and no Domain to hit it.
+  // (a) again, on the wire: the app sets no cookie but the session cookie and,
+  // from sign-out until the IdP sends the browser back, the pending sign-out's
+  // state (removed on the way back); both HttpOnly, SameSite=Lax, Path=/,
+  // without Domain. A removal (empty value, Max-Age=0) only needs the same
+  // Path and no Domain to hit it.
   let sessionCookiesSet = 0;
+  const logoutCookies: string[] = [];
   for (const setCookie of appSetCookies) {
-    expect(cookieName(setCookie), setCookie).toBe(SESSION_COOKIE);
     const attributes = cookieAttributes(setCookie);
     expect(attributes.get('path'), setCookie).toBe('/');
     expect(attributes.has('domain'), setCookie).toBe(false);
+    if (cookieName(setCookie) === LOGOUT_COOKIE) {
+      logoutCookies.push(attributes.get('max-age') === '0' ? 'removed' : 'set');
+      expect(attributes.has('httponly'), setCookie).toBe(true);
+      expect(attributes.get('samesite')?.toLowerCase(), setCookie).toBe('lax');
+      continue;
+    }
+    expect(cookieName(setCookie), setCookie).toBe(SESSION_COOKIE);
     const removal = attributes.get('max-age') === '0' && setCookie.startsWith(`${SESSION_COOKIE}=;`);
     if (!removal) {
       sessionCookiesSet += 1;
@@ -266,4 +278,5 @@ test('no token reaches the browser: one HttpOnly cookie, empty storage, clean re
     }
   }
   expect(sessionCookiesSet, 'the app set its session cookie').toBeGreaterThan(0);
+  expect(logoutCookies, 'the pending sign-out was set at sign-out and removed on the way back').toEqual(['set', 'removed']);
 });

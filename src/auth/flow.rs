@@ -518,48 +518,6 @@ fn build_record(
     })
 }
 
-/// `POST /auth/logout` → ends the local session, then 303 to the IdP's
-/// end-session endpoint with `id_token_hint` and `post_logout_redirect_uri`
-/// (RP-Initiated Logout 1.0). The local session is gone whatever the IdP does.
-///
-/// The answer carries `Clear-Site-Data` (OWASP ASVS 5.0 §7.4) so nothing the
-/// app left in the browser outlives the session. `"cookies"` is left out when
-/// the answer is the redirect to the IdP: browsers clear cookies for the whole
-/// registrable domain (every port of `localhost` in development, and e.g.
-/// `sso.example.com` beside `app.example.com`), which would delete the IdP's
-/// own session cookie before the end-session request reaches it: the IdP could
-/// then neither end its SSO session nor tell the other apps (Back-Channel
-/// Logout). Our own cookie is expired by the session layer either way.
-pub async fn logout(State(state): State<AuthState>, session: AuthSession) -> Response {
-    let record = match session.sign_out().await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "logout could not reach the session store");
-            return super::api_error::ApiError::SessionStoreUnavailable.into_response();
-        }
-    };
-    let end_session = match &record {
-        Some(record) => {
-            tracing::info!(sub = %record.sub, "signed out");
-            match state.idps.of(record.idp.as_deref()) {
-                Some(oidc) => oidc.end_session_url(record.tokens.id_token.secret()).await,
-                None => None,
-            }
-        }
-        None => None,
-    };
-    revoke::revoke_in_background(&state, record.into_iter().collect());
-    let (mut response, clear) = match end_session {
-        Some(url) => (see_other(&url), r#""storage""#),
-        None => (see_other("/"), r#""cookies", "storage""#),
-    };
-    response.headers_mut().insert(
-        header::HeaderName::from_static("clear-site-data"),
-        HeaderValue::from_static(clear),
-    );
-    response
-}
-
 /// 303 See Other, never cached (the Location may carry one-time values).
 pub fn see_other(location: &str) -> Response {
     let mut response = Redirect::to(location).into_response();

@@ -17,6 +17,7 @@ pub mod idp;
 pub mod idp_http;
 pub mod idps;
 pub mod limits;
+pub mod logout;
 pub mod refresh;
 pub mod relay;
 pub mod return_to;
@@ -71,7 +72,8 @@ where
         .route("/auth/callback", get(flow::callback))
         .route("/auth/callback/{idp}", get(flow::callback_of))
         .route_layer(limits::auth_rate_limit(&state.config.limits))
-        .route("/auth/logout", post(flow::logout))
+        .route("/auth/logout", post(logout::logout))
+        .route("/auth/logged-out", get(logout::logged_out))
         .route("/auth/events", get(events::events))
         .route_layer(group(Rule::Navigation));
     let json = Router::new()

@@ -367,7 +367,7 @@ impl TestApp {
 /// A browser-like client: its own cookie jar, redirects walked by hand. A
 /// response (body included) that takes a minute is a hang, and fails the test
 /// instead of stalling the whole run.
-fn browser() -> (reqwest::Client, Arc<Jar>) {
+pub fn browser() -> (reqwest::Client, Arc<Jar>) {
     let jar = Arc::new(Jar::default());
     let http = reqwest::Client::builder()
         .redirect(redirect::Policy::none())

@@ -137,7 +137,7 @@ async fn login_user_userinfo_logout_and_401_again() {
     assert!(query_param(&end_session, "id_token_hint").is_some_and(|t| contains_jwt(&t)));
     assert_eq!(
         query_param(&end_session, "post_logout_redirect_uri"),
-        Some(app.url("/"))
+        Some(app.url("/auth/logged-out"))
     );
     assert_eq!(
         app.get_json("/auth/user").await.status(),
@@ -146,11 +146,12 @@ async fn login_user_userinfo_logout_and_401_again() {
 
     // Finish the logout at the IdP; it sends the browser back to the app.
     let current = walk_idp_logout(&app.http, &end_session).await;
-    assert_eq!(
-        current,
-        app.url("/"),
-        "the IdP returns to post_logout_redirect_uri"
+    assert!(
+        current.starts_with(&app.url("/auth/logged-out?state=")),
+        "the IdP returns to post_logout_redirect_uri: {current}"
     );
+    let home = app.http.get(&current).send().await.unwrap();
+    assert_eq!(location(&home), "/");
 
     // Signing in again asks for the password again (the IdP session ended).
     let authorize = app.start_login(None).await;

@@ -14,6 +14,7 @@ mod helpers;
 mod hostile_idp;
 mod limits;
 mod login_flow;
+mod logout;
 mod policy;
 mod providers;
 mod redis;

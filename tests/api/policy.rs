@@ -15,7 +15,8 @@ use crate::helpers::*;
 
 /// Routes in a navigation group, which a page on another site may GET:
 /// top-level navigations (a link to sign in, the IdP's redirect back to the
-/// callback, the event stream an `EventSource` opens, probes, static files;
+/// callback and the IdP's return after sign-out, the event stream an
+/// `EventSource` opens, probes, static files;
 /// sign-out is a form post from our own pages, and has no GET). Every Leptos
 /// page is one too (the page group). Their writes are still checked.
 const NAVIGATIONS: &[&str] = &[
@@ -24,6 +25,7 @@ const NAVIGATIONS: &[&str] = &[
     "/auth/callback",
     "/auth/callback/{idp}",
     "/auth/logout",
+    "/auth/logged-out",
     "/auth/events",
     "/healthz",
     "/readyz",

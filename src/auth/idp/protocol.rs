@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use openidconnect::{
     core::{CoreErrorResponseType, CoreGenderClaim, CoreJsonWebKey},
-    AccessToken, AccessTokenHash, AuthorizationCode, ClaimsVerificationError, IdTokenVerifier,
-    LogoutRequest, Nonce, NonceVerifier, OAuth2TokenResponse, PkceCodeVerifier,
+    AccessToken, AccessTokenHash, AuthorizationCode, ClaimsVerificationError, CsrfToken,
+    IdTokenVerifier, LogoutRequest, Nonce, NonceVerifier, OAuth2TokenResponse, PkceCodeVerifier,
     PostLogoutRedirectUrl, RefreshToken, RequestTokenError, SignatureVerificationError,
     StandardErrorResponse, SubjectIdentifier, TokenResponse, UserInfoError,
 };
@@ -330,15 +330,17 @@ impl Idp {
     }
 
     /// RP-Initiated Logout 1.0 §2: the end-session URL with `id_token_hint`,
-    /// `client_id` and `post_logout_redirect_uri`, if the IdP has one.
-    pub async fn end_session_url(&self, id_token: &str) -> Option<String> {
+    /// `client_id`, `post_logout_redirect_uri` (our `/auth/logged-out`) and
+    /// `state`, if the IdP has one.
+    pub async fn end_session_url(&self, id_token: &str, state: &str) -> Option<String> {
         let provider = self.provider().await.ok()?;
         let endpoint = provider.end_session_endpoint()?.clone();
         let mut request = LogoutRequest::from(endpoint)
             .set_client_id(self.idp.client_id.clone())
             .set_post_logout_redirect_uri(
-                PostLogoutRedirectUrl::new(self.config.base_url.join("/")).ok()?,
-            );
+                PostLogoutRedirectUrl::new(self.config.base_url.join("/auth/logged-out")).ok()?,
+            )
+            .set_state(CsrfToken::new(state.to_string()));
         if let Ok(token) = id_token.parse::<GhIdToken>() {
             request = request.set_id_token_hint(&token);
         }
