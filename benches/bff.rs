@@ -921,6 +921,7 @@ fn keycloak_sized_record(i: usize) -> SessionRecord {
             id_token: RawIdToken::new(filler(1400, i + 7)),
             access_token_expires_at: Some(now + time::Duration::minutes(5)),
             issued_at: Some(now),
+            resources: Vec::new(),
         },
         created_at: now,
         absolute_expires_at: now + time::Duration::hours(12),

@@ -24,6 +24,10 @@ export const CLIENT_SECRET = 'gatehouse-dev-secret';
 export const M2M_CLIENT_ID = 'gatehouse-m2m';
 export const M2M_CLIENT_SECRET = 'gatehouse-m2m-secret';
 export const API_SCOPES = 'notes:read notes:write';
+// A second API (resource indicators, RFC 8707): the app asks for its tokens
+// with `resource` on the refresh grant. Not in the Keycloak realm (Keycloak
+// does not implement RFC 8707).
+export const REPORTS_SCOPES = 'reports:read';
 export const REGISTERED_REDIRECT_URI = 'http://localhost:3000/auth/callback';
 export const REGISTERED_POST_LOGOUT_URI = 'http://localhost:3000/auth/logged-out';
 

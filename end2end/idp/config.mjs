@@ -57,6 +57,7 @@ export function loadConfig(env = process.env) {
     'http://localhost:3000/auth/backchannel-logout',
   );
   const apiAudience = httpUrl(env, 'IDP_API_AUDIENCE', 'http://localhost:3000/api');
+  const reportsAudience = httpUrl(env, 'IDP_REPORTS_AUDIENCE', 'http://localhost:3000/reports');
   const exposeTokensForTests = flag(env, 'IDP_EXPOSE_TOKENS_FOR_TESTS');
   // An IdP that does not implement RFC 9207 (no `iss` in the authorization
   // response, not advertised in discovery), for the mix-up tests.
@@ -77,6 +78,7 @@ export function loadConfig(env = process.env) {
     accessTokenTtl,
     backchannelLogoutUri,
     apiAudience,
+    reportsAudience,
     exposeTokensForTests,
     noIssParameter,
   };

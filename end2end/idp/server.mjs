@@ -17,7 +17,7 @@ import http from 'node:http';
 import Provider, { errors, interactionPolicy } from 'oidc-provider';
 
 import {
-  API_SCOPES, CLIENT_ID, CLIENT_SECRET, M2M_CLIENT_ID, M2M_CLIENT_SECRET, clientMetadata,
+  API_SCOPES, REPORTS_SCOPES, CLIENT_ID, CLIENT_SECRET, M2M_CLIENT_ID, M2M_CLIENT_SECRET, clientMetadata,
 } from './clients.mjs';
 import { ConfigError, loadConfig } from './config.mjs';
 import {
@@ -43,6 +43,7 @@ try {
 
 const {
   port, listenHost, issuer, mountPath, accessTokenTtl, backchannelLogoutUri, apiAudience,
+  reportsAudience,
   exposeTokensForTests, noIssParameter,
 } = config;
 
@@ -309,10 +310,11 @@ const provider = new Provider(issuer, {
       },
       useGrantedResource: async () => false,
       async getResourceServerInfo(_ctx, resourceIndicator) {
-        if (resourceIndicator !== apiAudience) throw new errors.InvalidTarget();
+        const scope = { [apiAudience]: API_SCOPES, [reportsAudience]: REPORTS_SCOPES }[resourceIndicator];
+        if (!scope) throw new errors.InvalidTarget();
         return {
-          scope: API_SCOPES,
-          audience: apiAudience,
+          scope,
+          audience: resourceIndicator,
           accessTokenTTL: accessTokenTtl,
           accessTokenFormat: 'jwt',
           jwt: { sign: { alg: 'RS256' } },

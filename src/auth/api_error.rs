@@ -87,6 +87,11 @@ pub enum ApiError {
     UserinfoInvalid,
     /// 502 `upstream_unreachable`: a relayed remote API cannot be reached.
     UpstreamUnreachable,
+    /// 502 `upstream_token_unavailable`: no access token this remote API
+    /// accepts could be had for its resource (RFC 8707): the IdP would not
+    /// issue one, the session has no refresh token to ask with, or the API
+    /// refused a fresh one. The session stays.
+    UpstreamTokenUnavailable,
 }
 
 impl ApiError {
@@ -111,7 +116,9 @@ impl ApiError {
             Self::SessionStoreUnavailable | Self::IdpUnreachable | Self::DatabaseUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::UserinfoInvalid | Self::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
+            Self::UserinfoInvalid | Self::UpstreamUnreachable | Self::UpstreamTokenUnavailable => {
+                StatusCode::BAD_GATEWAY
+            }
         }
     }
 
@@ -139,6 +146,7 @@ impl ApiError {
             Self::DatabaseUnavailable => "database_unavailable",
             Self::UserinfoInvalid => "userinfo_invalid",
             Self::UpstreamUnreachable => "upstream_unreachable",
+            Self::UpstreamTokenUnavailable => "upstream_token_unavailable",
         }
     }
 
@@ -179,6 +187,9 @@ impl ApiError {
                 "The identity provider's userinfo answer failed verification.".into()
             }
             Self::UpstreamUnreachable => "The remote API cannot be reached.".into(),
+            Self::UpstreamTokenUnavailable => {
+                "No access token this remote API accepts could be obtained.".into()
+            }
         }
     }
 
@@ -255,7 +266,8 @@ impl ApiError {
             | Self::IdpUnreachable
             | Self::DatabaseUnavailable
             | Self::UserinfoInvalid
-            | Self::UpstreamUnreachable => self,
+            | Self::UpstreamUnreachable
+            | Self::UpstreamTokenUnavailable => self,
         }
     }
 
@@ -397,6 +409,7 @@ mod tests {
             ApiError::DatabaseUnavailable,
             ApiError::UserinfoInvalid,
             ApiError::UpstreamUnreachable,
+            ApiError::UpstreamTokenUnavailable,
             ApiError::StepUpRequired {
                 max_age: Some(600),
                 acr_values: Some("urn:mfa \"x\"".into()),
@@ -428,9 +441,10 @@ mod tests {
             ApiError::UserinfoInvalid => 19,
             ApiError::UpstreamUnreachable => 20,
             ApiError::StepUpRequired { .. } => 21,
+            ApiError::UpstreamTokenUnavailable => 22,
         }
     }
-    const VARIANTS: usize = 22;
+    const VARIANTS: usize = 23;
 
     fn header<'a>(response: &'a Response, name: &HeaderName) -> Option<&'a str> {
         response.headers().get(name).and_then(|v| v.to_str().ok())

@@ -180,6 +180,12 @@ async fn send_to_idp(
     if let Some(acr_values) = &ask.acr_values {
         request = request.add_extra_param("acr_values", acr_values.as_str());
     }
+    // RFC 8707 §2.1: name every API the session will want a token of its
+    // own for; IdPs such as oidc-provider and Logto grant a refresh token
+    // only the resources its authorization request named.
+    for resource in state.config.resources() {
+        request = request.add_extra_param("resource", resource);
+    }
     let (url, csrf_state, nonce) = request.url();
     let url = match pushed_or_not(oidc, &provider, url).await {
         Ok(url) => url,
@@ -507,6 +513,7 @@ fn build_record(
             id_token: RawIdToken::new(id_token),
             access_token_expires_at,
             issued_at: Some(now),
+            resources: Vec::new(),
         },
         created_at: now,
         absolute_expires_at: now + absolute,

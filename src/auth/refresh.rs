@@ -7,6 +7,13 @@
 //! token (`invalid_grant`: revoked, expired, rotated elsewhere) — the session is
 //! then ended, never left half-alive; `IdpUnavailable` on a network error — the
 //! session stays, the call fails with 503.
+//!
+//! The same single flight gets the access tokens of the relayed APIs that
+//! name a resource (RFC 8707): `resource_token` refreshes with `resource=`
+//! and keeps that token beside the session's own, and the refresh token
+//! the IdP rotates on the way. A refusal of the resource alone
+//! (`invalid_target`, `invalid_scope`) is `Refused`: that API gets no token,
+//! the session stays.
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,7 +23,7 @@ use time::OffsetDateTime;
 use super::state::AuthState;
 use super::{
     idp::{Idp, IdpError},
-    session::{AuthSession, RawIdToken, SessionRecord, TokenSet},
+    session::{AuthSession, RawIdToken, ResourceToken, SessionRecord, TokenSet},
 };
 use crate::server::store::Owner;
 
@@ -26,6 +33,18 @@ pub enum RefreshError {
     SessionEnded,
     #[error("identity provider unavailable: {0}")]
     IdpUnavailable(String),
+    /// The IdP would not issue a token for this resource (or the session
+    /// has no refresh token to ask with); the session stays.
+    #[error("no access token for this resource: {0}")]
+    Refused(String),
+}
+
+/// What a refresh is for: the session's own access token, or the token of
+/// one API (a resource indicator).
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Session,
+    Resource(&'a str),
 }
 
 /// How long a request waits for another request's refresh of the same session.
@@ -35,10 +54,36 @@ const WAIT_FOR_REFRESH: Duration = Duration::from_secs(15);
 /// token's remaining lifetime at issue, so short-lived tokens are not refreshed
 /// on every request.
 fn needs_refresh(tokens: &TokenSet, leeway: time::Duration, now: OffsetDateTime) -> bool {
-    let Some(expires_at) = tokens.access_token_expires_at else {
+    due(
+        tokens.access_token_expires_at,
+        tokens.issued_at,
+        leeway,
+        now,
+    )
+}
+
+/// The same for the token held for `resource`; one not held yet is due.
+fn resource_due(
+    tokens: &TokenSet,
+    resource: &str,
+    leeway: time::Duration,
+    now: OffsetDateTime,
+) -> bool {
+    tokens
+        .for_resource(resource)
+        .is_none_or(|t| due(t.expires_at, Some(t.issued_at), leeway, now))
+}
+
+fn due(
+    expires_at: Option<OffsetDateTime>,
+    issued_at: Option<OffsetDateTime>,
+    leeway: time::Duration,
+    now: OffsetDateTime,
+) -> bool {
+    let Some(expires_at) = expires_at else {
         return false;
     };
-    let lifetime = expires_at - tokens.issued_at.unwrap_or(expires_at);
+    let lifetime = expires_at - issued_at.unwrap_or(expires_at);
     let leeway = if lifetime > time::Duration::ZERO {
         leeway.min(lifetime / 2)
     } else {
@@ -70,9 +115,13 @@ pub async fn current_claims(
     // Boxed: the refresh (IdP call, locks, store writes) is a future many
     // times the size of the rest of a signed-in read, and every request's
     // future would otherwise carry (and move) room for it.
-    Box::pin(refresh_where(state, session, &record, |tokens| {
-        expired(tokens, state.clock.now())
-    }))
+    Box::pin(refresh_where(
+        state,
+        session,
+        &record,
+        Target::Session,
+        |tokens| expired(tokens, state.clock.now()),
+    ))
     .await
     .map(Arc::new)
 }
@@ -84,11 +133,49 @@ pub async fn refresh_if_needed(
     record: &SessionRecord,
 ) -> Result<AccessToken, RefreshError> {
     let leeway = state.config.default_idp.refresh_leeway;
-    refresh_where(state, session, record, |tokens| {
+    refresh_where(state, session, record, Target::Session, |tokens| {
         needs_refresh(tokens, leeway, state.clock.now())
     })
     .await
     .map(|record| record.tokens.access_token)
+}
+
+/// The session's access token for `resource` (RFC 8707), got or refreshed
+/// first when there is none yet or it is about to expire — or, when the API
+/// refused `rejected` with 401, a new one, unless a concurrent request
+/// already replaced it.
+pub async fn resource_token(
+    state: &AuthState,
+    session: &AuthSession,
+    record: &SessionRecord,
+    resource: &str,
+    rejected: Option<&AccessToken>,
+) -> Result<AccessToken, RefreshError> {
+    let leeway = state.config.default_idp.refresh_leeway;
+    let record = refresh_where(
+        state,
+        session,
+        record,
+        Target::Resource(resource),
+        |tokens| {
+            let held = tokens.for_resource(resource);
+            held.zip(rejected)
+                .is_some_and(|(t, r)| t.access_token.secret() == r.secret())
+                || resource_due(tokens, resource, leeway, state.clock.now())
+        },
+    )
+    .await?;
+    held_for(&record, resource)
+}
+
+/// The token the record holds for `resource`: none after a refresh means
+/// there was nothing to refresh with (no refresh token).
+fn held_for(record: &SessionRecord, resource: &str) -> Result<AccessToken, RefreshError> {
+    record
+        .tokens
+        .for_resource(resource)
+        .map(|t| t.access_token.clone())
+        .ok_or_else(|| RefreshError::Refused("the session has no refresh token".into()))
 }
 
 /// A downstream API refused `rejected` with 401: refresh once, unless a
@@ -100,7 +187,7 @@ pub async fn refresh_rejected(
     rejected: &AccessToken,
 ) -> Result<AccessToken, RefreshError> {
     let leeway = state.config.default_idp.refresh_leeway;
-    refresh_where(state, session, record, |tokens| {
+    refresh_where(state, session, record, Target::Session, |tokens| {
         tokens.access_token.secret() == rejected.secret()
             || needs_refresh(tokens, leeway, state.clock.now())
     })
@@ -114,6 +201,7 @@ async fn refresh_where(
     state: &AuthState,
     session: &AuthSession,
     record: &SessionRecord,
+    target: Target<'_>,
     stale: impl Fn(&TokenSet) -> bool,
 ) -> Result<SessionRecord, RefreshError> {
     if !stale(&record.tokens) {
@@ -166,7 +254,11 @@ async fn refresh_where(
         let _ = session.sign_out().await;
         return Err(RefreshError::SessionEnded);
     };
-    match oidc.refresh(&refresh_token, &current.sub).await {
+    let resource = match target {
+        Target::Session => None,
+        Target::Resource(resource) => Some(resource),
+    };
+    match oidc.refresh(&refresh_token, &current.sub, resource).await {
         Ok((response, claims)) => {
             let now = state.clock.now();
             let previous = current.tokens.clone();
@@ -180,23 +272,34 @@ async fn refresh_where(
                 record.roles = oidc.config().roles_claim.roles(&claims);
                 record.id_token_claims = claims;
             }
-            record.tokens = TokenSet {
-                access_token: response.access_token().clone(),
-                // RFC 6749 §6: a new refresh token replaces the old; none means keep it.
-                refresh_token: response
-                    .refresh_token()
-                    .cloned()
-                    .or(record.tokens.refresh_token),
-                id_token: response
-                    .id_token()
-                    .map(|t| RawIdToken::new(t.to_string()))
-                    .unwrap_or(record.tokens.id_token),
-                access_token_expires_at: response
-                    .expires_in()
-                    .and_then(|d| time::Duration::try_from(d).ok())
-                    .map(|d| now + d),
-                issued_at: Some(now),
-            };
+            let tokens = &mut record.tokens;
+            // RFC 6749 §6: a new refresh token replaces the old; none means keep it.
+            if let Some(rotated) = response.refresh_token() {
+                tokens.refresh_token = Some(rotated.clone());
+            }
+            if let Some(id_token) = response.id_token() {
+                tokens.id_token = RawIdToken::new(id_token.to_string());
+            }
+            let expires_at = response
+                .expires_in()
+                .and_then(|d| time::Duration::try_from(d).ok())
+                .map(|d| now + d);
+            match target {
+                Target::Session => {
+                    tokens.access_token = response.access_token().clone();
+                    tokens.access_token_expires_at = expires_at;
+                    tokens.issued_at = Some(now);
+                }
+                Target::Resource(resource) => {
+                    tokens.resources.retain(|t| t.resource != resource);
+                    tokens.resources.push(ResourceToken {
+                        resource: resource.to_string(),
+                        access_token: response.access_token().clone(),
+                        expires_at,
+                        issued_at: now,
+                    });
+                }
+            }
             match session
                 .store_refreshed(&state.store, &previous, &record)
                 .await
@@ -219,8 +322,18 @@ async fn refresh_where(
                 }
                 Err(e) => return Err(RefreshError::IdpUnavailable(format!("session store: {e}"))),
             }
-            tracing::info!("access token refreshed");
+            match resource {
+                None => tracing::info!("access token refreshed"),
+                Some(resource) => tracing::info!(%resource, "access token for a resource obtained"),
+            }
             Ok(record)
+        }
+        // RFC 8707 §2.2: the resource is not this grant's to ask for (or
+        // the IdP knows no such API) — that API gets no token; the grant
+        // itself is fine, so the session stays.
+        Err(IdpError::Rejected(code)) if resource.is_some() && code != "invalid_grant" => {
+            tracing::warn!(%code, resource = resource.unwrap_or_default(), "the IdP refused a token for this resource");
+            Err(RefreshError::Refused(code))
         }
         Err(IdpError::Rejected(code)) => {
             tracing::info!(%code, "refresh token refused; ending the session");
@@ -264,6 +377,7 @@ mod tests {
             id_token: RawIdToken::new("i".into()),
             access_token_expires_at: Some(OffsetDateTime::from_unix_timestamp(expires).unwrap()),
             issued_at: Some(OffsetDateTime::from_unix_timestamp(issued).unwrap()),
+            resources: Vec::new(),
         }
     }
 

@@ -6,9 +6,16 @@
 //! browser-based-apps, BFF section: the BFF proxies requests "with the access
 //! token attached"; the browser never sees it).
 //!
+//! A remote with a resource indicator (`aud=` in `API_REMOTES`, RFC 8707) gets
+//! an access token issued for it alone, never the session's own token nor
+//! another API's (RFC 9700 §2.3: audience-restricted tokens), so one API
+//! cannot replay what it receives at another.
+//!
 //! When the upstream answers 401, the token is refreshed once and the request
 //! retried once; a second 401 means the session's grant no longer works, so the
-//! session ends (401 `session_ended`) rather than staying half-alive.
+//! session ends (401 `session_ended`) rather than staying half-alive — except
+//! for a resource's token, which the IdP has just issued: then the API is what
+//! refuses, and the answer is 502 `upstream_token_unavailable`.
 
 use axum::{
     body::{to_bytes, Body},
@@ -22,7 +29,7 @@ use url::Url;
 use super::state::AuthState;
 use super::{
     api_error::ApiError,
-    refresh::{refresh_if_needed, refresh_rejected, RefreshError},
+    refresh::{refresh_if_needed, refresh_rejected, resource_token, RefreshError},
     user::CurrentUser,
 };
 use crate::server::config::Remote;
@@ -110,9 +117,11 @@ async fn forward(
         .map_err(|_| ApiError::PayloadTooLarge { limit: MAX_BODY })?;
     let headers = forwarded_headers(&parts.headers);
 
-    let token = refresh_if_needed(&state, &user.session, &user.record)
-        .await
-        .map_err(refresh_failed)?;
+    let token = match &remote.resource {
+        Some(resource) => resource_token(&state, &user.session, &user.record, resource, None).await,
+        None => refresh_if_needed(&state, &user.session, &user.record).await,
+    }
+    .map_err(refresh_failed)?;
     let send = |token: AccessToken| {
         state
             .relay_http
@@ -127,12 +136,22 @@ async fn forward(
         .map_err(|e| unreachable(&remote.name, e))?;
     if upstream.status() == StatusCode::UNAUTHORIZED {
         tracing::info!(remote = %remote.name, "upstream refused the access token; refreshing once");
-        let fresh = refresh_rejected(&state, &user.session, &user.record, &token)
-            .await
-            .map_err(refresh_failed)?;
+        let fresh = match &remote.resource {
+            Some(resource) => {
+                resource_token(&state, &user.session, &user.record, resource, Some(&token)).await
+            }
+            None => refresh_rejected(&state, &user.session, &user.record, &token).await,
+        }
+        .map_err(refresh_failed)?;
         upstream = send(fresh)
             .await
             .map_err(|e| unreachable(&remote.name, e))?;
+        if upstream.status() == StatusCode::UNAUTHORIZED && remote.resource.is_some() {
+            // The IdP has just issued this token for this API: the grant
+            // works, so the API (its audience or scopes) is what refuses.
+            tracing::warn!(remote = %remote.name, "upstream refused a fresh token issued for its resource");
+            return Err(ApiError::UpstreamTokenUnavailable);
+        }
         if upstream.status() == StatusCode::UNAUTHORIZED {
             tracing::warn!(remote = %remote.name, "upstream refused a fresh access token; ending the session");
             let _ = user.session.sign_out().await;
@@ -208,6 +227,10 @@ fn refresh_failed(e: RefreshError) -> ApiError {
             tracing::warn!(%detail, "token refresh unavailable for relay");
             ApiError::IdpUnreachable
         }
+        RefreshError::Refused(detail) => {
+            tracing::warn!(%detail, "no access token for the remote's resource");
+            ApiError::UpstreamTokenUnavailable
+        }
     }
 }
 
@@ -226,6 +249,7 @@ mod tests {
             name: "reports".into(),
             upstream: Url::parse("http://reports.internal/v1/").unwrap(),
             methods: vec![Method::GET],
+            resource: None,
         }
     }
 

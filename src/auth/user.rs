@@ -85,7 +85,7 @@ pub async fn userinfo(
     let access_token = match refresh_if_needed(&state, &user.session, &user.record).await {
         Ok(token) => token,
         Err(RefreshError::SessionEnded) => return Err(ApiError::SessionEnded),
-        Err(RefreshError::IdpUnavailable(detail)) => {
+        Err(RefreshError::IdpUnavailable(detail) | RefreshError::Refused(detail)) => {
             tracing::warn!(%detail, "token refresh unavailable");
             return Err(ApiError::IdpUnreachable);
         }

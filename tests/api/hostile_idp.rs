@@ -88,6 +88,9 @@ pub enum Defect {
     AuthTimeOld,
     /// The ID token has no `auth_time`, even when `max_age` was sent.
     AuthTimeMissing,
+    /// A refresh grant naming a `resource` gets 400 `invalid_target`
+    /// (RFC 8707 §2.2); without one it is fine.
+    ResourceRefused,
 }
 
 impl Defect {
@@ -181,7 +184,8 @@ fn id_token(op: &Op) -> String {
         | Defect::TokenForbidden
         | Defect::TokenServerError
         | Defect::TokenEmptyError
-        | Defect::RefreshServerError => {
+        | Defect::RefreshServerError
+        | Defect::ResourceRefused => {
             good(c(&op.issuer, "gatehouse", &nonce, in_5m, now()), &key, &at)
         }
         Defect::WrongAudience => good(
@@ -374,6 +378,13 @@ async fn token(
                 .into_response()
         }
         Defect::TokenEmptyError => return StatusCode::BAD_GATEWAY.into_response(),
+        Defect::ResourceRefused if form.contains_key("resource") => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "invalid_target"})),
+            )
+                .into_response()
+        }
         _ => {}
     }
     let refresh_grant = form.get("grant_type").map(String::as_str) == Some("refresh_token");
@@ -847,3 +858,46 @@ crate::on_every_store!(
     a_refresh_token_issued_to_an_ended_session_is_revoked,
     a_refresh_overtaken_by_a_step_up_revokes_nothing,
 );
+
+/// RFC 8707 §2.2: an IdP that will not issue a token for a remote API's
+/// resource (`invalid_target`) costs that API its calls (502
+/// `upstream_token_unavailable`, the API never called, no other token sent
+/// in its place) and nothing else: the session and its own token stay.
+#[tokio::test]
+async fn a_resource_the_idp_refuses_gets_no_token_and_keeps_the_session() {
+    let op = start_op(Defect::ResourceRefused).await;
+    // Nothing listens on the discard port: had the relay sent anything, the
+    // answer would be 502 `upstream_unreachable`.
+    let app = spawn_app_with(
+        &op.issuer,
+        &[(
+            "API_REMOTES",
+            "reports=http://127.0.0.1:9/ GET aud=https://reports.example/",
+        )],
+    )
+    .await;
+    let authorize = app.start_login(None).await;
+    assert_eq!(
+        query_param(&authorize, "resource").as_deref(),
+        Some("https://reports.example/"),
+        "the authorization request names the API (RFC 8707 §2.1)"
+    );
+    *op.nonce.lock().unwrap() = query_param(&authorize, "nonce").unwrap();
+    let state = query_param(&authorize, "state").unwrap();
+    let callback = app.url(&format!("/auth/callback?code=any-code&state={state}"));
+    assert_eq!(
+        app.http.get(callback).send().await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+
+    let relayed = app.get_json("/api/remote/reports/x").await;
+    assert_eq!(relayed.status(), StatusCode::BAD_GATEWAY);
+    let body: Value = relayed.json().await.unwrap();
+    assert_eq!(body["error"], "upstream_token_unavailable", "{body}");
+    assert_eq!(app.get_json("/auth/user").await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get_json("/auth/userinfo").await.status(),
+        StatusCode::OK,
+        "the session's own token still works"
+    );
+}

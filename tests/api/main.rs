@@ -21,6 +21,7 @@ mod redis;
 mod refresh;
 mod relay;
 mod rendering;
+mod resources;
 mod roles;
 mod selfcheck;
 mod sessions;

@@ -132,12 +132,17 @@ impl Idp {
         &self,
         refresh_token: &RefreshToken,
         sub: &str,
+        resource: Option<&str>,
     ) -> Result<(GhTokenResponse, Option<GhIdTokenClaims>), IdpError> {
         let provider = self.provider().await?;
         let mut request = provider
             .client
             .exchange_refresh_token(refresh_token)
             .map_err(|e| IdpError::Misconfigured(e.to_string()))?;
+        // RFC 8707 §2.2: an access token for that API only.
+        if let Some(resource) = resource {
+            request = request.add_extra_param("resource", resource);
+        }
         if let Some(assertion) = self.client_assertion()? {
             request = request
                 .add_extra_param("client_assertion_type", ASSERTION_TYPE)

@@ -46,15 +46,42 @@ pub struct TokenSet {
     /// When this access token was obtained (caps the refresh leeway).
     #[serde(default, with = "time::serde::timestamp::option")]
     pub issued_at: Option<OffsetDateTime>,
+    /// Access tokens for one API each (RFC 8707 resource indicators: the
+    /// `aud=` of an `API_REMOTES` entry), got with the refresh token when the
+    /// relay first needs them. Each goes only to its own API.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceToken>,
+}
+
+/// An access token the IdP issued for one resource (API) only.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ResourceToken {
+    pub resource: String,
+    pub access_token: AccessToken,
+    #[serde(with = "time::serde::timestamp::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::timestamp")]
+    pub issued_at: OffsetDateTime,
 }
 
 impl TokenSet {
-    /// The same access and refresh tokens (compared by value: a refresh
-    /// replaces them, so this tells whether one happened since).
+    /// The same access, refresh and resource tokens (compared by value: a
+    /// refresh replaces them, so this tells whether one happened since).
     pub fn same_as(&self, other: &TokenSet) -> bool {
         self.access_token.secret() == other.access_token.secret()
             && self.refresh_token.as_ref().map(RefreshToken::secret)
                 == other.refresh_token.as_ref().map(RefreshToken::secret)
+            && self.resources.len() == other.resources.len()
+            && self
+                .resources
+                .iter()
+                .zip(&other.resources)
+                .all(|(a, b)| a.access_token.secret() == b.access_token.secret())
+    }
+
+    /// The access token held for `resource`, if any.
+    pub fn for_resource(&self, resource: &str) -> Option<&ResourceToken> {
+        self.resources.iter().find(|t| t.resource == resource)
     }
 }
 

@@ -182,7 +182,10 @@ impl AuthSession {
         let record = match crate::auth::refresh::current_claims(state, self, record).await {
             Ok(record) => record,
             Err(crate::auth::refresh::RefreshError::SessionEnded) => return Ok(None),
-            Err(crate::auth::refresh::RefreshError::IdpUnavailable(why)) => {
+            Err(
+                crate::auth::refresh::RefreshError::IdpUnavailable(why)
+                | crate::auth::refresh::RefreshError::Refused(why),
+            ) => {
                 tracing::warn!(%why, "claims could not be refreshed");
                 return Err(SessionError::IdpUnavailable);
             }

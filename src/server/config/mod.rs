@@ -132,6 +132,18 @@ impl<L: Lookup> Reader<'_, L> {
 }
 
 impl Config {
+    /// The resource indicators of the relayed APIs (`aud=` in
+    /// `API_REMOTES`), each once, in the order first named.
+    pub fn resources(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for resource in self.remotes.iter().filter_map(|r| r.resource.as_deref()) {
+            if !out.contains(&resource) {
+                out.push(resource);
+            }
+        }
+        out
+    }
+
     /// Reads the real environment, after loading `.env` if there is one.
     pub fn from_env() -> Result<Self, ConfigError> {
         // A missing .env is normal; a malformed one is reported by dotenvy as a var error.
@@ -485,6 +497,48 @@ mod tests {
             [axum::http::Method::GET, axum::http::Method::HEAD]
         );
         assert!(config(&[]).unwrap().remotes.is_empty());
+    }
+
+    #[test]
+    fn remotes_may_name_the_resource_their_tokens_are_for() {
+        let c = config(&[(
+            "API_REMOTES",
+            "reports=http://127.0.0.1:1/ GET aud=https://reports.example/; \
+             inv=https://inv.example/ aud=urn:example:inv; \
+             again=http://localhost:2/ aud=https://reports.example/ POST; plain=http://127.0.0.1:3/",
+        )])
+        .unwrap();
+        let resources: Vec<Option<&str>> =
+            c.remotes.iter().map(|r| r.resource.as_deref()).collect();
+        assert_eq!(
+            resources,
+            [
+                Some("https://reports.example/"),
+                Some("urn:example:inv"),
+                Some("https://reports.example/"),
+                None
+            ]
+        );
+        assert_eq!(
+            c.remotes[1].methods,
+            [axum::http::Method::GET, axum::http::Method::HEAD]
+        );
+        assert_eq!(c.remotes[2].methods, [axum::http::Method::POST]);
+        assert_eq!(
+            c.resources(),
+            ["https://reports.example/", "urn:example:inv"]
+        );
+        for bad in [
+            "r=http://127.0.0.1:1/ aud=reports",
+            "r=http://127.0.0.1:1/ aud=https://r.example/#f",
+            "r=http://127.0.0.1:1/ aud=https://r.example/?q=1",
+        ] {
+            assert_eq!(
+                config(&[("API_REMOTES", bad)]).unwrap_err().var,
+                "API_REMOTES",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

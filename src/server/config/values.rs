@@ -14,6 +14,10 @@ pub struct Remote {
     /// Always ends with `/`.
     pub upstream: Url,
     pub methods: Vec<axum::http::Method>,
+    /// `aud=<URI>`: the resource indicator (RFC 8707) this API's access
+    /// tokens are issued for. With one, the relay sends this API a token of
+    /// its own, never the session's; without, the session's access token.
+    pub resource: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,6 +155,12 @@ pub(super) fn parse_remotes(raw: &str) -> Result<Vec<Remote>, String> {
             let path = format!("{}/", upstream.path());
             upstream.set_path(&path);
         }
+        let mut words: Vec<&str> = parts.collect();
+        let resource = match words.iter().position(|w| w.starts_with("aud=")) {
+            Some(at) => Some(parse_resource(&words.remove(at)["aud=".len()..])?),
+            None => None,
+        };
+        let mut parts = words.into_iter();
         let methods = match parts.next() {
             None => vec![axum::http::Method::GET, axum::http::Method::HEAD],
             Some(list) => list
@@ -173,9 +183,22 @@ pub(super) fn parse_remotes(raw: &str) -> Result<Vec<Remote>, String> {
             name: name.to_string(),
             upstream,
             methods,
+            resource,
         });
     }
     Ok(remotes)
+}
+
+/// RFC 8707 §2: a resource indicator is an absolute URI without a fragment
+/// (and should have no query). Kept as written: the IdP compares strings.
+fn parse_resource(raw: &str) -> Result<String, String> {
+    let url = Url::parse(raw).map_err(|e| format!("aud={raw:?}: {e}"))?;
+    if url.fragment().is_some() || url.query().is_some() {
+        return Err(format!(
+            "aud={raw:?} must be an absolute URI without query or fragment (RFC 8707 §2)"
+        ));
+    }
+    Ok(raw.to_string())
 }
 
 pub(super) fn parse_store(raw: &str) -> Result<StoreUrl, String> {
