@@ -43,6 +43,15 @@ pub fn AdminPage() -> impl IntoView {
     }
 }
 
+/// Whether the last "End all sessions" was refused for want of a recent
+/// sign-in.
+fn action_refused_for_step_up(end: ServerAction<AdminEndUserSessions>) -> bool {
+    matches!(
+        end.value().get_untracked(),
+        Some(Err(AppError::StepUpRequired { .. }))
+    )
+}
+
 #[component]
 fn AdminPanel(
     users: Resource<Result<Option<Vec<SeenUser>>, AppError>>,
@@ -66,8 +75,16 @@ fn AdminPanel(
                         Ok(Some(list)) => view! { <UserTable list end/> }.into_any(),
                         // Not an admin: the guard around this panel shows the 403 or the login.
                         Ok(None) => ().into_any(),
-                        // An admin whose sign-in is too old: straight to the
-                        // step-up sign-in, which comes back here.
+                        // The action was refused for the same reason just
+                        // now (the list is fetched again after each action):
+                        // its notice above offers the step-up; leaving the
+                        // page under the person's click would not.
+                        Err(AppError::StepUpRequired { .. }) if action_refused_for_step_up(end) => {
+                            ().into_any()
+                        }
+                        // An admin whose sign-in is too old when the page
+                        // opens: straight to the step-up sign-in, which comes
+                        // back here.
                         Err(AppError::StepUpRequired { max_age, acr_values }) => {
                             view! { <ConfirmItsYou return_to="/admin" max_age acr_values redirect=true/> }.into_any()
                         }
