@@ -273,6 +273,15 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
     backchannelLogout: { enabled: true },
     clientCredentials: { enabled: true },
+    // DPoP (RFC 9449): a client that sends a proof gets tokens bound to its
+    // key. Nonces are required (§8, §9), as strict providers do, so that
+    // clients must handle `use_dpop_nonce` at the token endpoint and at
+    // userinfo.
+    dPoP: {
+      enabled: true,
+      nonceSecret: randomBytes(32),
+      requireNonce: () => true,
+    },
     introspection: {
       enabled: true,
       allowedPolicy: async (ctx, client, token) => !(client.clientAuthMethod === 'none'

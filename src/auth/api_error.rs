@@ -43,6 +43,9 @@ pub enum ApiError {
     /// 401 `invalid_token` with `WWW-Authenticate: Bearer error="invalid_token"`
     /// (RFC 6750 §3.1): a bearer token that is malformed, expired or not ours.
     InvalidToken { description: &'static str },
+    /// 401 `invalid_dpop_proof` (RFC 9449 §7.1): a DPoP-bound token came
+    /// without a valid proof of its key (or with one seen before).
+    InvalidDpopProof { description: &'static str },
     /// 403 `forbidden`: signed in, without the role this needs.
     Forbidden { role: &'static str },
     /// 401 `insufficient_user_authentication` with `WWW-Authenticate: Bearer
@@ -102,6 +105,7 @@ impl ApiError {
             | Self::SessionEnded
             | Self::AccessTokenRejected
             | Self::InvalidToken { .. }
+            | Self::InvalidDpopProof { .. }
             | Self::StepUpRequired { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. }
             | Self::InsufficientScope { .. }
@@ -129,6 +133,7 @@ impl ApiError {
             Self::SessionEnded => "session_ended",
             Self::AccessTokenRejected => "access_token_rejected",
             Self::InvalidToken { .. } => "invalid_token",
+            Self::InvalidDpopProof { .. } => "invalid_dpop_proof",
             Self::Forbidden { .. } => "forbidden",
             Self::StepUpRequired { .. } => "insufficient_user_authentication",
             Self::InsufficientScope { .. } => "insufficient_scope",
@@ -161,7 +166,9 @@ impl ApiError {
             Self::AccessTokenRejected => {
                 "The identity provider no longer accepts this session's access token.".into()
             }
-            Self::InvalidToken { description } => (*description).into(),
+            Self::InvalidToken { description } | Self::InvalidDpopProof { description } => {
+                (*description).into()
+            }
             Self::InsufficientScope { scope } => format!("This needs the scope {scope:?}."),
             Self::OrganizationMismatch => {
                 "The credentials are not for the organization this request names.".into()
@@ -206,6 +213,13 @@ impl ApiError {
                 "realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
                 rfc6750_text(description)
             )),
+            Self::InvalidDpopProof { description } => HeaderValue::from_str(&format!(
+                "DPoP realm=\"{REALM}\", error=\"invalid_dpop_proof\", error_description=\"{}\", algs=\"{}\"",
+                rfc6750_text(description),
+                super::dpop::ACCEPTED_ALGS
+            ))
+            .map(|v| vec![(header::WWW_AUTHENTICATE, v)])
+            .unwrap_or_default(),
             Self::InsufficientScope { scope } => challenge(format!(
                 "realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
                 rfc6750_text(scope)
@@ -250,6 +264,7 @@ impl ApiError {
             }
             Self::NoCredentials
             | Self::InvalidToken { .. }
+            | Self::InvalidDpopProof { .. }
             | Self::Forbidden { .. }
             | Self::StepUpRequired { .. }
             | Self::InsufficientScope { .. }
@@ -410,6 +425,9 @@ mod tests {
             ApiError::UserinfoInvalid,
             ApiError::UpstreamUnreachable,
             ApiError::UpstreamTokenUnavailable,
+            ApiError::InvalidDpopProof {
+                description: "the DPoP proof's htu is not this request's URL",
+            },
             ApiError::StepUpRequired {
                 max_age: Some(600),
                 acr_values: Some("urn:mfa \"x\"".into()),
@@ -442,9 +460,10 @@ mod tests {
             ApiError::UpstreamUnreachable => 20,
             ApiError::StepUpRequired { .. } => 21,
             ApiError::UpstreamTokenUnavailable => 22,
+            ApiError::InvalidDpopProof { .. } => 23,
         }
     }
-    const VARIANTS: usize = 23;
+    const VARIANTS: usize = 24;
 
     fn header<'a>(response: &'a Response, name: &HeaderName) -> Option<&'a str> {
         response.headers().get(name).and_then(|v| v.to_str().ok())
@@ -515,7 +534,8 @@ mod tests {
         }
     }
 
-    /// RFC 6750 §3 on `/api/*`: every 401 carries a `Bearer` challenge;
+    /// RFC 6750 §3 on `/api/*`: every 401 carries a `Bearer` challenge (a
+    /// `DPoP` one for a refused proof);
     /// `invalid_token` is a 401 and `insufficient_scope` a 403, each named in
     /// its challenge; a request without credentials gets no error code.
     #[test]
@@ -526,8 +546,15 @@ mod tests {
             let challenge = header(&response, &header::WWW_AUTHENTICATE);
             if response.status() == StatusCode::UNAUTHORIZED {
                 let challenge = challenge.unwrap_or_else(|| panic!("{e:?} has no challenge"));
+                // A refused DPoP proof is answered in its own scheme
+                // (RFC 9449 §7.1).
+                let scheme = if e.code() == "invalid_dpop_proof" {
+                    "DPoP"
+                } else {
+                    "Bearer"
+                };
                 assert!(
-                    challenge.starts_with("Bearer realm=\"gatehouse\""),
+                    challenge.starts_with(&format!("{scheme} realm=\"gatehouse\"")),
                     "{challenge}"
                 );
             }

@@ -28,6 +28,7 @@ use serde_json::{Map, Value};
 use super::state::AuthState;
 use super::{
     api_error::{respond, ApiError},
+    dpop,
     idp::JwtError,
     session::AuthSession,
     step_up,
@@ -217,7 +218,7 @@ async fn api_caller(
     scope: &'static str,
 ) -> Result<ApiCaller, ApiError> {
     let caller = match parts.headers.get(header::AUTHORIZATION) {
-        Some(value) => bearer_caller(value, state).await?,
+        Some(value) => bearer_caller(value, parts, state).await?,
         None => session_caller(parts, state).await?,
     };
     if !caller.scopes.iter().any(|s| s == scope) {
@@ -248,17 +249,26 @@ async fn session_caller(parts: &mut Parts, state: &AuthState) -> Result<ApiCalle
     })
 }
 
-async fn bearer_caller(value: &HeaderValue, state: &AuthState) -> Result<ApiCaller, ApiError> {
+/// A caller with `Authorization: Bearer <JWT>`, or `DPoP <JWT>` with a
+/// `DPoP` proof of the key the token is bound to (RFC 9449 §7).
+async fn bearer_caller(
+    value: &HeaderValue,
+    parts: &Parts,
+    state: &AuthState,
+) -> Result<ApiCaller, ApiError> {
     let invalid_token = |description| ApiError::InvalidToken { description };
-    let token = value
+    let (dpop, token) = value
         .to_str()
         .ok()
         .and_then(|v| {
             let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            let dpop = scheme.eq_ignore_ascii_case("dpop");
+            (dpop || scheme.eq_ignore_ascii_case("bearer")).then(|| (dpop, token.trim()))
         })
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| invalid_token("the Authorization header is not `Bearer <token>`"))?;
+        .filter(|(_, t)| !t.is_empty())
+        .ok_or_else(|| {
+            invalid_token("the Authorization header is not `Bearer <token>` or `DPoP <token>`")
+        })?;
     let Some(oidc) = state.idps.for_jwt(token) else {
         return Err(invalid_token("the access token is invalid or expired"));
     };
@@ -272,6 +282,23 @@ async fn bearer_caller(value: &HeaderValue, state: &AuthState) -> Result<ApiCall
             ApiError::IdpUnreachable
         }
     })?;
+    // RFC 9449 §7.1–7.2: a token bound to a key (`cnf.jkt`) counts only
+    // with a proof of that key, and never as a plain bearer token (no
+    // downgrade); a DPoP proof for an unbound token is refused too.
+    let bound_to = claims
+        .get("cnf")
+        .and_then(|c| c.get("jkt"))
+        .and_then(Value::as_str);
+    match (dpop, bound_to) {
+        (false, None) => {}
+        (false, Some(_)) => {
+            return Err(invalid_token(
+                "the access token is DPoP-bound: send it as `DPoP` with a proof",
+            ))
+        }
+        (true, None) => return Err(invalid_token("the access token is not DPoP-bound")),
+        (true, Some(jkt)) => check_dpop_proof(parts, state, token, jkt).await?,
+    }
     let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
     // Keycloak marks its token kinds in the payload: an ID token ("ID") or a
     // refresh token ("Refresh") is never an access token, whatever its `aud`.
@@ -293,6 +320,52 @@ async fn bearer_caller(value: &HeaderValue, state: &AuthState) -> Result<ApiCall
         organizations: organizations(&claims),
         owner: oidc.owner_key(&sub),
     })
+}
+
+/// RFC 9449 §4.3 and §7.1: exactly one `DPoP` header, a valid proof for
+/// this request and this token, made with the key the token names, and a
+/// `jti` never seen before (by any instance, on Redis).
+async fn check_dpop_proof(
+    parts: &Parts,
+    state: &AuthState,
+    token: &str,
+    jkt: &str,
+) -> Result<(), ApiError> {
+    let refuse = |description| ApiError::InvalidDpopProof { description };
+    let mut proofs = parts.headers.get_all("dpop").iter();
+    let (Some(proof), None) = (proofs.next(), proofs.next()) else {
+        return Err(refuse("send exactly one DPoP proof"));
+    };
+    let proof = proof
+        .to_str()
+        .map_err(|_| refuse("the DPoP proof is not a JWT"))?;
+    // The URL the caller used: the app's public origin and this path.
+    let url = url::Url::parse(&state.config.base_url.join(parts.uri.path()))
+        .map_err(|_| refuse("the request URL cannot be checked"))?;
+    let now = state.clock.unix_now();
+    let verified =
+        dpop::verify_proof(proof, parts.method.as_str(), &url, token, now).map_err(|why| {
+            tracing::info!(%why, "DPoP proof refused");
+            refuse(why)
+        })?;
+    if verified.jkt != jkt {
+        return Err(refuse(
+            "the DPoP proof's key is not the one the token is bound to",
+        ));
+    }
+    let until = verified.iat.max(now) + dpop::PROOF_WINDOW_SECS;
+    match state
+        .store
+        .first_use_of_jti(&format!("dpop:{jkt}"), &verified.jti, until)
+        .await
+    {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(refuse("the DPoP proof was used before")),
+        Err(e) => {
+            tracing::warn!(error = %e, "DPoP replay cache unavailable");
+            Err(ApiError::SessionStoreUnavailable)
+        }
+    }
 }
 
 /// The organizations a token is for: Logto's `organization_id` (organization

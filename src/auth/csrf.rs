@@ -5,7 +5,8 @@
 //! `X-CSRF: 1` — a custom header a cross-origin page cannot send without a CORS
 //! preflight, which we never grant — or, for a plain HTML form post, an `Origin`
 //! (or `Sec-Fetch-Site`) proving it came from our own origin. Requests with a
-//! bearer token and no cookie, and the IdP's back-channel logout, are exempt.
+//! bearer (or DPoP) token and no cookie, and the IdP's back-channel logout,
+//! are exempt.
 
 use std::{
     convert::Infallible,
@@ -64,10 +65,15 @@ pub fn decide(method: &Method, rule: Rule, headers: &HeaderMap, app_origin: &str
         return Verdict::Allow;
     }
     let has_cookie = headers.contains_key(header::COOKIE);
+    // A token in `Authorization` (`Bearer`, or `DPoP` with its proof,
+    // RFC 9449 §7.1) is a credential the browser never attaches by itself.
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, _)| {
+            scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("dpop")
+        });
     if bearer && !has_cookie {
         return Verdict::Allow;
     }
@@ -317,10 +323,16 @@ mod tests {
 
     #[test]
     fn bearer_without_cookie_is_exempt_but_not_with_a_cookie() {
-        assert_eq!(
-            check(Method::POST, Rule::Json, &[("authorization", "Bearer abc")]),
-            Verdict::Allow
-        );
+        for token in ["Bearer abc", "DPoP abc"] {
+            assert_eq!(
+                check(Method::POST, Rule::Json, &[("authorization", token)]),
+                Verdict::Allow
+            );
+        }
+        assert!(matches!(
+            check(Method::POST, Rule::Json, &[("authorization", "Basic abc")]),
+            Verdict::Deny(_)
+        ));
         assert!(matches!(
             check(
                 Method::POST,

@@ -10,6 +10,7 @@ pub mod backchannel;
 pub mod chooser;
 pub mod claims;
 pub mod csrf;
+pub mod dpop;
 pub mod error;
 pub mod events;
 pub mod flow;

@@ -5,6 +5,7 @@ mod backchannel;
 mod cache;
 mod client_auth;
 mod csrf;
+mod dpop;
 mod embed;
 mod ended;
 mod events;

@@ -293,6 +293,40 @@ impl AnyStore {
         Ok(())
     }
 
+    /// Records `jti` under `namespace` until `until` (Unix seconds) and says
+    /// whether this was its first use — in one step, so two requests with
+    /// the same `jti` cannot both see it as new (on Redis `SET NX`, across
+    /// instances). For DPoP proofs (RFC 9449 §11.1).
+    pub async fn first_use_of_jti(
+        &self,
+        namespace: &str,
+        jti: &str,
+        until: i64,
+    ) -> session_store::Result<bool> {
+        if let Some(pool) = self.redis_pool() {
+            let set: Option<String> = pool
+                .set(
+                    jti_key(namespace, jti),
+                    "1",
+                    Some(Expiration::EXAT(until)),
+                    Some(fred::types::SetOptions::NX),
+                    false,
+                )
+                .await
+                .map_err(store_error)?;
+            return Ok(set.is_some());
+        }
+        let now = self.clock.unix_now();
+        let mut seen = self.seen.lock().expect("seen-token lock");
+        seen.retain(|_, kept_until| *kept_until >= now);
+        if seen.len() >= MAX_SEEN {
+            return Ok(false);
+        }
+        Ok(seen
+            .insert((namespace.to_string(), jti.to_string()), until)
+            .is_none())
+    }
+
     /// Removes expired sessions (and their index entries) in the background.
     pub fn spawn_expiry_sweeper(&self) {
         let this = self.clone();
