@@ -922,6 +922,7 @@ fn keycloak_sized_record(i: usize) -> SessionRecord {
             access_token_expires_at: Some(now + time::Duration::minutes(5)),
             issued_at: Some(now),
             resources: Vec::new(),
+            dpop: false,
         },
         created_at: now,
         absolute_expires_at: now + time::Duration::hours(12),
@@ -930,6 +931,7 @@ fn keycloak_sized_record(i: usize) -> SessionRecord {
         ip: Some("203.0.113.7".into()),
         auth_time: Some(now),
         acr: Some("1".into()),
+        dpop_key: None,
     }
 }
 

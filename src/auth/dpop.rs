@@ -134,6 +134,43 @@ impl<'de> Deserialize<'de> for DpopKey {
     }
 }
 
+/// The nonces servers handed out (§8 at the token endpoint, §9 at a
+/// resource), by the URL they were given for: the next proof for that URL
+/// carries it, saving the round trip a `use_dpop_nonce` answer costs.
+#[derive(Debug, Default)]
+pub struct Nonces(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl Nonces {
+    pub fn get(&self, url: &str) -> Option<String> {
+        self.0.lock().expect("nonce lock").get(url).cloned()
+    }
+
+    pub fn set(&self, url: &str, nonce: &str) {
+        let mut nonces = self.0.lock().expect("nonce lock");
+        // A server names a handful of endpoints; anything more is not ours to keep.
+        if nonces.len() < 64 || nonces.contains_key(url) {
+            nonces.insert(url.to_string(), nonce.to_string());
+        }
+    }
+}
+
+/// Whether a response asks for a proof with the nonce it carries:
+/// 400 `use_dpop_nonce` from a token endpoint (§8), or a 401 whose
+/// `WWW-Authenticate` says `error="use_dpop_nonce"` from a resource (§9).
+pub fn asks_for_nonce(status: u16, headers: &axum::http::HeaderMap, body: &[u8]) -> bool {
+    if !headers.contains_key("dpop-nonce") {
+        return false;
+    }
+    let challenged = headers
+        .get_all(axum::http::header::WWW_AUTHENTICATE)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains("use_dpop_nonce")));
+    let refused = status == 400
+        && serde_json::from_slice::<Value>(body)
+            .is_ok_and(|b| b["error"].as_str() == Some("use_dpop_nonce"));
+    (status == 401 && challenged) || refused
+}
+
 /// `ath` (§4.2): the base64url SHA-256 of the access token.
 pub fn ath(access_token: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(access_token.as_bytes()))

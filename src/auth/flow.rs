@@ -19,8 +19,9 @@ use serde::Deserialize;
 use super::state::AuthState;
 use super::{
     chooser,
+    dpop::DpopKey,
     error::LoginError,
-    idp::{Discovered, GhIdTokenClaims, GhTokenResponse, Idp, IdpError},
+    idp::{dpop_bound, Discovered, GhIdTokenClaims, GhTokenResponse, Idp, IdpError},
     return_to::ReturnTo,
     revoke,
     session::{AuthSession, PendingLogin, RawIdToken, SessionRecord, StepUpAsk, TokenSet},
@@ -390,14 +391,24 @@ async fn complete_login(
         .ok_or(LoginError::UnknownProvider)?;
     let provider = oidc.provider().await.map_err(LoginError::Idp)?;
     let code = authorization_code(params, provider.issuer(), provider.requires_iss_parameter())?;
+    // RFC 9449: the session's own key, made for this sign-in.
+    let dpop_key = oidc.config().dpop.then(DpopKey::generate);
     let (response, claims) = oidc
-        .exchange_code(code, pending.pkce_verifier, &pending.nonce)
+        .exchange_code(
+            code,
+            pending.pkce_verifier,
+            &pending.nonce,
+            dpop_key.as_ref(),
+        )
         .await
         .map_err(LoginError::Idp)?;
     if let Some(ask) = &pending.step_up {
         step_up_met(ask, &claims)?;
     }
-    build_record(state, oidc, &response, &claims).map_err(LoginError::Idp)
+    let mut record = build_record(state, oidc, &response, &claims).map_err(LoginError::Idp)?;
+    record.tokens.dpop = dpop_key.is_some() && dpop_bound(&response);
+    record.dpop_key = dpop_key;
+    Ok(record)
 }
 
 /// Whether a step-up sign-in's ID token meets what was asked. OIDC Core
@@ -514,6 +525,7 @@ fn build_record(
             access_token_expires_at,
             issued_at: Some(now),
             resources: Vec::new(),
+            dpop: false,
         },
         created_at: now,
         absolute_expires_at: now + absolute,
@@ -522,6 +534,7 @@ fn build_record(
         ip: None,
         auth_time,
         acr: claims.auth_context_ref().map(|acr| acr.to_string()),
+        dpop_key: None,
     })
 }
 

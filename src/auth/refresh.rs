@@ -22,7 +22,8 @@ use time::OffsetDateTime;
 
 use super::state::AuthState;
 use super::{
-    idp::{Idp, IdpError},
+    dpop::DpopKey,
+    idp::{dpop_bound, Idp, IdpError},
     session::{AuthSession, RawIdToken, ResourceToken, SessionRecord, TokenSet},
 };
 use crate::server::store::Owner;
@@ -37,6 +38,35 @@ pub enum RefreshError {
     /// has no refresh token to ask with); the session stays.
     #[error("no access token for this resource: {0}")]
     Refused(String),
+}
+
+/// An access token as it must be presented: as a bearer token, or, when the
+/// IdP bound it to the session's DPoP key (RFC 9449), with a fresh proof of
+/// that key on every request.
+#[derive(Clone, Debug)]
+pub struct Credential {
+    pub token: AccessToken,
+    pub dpop: Option<DpopKey>,
+}
+
+impl Credential {
+    fn session(record: &SessionRecord) -> Self {
+        Self {
+            token: record.tokens.access_token.clone(),
+            dpop: record.dpop_key.clone().filter(|_| record.tokens.dpop),
+        }
+    }
+
+    fn resource(record: &SessionRecord, resource: &str) -> Result<Self, RefreshError> {
+        let held = record
+            .tokens
+            .for_resource(resource)
+            .ok_or_else(|| RefreshError::Refused("the session has no refresh token".into()))?;
+        Ok(Self {
+            token: held.access_token.clone(),
+            dpop: record.dpop_key.clone().filter(|_| held.dpop),
+        })
+    }
 }
 
 /// What a refresh is for: the session's own access token, or the token of
@@ -131,13 +161,13 @@ pub async fn refresh_if_needed(
     state: &AuthState,
     session: &AuthSession,
     record: &SessionRecord,
-) -> Result<AccessToken, RefreshError> {
+) -> Result<Credential, RefreshError> {
     let leeway = state.config.default_idp.refresh_leeway;
     refresh_where(state, session, record, Target::Session, |tokens| {
         needs_refresh(tokens, leeway, state.clock.now())
     })
     .await
-    .map(|record| record.tokens.access_token)
+    .map(|record| Credential::session(&record))
 }
 
 /// The session's access token for `resource` (RFC 8707), got or refreshed
@@ -150,7 +180,7 @@ pub async fn resource_token(
     record: &SessionRecord,
     resource: &str,
     rejected: Option<&AccessToken>,
-) -> Result<AccessToken, RefreshError> {
+) -> Result<Credential, RefreshError> {
     let leeway = state.config.default_idp.refresh_leeway;
     let record = refresh_where(
         state,
@@ -165,17 +195,8 @@ pub async fn resource_token(
         },
     )
     .await?;
-    held_for(&record, resource)
-}
-
-/// The token the record holds for `resource`: none after a refresh means
-/// there was nothing to refresh with (no refresh token).
-fn held_for(record: &SessionRecord, resource: &str) -> Result<AccessToken, RefreshError> {
-    record
-        .tokens
-        .for_resource(resource)
-        .map(|t| t.access_token.clone())
-        .ok_or_else(|| RefreshError::Refused("the session has no refresh token".into()))
+    // None held after a refresh: there was nothing to refresh with.
+    Credential::resource(&record, resource)
 }
 
 /// A downstream API refused `rejected` with 401: refresh once, unless a
@@ -185,14 +206,14 @@ pub async fn refresh_rejected(
     session: &AuthSession,
     record: &SessionRecord,
     rejected: &AccessToken,
-) -> Result<AccessToken, RefreshError> {
+) -> Result<Credential, RefreshError> {
     let leeway = state.config.default_idp.refresh_leeway;
     refresh_where(state, session, record, Target::Session, |tokens| {
         tokens.access_token.secret() == rejected.secret()
             || needs_refresh(tokens, leeway, state.clock.now())
     })
     .await
-    .map(|record| record.tokens.access_token)
+    .map(|record| Credential::session(&record))
 }
 
 /// Single-flight refresh of the session's tokens while `stale` says so;
@@ -258,7 +279,11 @@ async fn refresh_where(
         Target::Session => None,
         Target::Resource(resource) => Some(resource),
     };
-    match oidc.refresh(&refresh_token, &current.sub, resource).await {
+    let dpop_key = current.dpop_key.clone();
+    match oidc
+        .refresh(&refresh_token, &current.sub, resource, dpop_key.as_ref())
+        .await
+    {
         Ok((response, claims)) => {
             let now = state.clock.now();
             let previous = current.tokens.clone();
@@ -284,11 +309,13 @@ async fn refresh_where(
                 .expires_in()
                 .and_then(|d| time::Duration::try_from(d).ok())
                 .map(|d| now + d);
+            let bound = dpop_key.is_some() && dpop_bound(&response);
             match target {
                 Target::Session => {
                     tokens.access_token = response.access_token().clone();
                     tokens.access_token_expires_at = expires_at;
                     tokens.issued_at = Some(now);
+                    tokens.dpop = bound;
                 }
                 Target::Resource(resource) => {
                     tokens.resources.retain(|t| t.resource != resource);
@@ -297,6 +324,7 @@ async fn refresh_where(
                         access_token: response.access_token().clone(),
                         expires_at,
                         issued_at: now,
+                        dpop: bound,
                     });
                 }
             }
@@ -378,6 +406,7 @@ mod tests {
             access_token_expires_at: Some(OffsetDateTime::from_unix_timestamp(expires).unwrap()),
             issued_at: Some(OffsetDateTime::from_unix_timestamp(issued).unwrap()),
             resources: Vec::new(),
+            dpop: false,
         }
     }
 

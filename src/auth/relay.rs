@@ -18,18 +18,19 @@
 //! refuses, and the answer is 502 `upstream_token_unavailable`.
 
 use axum::{
-    body::{to_bytes, Body},
+    body::{to_bytes, Body, Bytes},
     extract::{Path, Request, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
 };
-use openidconnect::AccessToken;
+
 use url::Url;
 
 use super::state::AuthState;
 use super::{
     api_error::ApiError,
-    refresh::{refresh_if_needed, refresh_rejected, resource_token, RefreshError},
+    dpop::asks_for_nonce,
+    refresh::{refresh_if_needed, refresh_rejected, resource_token, Credential, RefreshError},
     user::CurrentUser,
 };
 use crate::server::config::Remote;
@@ -117,33 +118,41 @@ async fn forward(
         .map_err(|_| ApiError::PayloadTooLarge { limit: MAX_BODY })?;
     let headers = forwarded_headers(&parts.headers);
 
-    let token = match &remote.resource {
+    let credential = match &remote.resource {
         Some(resource) => resource_token(&state, &user.session, &user.record, resource, None).await,
         None => refresh_if_needed(&state, &user.session, &user.record).await,
     }
     .map_err(refresh_failed)?;
-    let send = |token: AccessToken| {
-        state
-            .relay_http
-            .request(parts.method.clone(), url.clone())
-            .headers(headers.clone())
-            .bearer_auth(token.secret())
-            .body(body.clone())
-            .send()
+    let call = Upstream {
+        state: &state,
+        method: &parts.method,
+        url: &url,
+        headers: &headers,
+        body: &body,
     };
-    let mut upstream = send(token.clone())
+    let mut upstream = call
+        .send(&credential)
         .await
         .map_err(|e| unreachable(&remote.name, e))?;
     if upstream.status() == StatusCode::UNAUTHORIZED {
         tracing::info!(remote = %remote.name, "upstream refused the access token; refreshing once");
+        let rejected = &credential.token;
         let fresh = match &remote.resource {
             Some(resource) => {
-                resource_token(&state, &user.session, &user.record, resource, Some(&token)).await
+                resource_token(
+                    &state,
+                    &user.session,
+                    &user.record,
+                    resource,
+                    Some(rejected),
+                )
+                .await
             }
-            None => refresh_rejected(&state, &user.session, &user.record, &token).await,
+            None => refresh_rejected(&state, &user.session, &user.record, rejected).await,
         }
         .map_err(refresh_failed)?;
-        upstream = send(fresh)
+        upstream = call
+            .send(&fresh)
             .await
             .map_err(|e| unreachable(&remote.name, e))?;
         if upstream.status() == StatusCode::UNAUTHORIZED && remote.resource.is_some() {
@@ -159,6 +168,60 @@ async fn forward(
         }
     }
     Ok(respond(upstream))
+}
+
+/// One relayed request, as it goes upstream.
+struct Upstream<'a> {
+    state: &'a AuthState,
+    method: &'a Method,
+    url: &'a Url,
+    headers: &'a HeaderMap,
+    body: &'a Bytes,
+}
+
+impl Upstream<'_> {
+    /// Sends it with `credential`: as a bearer token, or a DPoP-bound token
+    /// with a fresh proof for this method and URL (RFC 9449 §7.1), once more
+    /// with the nonce the API asks for (§9).
+    async fn send(&self, credential: &Credential) -> reqwest::Result<reqwest::Response> {
+        let token = credential.token.secret();
+        let mut nonce: Option<String> = None;
+        loop {
+            let request = self
+                .state
+                .relay_http
+                .request(self.method.clone(), self.url.clone())
+                .headers(self.headers.clone())
+                .body(self.body.clone());
+            let Some(key) = &credential.dpop else {
+                return request.bearer_auth(token).send().await;
+            };
+            let now = self.state.clock.unix_now();
+            let proof = key.proof(
+                self.method.as_str(),
+                self.url,
+                Some(token),
+                nonce.as_deref(),
+                now,
+            );
+            let response = request
+                .header(header::AUTHORIZATION, format!("DPoP {token}"))
+                .header("DPoP", proof)
+                .send()
+                .await?;
+            if nonce.is_none()
+                && asks_for_nonce(response.status().as_u16(), response.headers(), b"")
+            {
+                nonce = response
+                    .headers()
+                    .get("dpop-nonce")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                continue;
+            }
+            return Ok(response);
+        }
+    }
 }
 
 /// The upstream URL for a request to `/api/remote/<name>/<rest>?<query>`, or

@@ -82,8 +82,8 @@ pub async fn userinfo(
     State(state): State<AuthState>,
     user: CurrentUser,
 ) -> Result<Json<Value>, ApiError> {
-    let access_token = match refresh_if_needed(&state, &user.session, &user.record).await {
-        Ok(token) => token,
+    let credential = match refresh_if_needed(&state, &user.session, &user.record).await {
+        Ok(credential) => credential,
         Err(RefreshError::SessionEnded) => return Err(ApiError::SessionEnded),
         Err(RefreshError::IdpUnavailable(detail) | RefreshError::Refused(detail)) => {
             tracing::warn!(%detail, "token refresh unavailable");
@@ -93,7 +93,14 @@ pub async fn userinfo(
     let Some(oidc) = state.idps.of(user.record.idp.as_deref()) else {
         return Err(ApiError::SessionEnded);
     };
-    match oidc.userinfo(&access_token, &user.record.sub).await {
+    match oidc
+        .userinfo(
+            &credential.token,
+            &user.record.sub,
+            credential.dpop.as_ref(),
+        )
+        .await
+    {
         Ok(claims) => {
             let roles = oidc.config().roles_claim.roles(&claims);
             Ok(Json(

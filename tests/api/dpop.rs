@@ -202,3 +202,145 @@ async fn a_proof_sent_at_once_many_times_counts_once(kind: StoreKind) {
 }
 
 on_every_store!(a_proof_sent_at_once_many_times_counts_once);
+
+/// What an upstream API received: (Authorization, DPoP) of each request.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+async fn start_recording_upstream() -> (String, Received) {
+    use axum::{extract::State, http::HeaderMap, routing::any, Router};
+    async fn record(State(seen): State<Received>, headers: HeaderMap) -> &'static str {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        seen.lock()
+            .unwrap()
+            .push((text("authorization"), text("dpop")));
+        "{}"
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let seen = Received::default();
+    let router = Router::new()
+        .route("/{*path}", any(record))
+        .with_state(seen.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (base, seen)
+}
+
+/// The last token an upstream received, and the key its proof was made with
+/// (checked as our API checks one: method, URL, `ath`, and time on `app`'s
+/// clock, which the test moves).
+fn last_bound_call(app: &TestApp, seen: &Received, url: &str) -> (String, String) {
+    let (authorization, proof) = seen
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("a relayed call");
+    let token = authorization
+        .strip_prefix("DPoP ")
+        .unwrap_or_else(|| panic!("not presented as DPoP: {authorization}"))
+        .to_string();
+    let url = url::Url::parse(url).unwrap();
+    let now = app.clock.unix_now();
+    let verified = gatehouse::auth::dpop::verify_proof(&proof, "GET", &url, &token, now)
+        .unwrap_or_else(|why| panic!("{why}"));
+    (token, verified.jkt)
+}
+
+/// `OIDC_DPOP=1`: each session gets a key of its own at sign-in; the dev IdP
+/// (which requires its nonce) binds the session's tokens to it at the code
+/// and refresh grants; userinfo and relayed APIs get `DPoP` tokens with a
+/// fresh proof each. The token alone — as a thief would hold it — is refused
+/// by the IdP, as a bearer token and with a proof of another key.
+#[tokio::test]
+async fn with_dpop_the_sessions_tokens_are_useless_without_its_key() {
+    let idp = Idp::start().await;
+    let (upstream, seen) = start_recording_upstream().await;
+    let remotes = format!("echo={upstream}/echo/ GET");
+    let app = spawn_app_with(
+        &idp.issuer,
+        &[("OIDC_DPOP", "1"), ("API_REMOTES", remotes.as_str())],
+    )
+    .await;
+    app.login("alice", "alice").await;
+    assert_eq!(
+        app.get_json("/auth/userinfo").await.status(),
+        StatusCode::OK
+    );
+
+    let relayed = format!("{upstream}/echo/x");
+    assert_eq!(
+        app.get_json("/api/remote/echo/x").await.status(),
+        StatusCode::OK
+    );
+    let (token, jkt) = last_bound_call(&app, &seen, &relayed);
+    assert_eq!(
+        app.get_json("/api/remote/echo/x").await.status(),
+        StatusCode::OK
+    );
+    let (again, same_key) = last_bound_call(&app, &seen, &relayed);
+    assert_eq!(
+        (again.as_str(), same_key.as_str()),
+        (token.as_str(), jkt.as_str())
+    );
+
+    // Another session, another key.
+    let bob = app.second_browser();
+    bob.login("bob", "bob").await;
+    assert_eq!(
+        bob.get_json("/api/remote/echo/x").await.status(),
+        StatusCode::OK
+    );
+    assert_ne!(last_bound_call(&app, &seen, &relayed).1, jkt);
+
+    // The stolen token alone, at the IdP's userinfo.
+    let userinfo = format!(
+        "{}/protocol/openid-connect/userinfo",
+        idp.issuer.replace("localhost", &idp.host)
+    );
+    let as_bearer = reqwest::Client::new()
+        .get(&userinfo)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_bearer.status(), StatusCode::UNAUTHORIZED);
+    let thief = DpopKey::generate();
+    let with_own_key = reqwest::Client::new()
+        .get(&userinfo)
+        .header(header::AUTHORIZATION, format!("DPoP {token}"))
+        .header(
+            "DPoP",
+            thief.proof(
+                "GET",
+                &url::Url::parse(&userinfo).unwrap(),
+                Some(&token),
+                None,
+                now(),
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_own_key.status(), StatusCode::UNAUTHORIZED);
+
+    // After expiry the refresh grant carries a proof too: a new token, bound
+    // to the same session key.
+    app.wait(std::time::Duration::from_secs(301));
+    assert_eq!(
+        app.get_json("/auth/userinfo").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get_json("/api/remote/echo/x").await.status(),
+        StatusCode::OK
+    );
+    let (renewed, still) = last_bound_call(&app, &seen, &relayed);
+    assert_ne!(renewed, token);
+    assert_eq!(still, jkt);
+}

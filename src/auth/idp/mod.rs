@@ -11,18 +11,22 @@
 //!   and the JWKS re-fetch after a key rotation;
 //! - `protocol`: code exchange, refresh, ID token verification, userinfo,
 //!   end-session URL;
-//! - `jwt`: the JWTs checked by hand — logout tokens and JWT access tokens.
+//! - `jwt`: the JWTs checked by hand — logout tokens and JWT access tokens;
+//! - `dpop_http`: calls that carry a DPoP proof (RFC 9449), with the IdP's
+//!   nonces.
 //!
 //! Everything is re-exported here: callers name `idp::X`.
 
 pub mod client_auth;
 mod discovery;
+mod dpop_http;
 mod jwt;
 mod protocol;
 mod types;
 
 pub use discovery::Discovered;
 pub use jwt::{JwtError, LogoutClaims, BACKCHANNEL_LOGOUT_EVENT};
+pub use protocol::dpop_bound;
 pub use types::{
     ExtraProviderMetadata, GhClient, GhIdToken, GhIdTokenClaims, GhTokenResponse, OtherClaims,
     ProviderMetadataWithExtras,
@@ -71,6 +75,8 @@ pub struct Idp {
     last_jwks_refresh: Mutex<Option<Instant>>,
     /// With `private_key_jwt`: the key that signs client assertions.
     client_key: Option<ClientKeyPair>,
+    /// The DPoP nonces this IdP gave (RFC 9449 §8–9), by endpoint.
+    dpop_nonces: super::dpop::Nonces,
 }
 
 impl Idp {
@@ -100,6 +106,7 @@ impl Idp {
             discovery: Mutex::new(()),
             last_jwks_refresh: Mutex::new(None),
             client_key,
+            dpop_nonces: Default::default(),
         }
     }
 

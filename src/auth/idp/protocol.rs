@@ -20,6 +20,7 @@ use super::{
     types::{GhIdToken, GhIdTokenClaims, GhTokenResponse, OtherClaims},
     Idp, IdpError,
 };
+use crate::auth::dpop::DpopKey;
 use crate::server::{
     clock::Clock,
     config::{is_loopback_host, ClientAuth, IdpConfig},
@@ -43,12 +44,14 @@ impl Discovered {
 
 impl Idp {
     /// Exchanges the authorization code (with the PKCE verifier, RFC 7636) and
-    /// verifies the ID token it returns.
+    /// verifies the ID token it returns. With a DPoP key, the request carries
+    /// a proof of it (RFC 9449 §5) and the access token comes bound to it.
     pub async fn exchange_code(
         &self,
         code: String,
         verifier: PkceCodeVerifier,
         nonce: &Nonce,
+        dpop: Option<&DpopKey>,
     ) -> Result<(GhTokenResponse, GhIdTokenClaims), IdpError> {
         let provider = self.provider().await?;
         let mut request = provider
@@ -62,7 +65,7 @@ impl Idp {
                 .add_extra_param("client_assertion", assertion);
         }
         let response = request
-            .request_async(&self.http)
+            .request_async(&self.sender(dpop, None))
             .await
             .map_err(token_error)?;
         let id_token = response
@@ -133,6 +136,7 @@ impl Idp {
         refresh_token: &RefreshToken,
         sub: &str,
         resource: Option<&str>,
+        dpop: Option<&DpopKey>,
     ) -> Result<(GhTokenResponse, Option<GhIdTokenClaims>), IdpError> {
         let provider = self.provider().await?;
         let mut request = provider
@@ -149,7 +153,7 @@ impl Idp {
                 .add_extra_param("client_assertion", assertion);
         }
         let response = request
-            .request_async(&self.http)
+            .request_async(&self.sender(dpop, None))
             .await
             .map_err(token_error)?;
         let claims = match response.id_token() {
@@ -172,20 +176,25 @@ impl Idp {
 
     /// The user as the IdP's userinfo endpoint returns it now. The `sub` must be
     /// the session's (OIDC Core §5.3.2), or the response is discarded.
+    /// With `dpop`, the token is bound to that key: presented as
+    /// `Authorization: DPoP` with a proof (RFC 9449 §7).
     pub async fn userinfo(
         &self,
         access_token: &AccessToken,
         sub: &str,
+        dpop: Option<&DpopKey>,
     ) -> Result<Map<String, Value>, IdpError> {
         let provider = self.provider().await?;
-        let claims: openidconnect::UserInfoClaims<OtherClaims, CoreGenderClaim> = provider
+        let request = provider
             .client
             .user_info(
                 access_token.clone(),
                 Some(SubjectIdentifier::new(sub.to_string())),
             )
-            .map_err(|e| IdpError::Misconfigured(e.to_string()))?
-            .request_async(&self.http)
+            .map_err(|e| IdpError::Misconfigured(e.to_string()))?;
+        let token = access_token.secret().as_str();
+        let claims: openidconnect::UserInfoClaims<OtherClaims, CoreGenderClaim> = request
+            .request_async(&self.sender(dpop, Some(token)))
             .await
             .map_err(|e| match e {
                 UserInfoError::Request(e) => IdpError::Unreachable(e.to_string()),
@@ -351,6 +360,13 @@ impl Idp {
         }
         Some(request.http_get_url().to_string())
     }
+}
+
+/// Whether the IdP bound the access token in `response` to the proof's key
+/// (RFC 9449 §5: `token_type` `DPoP`). An IdP that answers `Bearer` did not
+/// (§5 allows it); the token is then presented as a bearer token.
+pub fn dpop_bound(response: &GhTokenResponse) -> bool {
+    response.token_type().as_ref().eq_ignore_ascii_case("dpop")
 }
 
 /// What a failed token-endpoint call means. An OAuth error (RFC 6749 §5.2,

@@ -51,6 +51,10 @@ pub struct TokenSet {
     /// relay first needs them. Each goes only to its own API.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ResourceToken>,
+    /// The IdP bound `access_token` to the session's DPoP key (its
+    /// `token_type` was `DPoP`, RFC 9449 §5): it is presented with proofs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop: bool,
 }
 
 /// An access token the IdP issued for one resource (API) only.
@@ -62,6 +66,9 @@ pub struct ResourceToken {
     pub expires_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::timestamp")]
     pub issued_at: OffsetDateTime,
+    /// Bound to the session's DPoP key, as [`TokenSet::dpop`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop: bool,
 }
 
 impl TokenSet {
@@ -128,6 +135,10 @@ pub struct SessionRecord {
     /// The authentication context class the IdP reports (`acr`).
     #[serde(default)]
     pub acr: Option<String>,
+    /// With `OIDC_DPOP=1`: the key this session's tokens are bound to (made
+    /// at sign-in, one per session; see `auth::dpop` for why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_key: Option<crate::auth::dpop::DpopKey>,
 }
 
 impl SessionRecord {

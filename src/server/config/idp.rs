@@ -31,6 +31,8 @@ pub struct IdpConfig {
     /// How this client authenticates to the IdP's token, PAR and revocation
     /// endpoints.
     pub client_auth: ClientAuth,
+    /// DPoP (RFC 9449): ask for access tokens bound to the session's key.
+    pub dpop: bool,
 }
 
 /// Client authentication (OIDC Core §9, RFC 6749 §2.3).
@@ -205,6 +207,12 @@ pub(super) fn read_provider<L: Lookup>(
         "off" => Ok(ParMode::Off),
         _ => Err("not one of them".to_string()),
     })?;
+    let dpop = r.parse(
+        &var("DPOP"),
+        "0",
+        "1 (on) or 0 (off)",
+        super::values::parse_flag,
+    )?;
     let default_label = Url::parse(issuer.as_str())
         .ok()
         .and_then(|u| {
@@ -226,6 +234,7 @@ pub(super) fn read_provider<L: Lookup>(
         refresh_leeway,
         par,
         client_auth,
+        dpop,
     })
 }
 

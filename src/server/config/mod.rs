@@ -423,6 +423,7 @@ mod tests {
             ("API_REMOTES", "r=http://x/; r=http://y/"),
             ("API_REMOTES", "r=http://u:p@x/"),
             ("OIDC_PAR", "sometimes"),
+            ("OIDC_DPOP", "yes"),
             ("OIDC_CLIENT_AUTH", "client_secret_jwt"),
             ("ADMIN_MAX_AUTH_AGE", "0s"),
             ("ADMIN_ACR_VALUES", "urn:\"quoted\""),
