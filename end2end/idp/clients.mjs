@@ -20,6 +20,17 @@ export const KEY_CLIENT_JWK = {
   use: 'sig',
   alg: 'RS256',
 };
+// The same with a P-256 key (dev-client-key-ec.pem), signing ES256.
+export const EC_KEY_CLIENT_ID = 'gatehouse-key-ec';
+const ecKeyClientPublic = createPublicKey(readFileSync(new URL('./dev-client-key-ec.pem', import.meta.url))).export({ format: 'jwk' });
+export const EC_KEY_CLIENT_JWK = {
+  ...ecKeyClientPublic,
+  kid: createHash('sha256').update(JSON.stringify({
+    crv: ecKeyClientPublic.crv, kty: 'EC', x: ecKeyClientPublic.x, y: ecKeyClientPublic.y,
+  })).digest('base64url'),
+  use: 'sig',
+  alg: 'ES256',
+};
 export const CLIENT_SECRET = 'gatehouse-dev-secret';
 export const M2M_CLIENT_ID = 'gatehouse-m2m';
 export const M2M_CLIENT_SECRET = 'gatehouse-m2m-secret';
@@ -67,6 +78,20 @@ export function clientMetadata({ backchannelLogoutUri }) {
       token_endpoint_auth_method: 'private_key_jwt',
       token_endpoint_auth_signing_alg: 'RS256',
       jwks: { keys: [KEY_CLIENT_JWK] },
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: [REGISTERED_REDIRECT_URI],
+      post_logout_redirect_uris: [REGISTERED_POST_LOGOUT_URI],
+      id_token_signed_response_alg: 'RS256',
+      require_auth_time: true,
+    },
+    {
+      client_id: EC_KEY_CLIENT_ID,
+      client_name: 'Gatehouse (private_key_jwt, ES256)',
+      application_type: 'web',
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: 'ES256',
+      jwks: { keys: [EC_KEY_CLIENT_JWK] },
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       redirect_uris: [REGISTERED_REDIRECT_URI],

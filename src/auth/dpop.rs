@@ -18,9 +18,10 @@ use jsonwebtoken::{
     jwk::{AlgorithmParameters, Jwk, ThumbprintHash},
     Algorithm, DecodingKey, Validation,
 };
-use p256::ecdsa::{signature::Signer, Signature, SigningKey};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::Deserialize;
 use serde_json::{json, Value};
+
+pub use super::es256::Es256Key;
 use sha2::{Digest, Sha256};
 
 /// The JWT `typ` of a DPoP proof (RFC 9449 §4.2).
@@ -33,43 +34,10 @@ pub const PROOF_WINDOW_SECS: i64 = 60;
 /// The signature algorithms our API accepts in proofs (asymmetric only).
 pub const ACCEPTED_ALGS: &str = "ES256 PS256 RS256";
 
-/// A session's DPoP key: a P-256 private key, serialized as its 32-byte
-/// scalar (base64url) in the session record and never printed.
-#[derive(Clone)]
-pub struct DpopKey(SigningKey);
+/// A session's DPoP key: a P-256 key (see [`Es256Key`]), one per session.
+pub type DpopKey = Es256Key;
 
-impl DpopKey {
-    pub fn generate() -> Self {
-        Self(SigningKey::random(&mut rand_core::OsRng))
-    }
-
-    /// The public key as a JWK (RFC 7518 §6.2), for the proof's header.
-    pub fn public_jwk(&self) -> Value {
-        let point = self.0.verifying_key().to_encoded_point(false);
-        let (x, y) = (
-            point.x().expect("an uncompressed point"),
-            point.y().expect("an uncompressed point"),
-        );
-        json!({
-            "kty": "EC",
-            "crv": "P-256",
-            "x": URL_SAFE_NO_PAD.encode(x),
-            "y": URL_SAFE_NO_PAD.encode(y),
-        })
-    }
-
-    /// RFC 7638 thumbprint of the public key: the `jkt` a bound token's
-    /// `cnf` names.
-    pub fn thumbprint(&self) -> String {
-        let jwk = self.public_jwk();
-        let canonical = format!(
-            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-            jwk["x"].as_str().unwrap_or_default(),
-            jwk["y"].as_str().unwrap_or_default()
-        );
-        URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
-    }
-
+impl Es256Key {
     /// A proof for one request (§4.2): `htm` and `htu` (the URL without
     /// query and fragment), a fresh `jti`, `iat` now, `ath` for a request
     /// that carries an access token, and the server's `nonce` if it gave one.
@@ -84,7 +52,7 @@ impl DpopKey {
         let mut target = htu.clone();
         target.set_query(None);
         target.set_fragment(None);
-        let header = json!({"typ": PROOF_TYPE, "alg": "ES256", "jwk": self.public_jwk()});
+        let header = json!({"typ": PROOF_TYPE, "jwk": self.public_jwk()});
         let mut claims = json!({
             "jti": uuid::Uuid::new_v4().to_string(),
             "htm": htm,
@@ -97,40 +65,7 @@ impl DpopKey {
         if let Some(nonce) = nonce {
             claims["nonce"] = json!(nonce);
         }
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let signature: Signature = self.0.sign(signing_input.as_bytes());
-        format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(signature.to_bytes())
-        )
-    }
-}
-
-impl std::fmt::Debug for DpopKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DpopKey([redacted])")
-    }
-}
-
-impl Serialize for DpopKey {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&URL_SAFE_NO_PAD.encode(self.0.to_bytes()))
-    }
-}
-
-impl<'de> Deserialize<'de> for DpopKey {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        let bytes = URL_SAFE_NO_PAD
-            .decode(text)
-            .map_err(serde::de::Error::custom)?;
-        SigningKey::from_slice(&bytes)
-            .map(Self)
-            .map_err(serde::de::Error::custom)
+        self.sign_jwt(header, &claims)
     }
 }
 
@@ -336,7 +271,7 @@ mod tests {
         let stored = serde_json::to_string(&key).unwrap();
         let back: DpopKey = serde_json::from_str(&stored).unwrap();
         assert_eq!(back.thumbprint(), key.thumbprint());
-        assert_eq!(format!("{back:?}"), "DpopKey([redacted])");
+        assert_eq!(format!("{back:?}"), "Es256Key([redacted])");
         let jwk: Jwk = serde_json::from_value(key.public_jwk()).unwrap();
         assert_eq!(
             jwk.thumbprint(ThumbprintHash::SHA256).unwrap(),

@@ -12,6 +12,7 @@ pub mod claims;
 pub mod csrf;
 pub mod dpop;
 pub mod error;
+pub mod es256;
 pub mod events;
 pub mod flow;
 pub mod idp;

@@ -116,3 +116,53 @@ async fn the_key_set_is_empty_without_a_key_and_a_wrong_key_is_refused() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// A P-256 key (`dev-client-key-ec.pem`) signs ES256 assertions: the dev
+/// IdP's `gatehouse-key-ec` client, registered for ES256 with that public
+/// key only, lets it sign in and refresh; `/auth/jwks.json` publishes it as
+/// an EC key. The RSA key is refused by that client.
+#[tokio::test]
+async fn private_key_jwt_with_a_p256_key_signs_es256_assertions() {
+    let idp = Idp::start().await;
+    let ec = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/end2end/idp/dev-client-key-ec.pem"
+    );
+    let settings = |key| {
+        [
+            ("OIDC_CLIENT_ID", "gatehouse-key-ec"),
+            ("OIDC_CLIENT_AUTH", "private_key_jwt"),
+            ("OIDC_CLIENT_KEY_FILE", key),
+        ]
+    };
+    let app = spawn_app_with(&idp.issuer, &settings(ec)).await;
+    assert_eq!(
+        app.login("alice", "alice").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    app.wait(Duration::from_secs(301));
+    assert_eq!(
+        app.get_json("/auth/userinfo").await.status(),
+        StatusCode::OK
+    );
+    let jwks: Value = app.get_json("/auth/jwks.json").await.json().await.unwrap();
+    let key = &jwks["keys"][0];
+    assert_eq!(
+        (
+            key["kty"].as_str(),
+            key["crv"].as_str(),
+            key["alg"].as_str()
+        ),
+        (Some("EC"), Some("P-256"), Some("ES256"))
+    );
+    assert!(key.get("d").is_none(), "public only: {jwks}");
+
+    let rsa = spawn_app_with(&idp.issuer, &settings(KEY_FILE)).await;
+    let response = rsa.get("/auth/login").await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("data-reason=\"code_rejected\""));
+}

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::IdpError;
-use crate::server::config::ClientKey;
+use crate::{auth::es256::Es256Key, server::config::ClientKey};
 
 /// RFC 7523 §2.2: the `client_assertion_type` of a JWT assertion.
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -25,15 +25,33 @@ const ASSERTION_LIFETIME_SECS: i64 = 60;
 
 /// The client's signing key and its public JWK.
 pub struct ClientKeyPair {
-    signing: CoreRsaPrivateSigningKey,
+    signing: Signing,
     /// The public key as a JWK (`kid` = its RFC 7638 thumbprint, `use`
-    /// `sig`, `alg` `RS256`), for `/auth/jwks.json`.
+    /// `sig`, `alg` `RS256` or `ES256`), for `/auth/jwks.json`.
     pub jwk: Value,
+}
+
+enum Signing {
+    Rsa(Box<CoreRsaPrivateSigningKey>),
+    Ec(Es256Key),
 }
 
 impl ClientKeyPair {
     pub fn new(key: &ClientKey) -> Result<Self, String> {
-        let unnamed = CoreRsaPrivateSigningKey::from_pem(&key.0, None)?;
+        let pem = match key {
+            ClientKey::Rsa(pem) => pem,
+            ClientKey::Ec(key) => {
+                let mut jwk = key.public_jwk();
+                jwk["kid"] = json!(key.thumbprint());
+                jwk["use"] = json!("sig");
+                jwk["alg"] = json!("ES256");
+                return Ok(Self {
+                    signing: Signing::Ec(key.clone()),
+                    jwk,
+                });
+            }
+        };
+        let unnamed = CoreRsaPrivateSigningKey::from_pem(pem, None)?;
         let public =
             serde_json::to_value(unnamed.as_verification_key()).map_err(|e| e.to_string())?;
         let (Some(n), Some(e)) = (public["n"].as_str(), public["e"].as_str()) else {
@@ -43,8 +61,11 @@ impl ClientKeyPair {
         let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
         let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
         let jwk = json!({"kty": "RSA", "n": n, "e": e, "kid": kid, "use": "sig", "alg": "RS256"});
-        let signing = CoreRsaPrivateSigningKey::from_pem(&key.0, Some(JsonWebKeyId::new(kid)))?;
-        Ok(Self { signing, jwk })
+        let signing = CoreRsaPrivateSigningKey::from_pem(pem, Some(JsonWebKeyId::new(kid)))?;
+        Ok(Self {
+            signing: Signing::Rsa(Box::new(signing)),
+            jwk,
+        })
     }
 
     /// A client assertion for `audience` (RFC 7523 §3, OIDC Core §9): `iss`
@@ -57,19 +78,22 @@ impl ClientKeyPair {
         now: OffsetDateTime,
     ) -> Result<String, IdpError> {
         let now = now.unix_timestamp();
-        let header = json!({"alg": "RS256", "typ": "JWT", "kid": self.jwk["kid"]});
+        let header = json!({"alg": self.jwk["alg"], "typ": "JWT", "kid": self.jwk["kid"]});
         let claims = json!({
             "iss": client_id, "sub": client_id, "aud": audience,
             "jti": uuid::Uuid::new_v4().to_string(),
             "iat": now, "exp": now + ASSERTION_LIFETIME_SECS,
         });
+        let signing = match &self.signing {
+            Signing::Ec(key) => return Ok(key.sign_jwt(header, &claims)),
+            Signing::Rsa(key) => key,
+        };
         let input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        let signature = self
-            .signing
+        let signature = signing
             .sign(
                 &CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
                 input.as_bytes(),
@@ -89,7 +113,7 @@ mod tests {
     /// RFC 7523 §3 requires, and a new `jti` every time.
     #[test]
     fn an_assertion_verifies_with_the_published_key_and_is_never_repeated() {
-        let pair = ClientKeyPair::new(&ClientKey(KEY.into())).unwrap();
+        let pair = ClientKeyPair::new(&ClientKey::Rsa(KEY.into())).unwrap();
         let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         let a = pair
             .assertion("gatehouse", "https://idp.example", now)
@@ -117,5 +141,33 @@ mod tests {
         let other: Value = jsonwebtoken::decode(&b, &key, &validation).unwrap().claims;
         assert_ne!(claims["jti"], other["jti"]);
         assert!(!pair.jwk.to_string().contains("\"d\""), "no private part");
+    }
+}
+
+#[cfg(test)]
+mod ec_tests {
+    use super::*;
+
+    /// An EC client key signs ES256 assertions its published JWK verifies.
+    #[test]
+    fn an_ec_key_signs_es256_assertions_the_published_jwk_verifies() {
+        let pair = ClientKeyPair::new(&ClientKey::Ec(Es256Key::generate())).unwrap();
+        assert_eq!(pair.jwk["alg"], "ES256");
+        assert!(pair.jwk.get("d").is_none(), "no private part");
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let assertion = pair
+            .assertion("gatehouse", "https://idp.example", now)
+            .unwrap();
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(pair.jwk.clone()).unwrap();
+        let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        validation.set_audience(&["https://idp.example"]);
+        validation.validate_exp = false;
+        let claims: Value = jsonwebtoken::decode(&assertion, &key, &validation)
+            .unwrap()
+            .claims;
+        assert_eq!(claims["sub"], "gatehouse");
+        let header = jsonwebtoken::decode_header(&assertion).unwrap();
+        assert_eq!(header.kid.as_deref(), pair.jwk["kid"].as_str());
     }
 }

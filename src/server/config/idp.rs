@@ -5,7 +5,7 @@ use openidconnect::{ClientId, ClientSecret, IssuerUrl, Scope};
 use url::Url;
 
 use super::{values::BaseUrl, ConfigError, Lookup, Reader};
-use crate::auth::claims::ClaimPath;
+use crate::auth::{claims::ClaimPath, es256::Es256Key};
 
 #[derive(Clone, Debug)]
 pub struct IdpConfig {
@@ -47,10 +47,14 @@ pub enum ClientAuth {
     PrivateKeyJwt(ClientKey),
 }
 
-/// An RSA private key for `private_key_jwt`, as PKCS#1 PEM (read from a
-/// PKCS#1 or PKCS#8 file). Never printed.
+/// A private key for `private_key_jwt`. Never printed.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ClientKey(pub std::sync::Arc<str>);
+pub enum ClientKey {
+    /// RSA, signing RS256; as PKCS#1 PEM (read from a PKCS#1 or PKCS#8 file).
+    Rsa(std::sync::Arc<str>),
+    /// P-256, signing ES256.
+    Ec(Es256Key),
+}
 
 impl std::fmt::Debug for ClientKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -58,7 +62,8 @@ impl std::fmt::Debug for ClientKey {
     }
 }
 
-/// The RSA private key at `path` (PEM, PKCS#1 or PKCS#8), at least 2048 bits.
+/// The private key at `path`, in PEM: RSA (PKCS#1 or PKCS#8) of at least
+/// 2048 bits, or P-256 (PKCS#8 or SEC1).
 fn read_client_key(path: &str) -> Result<ClientKey, String> {
     use rsa::{
         pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey},
@@ -66,16 +71,20 @@ fn read_client_key(path: &str) -> Result<ClientKey, String> {
         traits::PublicKeyParts,
     };
     let pem = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let key = rsa::RsaPrivateKey::from_pkcs1_pem(&pem)
-        .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_pem(&pem))
-        .map_err(|_| "not an RSA private key in PEM (PKCS#1 or PKCS#8)".to_string())?;
+    let rsa = rsa::RsaPrivateKey::from_pkcs1_pem(&pem)
+        .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_pem(&pem));
+    let Ok(key) = rsa else {
+        return Es256Key::from_pem(&pem).map(ClientKey::Ec).ok_or_else(|| {
+            "not an RSA or P-256 private key in PEM (PKCS#1, PKCS#8 or SEC1)".to_string()
+        });
+    };
     if key.size() < 256 {
         return Err("the RSA key is shorter than 2048 bits".into());
     }
     let pkcs1 = key
         .to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
         .map_err(|e| e.to_string())?;
-    Ok(ClientKey(std::sync::Arc::from(pkcs1.as_str())))
+    Ok(ClientKey::Rsa(std::sync::Arc::from(pkcs1.as_str())))
 }
 
 /// Whether a login pushes its authorization request to the IdP first

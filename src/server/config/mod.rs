@@ -436,10 +436,10 @@ mod tests {
         }
     }
 
-    /// `private_key_jwt` needs a readable RSA key of 2048 bits or more; the
-    /// error names the file variable, never the key.
+    /// `private_key_jwt` needs a readable RSA key of 2048 bits or more, or a
+    /// P-256 key; the error names the file variable, never the key.
     #[test]
-    fn private_key_jwt_needs_a_usable_rsa_key() {
+    fn private_key_jwt_needs_a_usable_rsa_or_p256_key() {
         let auth = ("OIDC_CLIENT_AUTH", "private_key_jwt");
         let missing = config(&[auth]).expect_err("no key file");
         assert_eq!(missing.var, "OIDC_CLIENT_KEY_FILE");
@@ -453,8 +453,21 @@ mod tests {
         let ClientAuth::PrivateKeyJwt(parsed) = &c.default_idp.client_auth else {
             panic!("{:?}", c.default_idp.client_auth);
         };
-        assert!(parsed.0.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        assert!(
+            matches!(parsed, ClientKey::Rsa(pem) if pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"))
+        );
         assert_eq!(format!("{parsed:?}"), "ClientKey(..)", "never printed");
+        assert!(!format!("{c:?}").contains("PRIVATE KEY"));
+        // A P-256 key signs ES256 assertions instead.
+        let ec = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/end2end/idp/dev-client-key-ec.pem"
+        );
+        let c = config(&[auth, ("OIDC_CLIENT_KEY_FILE", ec)]).unwrap();
+        assert!(matches!(
+            c.default_idp.client_auth,
+            ClientAuth::PrivateKeyJwt(ClientKey::Ec(_))
+        ));
         assert!(!format!("{c:?}").contains("PRIVATE KEY"));
     }
 
