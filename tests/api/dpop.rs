@@ -206,9 +206,22 @@ on_every_store!(a_proof_sent_at_once_many_times_counts_once);
 /// What an upstream API received: (Authorization, DPoP) of each request.
 type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
+/// The nonce the recording upstream hands out under `/nonce/` (RFC 9449 §9).
+const UPSTREAM_NONCE: &str = "upstream-nonce-1";
+
+/// An upstream API that records what it receives; under `/nonce/` it wants
+/// proofs with its nonce, and answers 401 `use_dpop_nonce` with the nonce
+/// to any other.
 async fn start_recording_upstream() -> (String, Received) {
-    use axum::{extract::State, http::HeaderMap, routing::any, Router};
-    async fn record(State(seen): State<Received>, headers: HeaderMap) -> &'static str {
+    use axum::{
+        extract::State,
+        http::{HeaderMap, StatusCode as Status, Uri},
+        response::{IntoResponse, Response},
+        routing::any,
+        Router,
+    };
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    async fn record(State(seen): State<Received>, uri: Uri, headers: HeaderMap) -> Response {
         let text = |name: &str| {
             headers
                 .get(name)
@@ -219,7 +232,23 @@ async fn start_recording_upstream() -> (String, Received) {
         seen.lock()
             .unwrap()
             .push((text("authorization"), text("dpop")));
-        "{}"
+        let proof_nonce = text("dpop")
+            .split('.')
+            .nth(1)
+            .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+            .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+            .and_then(|p| p["nonce"].as_str().map(str::to_string));
+        if uri.path().starts_with("/nonce/") && proof_nonce.as_deref() != Some(UPSTREAM_NONCE) {
+            return (
+                Status::UNAUTHORIZED,
+                [
+                    ("www-authenticate", r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#),
+                    ("dpop-nonce", UPSTREAM_NONCE),
+                ],
+            )
+                .into_response();
+        }
+        "{}".into_response()
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
@@ -261,7 +290,7 @@ fn last_bound_call(app: &TestApp, seen: &Received, url: &str) -> (String, String
 async fn with_dpop_the_sessions_tokens_are_useless_without_its_key() {
     let idp = Idp::start().await;
     let (upstream, seen) = start_recording_upstream().await;
-    let remotes = format!("echo={upstream}/echo/ GET");
+    let remotes = format!("echo={upstream}/echo/ GET; nonced={upstream}/nonce/ GET");
     let app = spawn_app_with(
         &idp.issuer,
         &[("OIDC_DPOP", "1"), ("API_REMOTES", remotes.as_str())],
@@ -287,6 +316,26 @@ async fn with_dpop_the_sessions_tokens_are_useless_without_its_key() {
     assert_eq!(
         (again.as_str(), same_key.as_str()),
         (token.as_str(), jkt.as_str())
+    );
+
+    // An API that wants its nonce: asked once, then given, with no refresh.
+    let before = idp.stats().await["token_requests"]["refresh_token"].as_u64();
+    assert_eq!(
+        app.get_json("/api/remote/nonced/x").await.status(),
+        StatusCode::OK
+    );
+    let nonced = format!("{upstream}/nonce/x");
+    let (with_nonce, key_again) = last_bound_call(&app, &seen, &nonced);
+    assert_eq!(
+        (with_nonce.as_str(), key_again.as_str()),
+        (token.as_str(), jkt.as_str())
+    );
+    let calls = seen.lock().unwrap().len();
+    let (_, first_try) = seen.lock().unwrap()[calls - 2].clone();
+    assert!(!first_try.is_empty(), "the first try carried a proof too");
+    assert_eq!(
+        idp.stats().await["token_requests"]["refresh_token"].as_u64(),
+        before
     );
 
     // Another session, another key.

@@ -506,6 +506,38 @@ async fn pushed_authorization_requests_leave_the_browser_only_a_request_uri() {
     );
 }
 
+/// A pushed request's `request_uri` serves one sign-in (RFC 9126 §4, §7.3):
+/// the authorization URL replayed after use — by this browser or by one that
+/// captured it — gets no code from the IdP, and a second login started in the
+/// same browser gets a `request_uri` of its own.
+#[tokio::test]
+async fn a_used_request_uri_cannot_be_replayed() {
+    let idp = Idp::start().await;
+    let app = spawn_app(&idp.issuer).await;
+    let authorize = app.start_login(None).await;
+    let callback = app.back_from_idp(&authorize, "alice", "alice").await;
+    assert_eq!(
+        app.http.get(callback).send().await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+    let again = app.start_login(None).await;
+    assert_ne!(
+        query_param(&again, "request_uri"),
+        query_param(&authorize, "request_uri")
+    );
+    for browser in [app.same_browser(), app.second_browser()] {
+        let replayed = browser.http.get(&authorize).send().await.unwrap();
+        // The IdP answers with an error response, never a code.
+        let answer = location(&replayed);
+        assert_eq!(
+            query_param(&answer, "error").as_deref(),
+            Some("invalid_request_uri"),
+            "{answer}"
+        );
+        assert!(query_param(&answer, "code").is_none(), "{answer}");
+    }
+}
+
 /// `OIDC_PAR=required` against an IdP without a PAR endpoint: the login
 /// ends on the error page (misconfigured), and the browser never goes to an
 /// authorization endpoint with the request in the clear.
