@@ -10,7 +10,8 @@ import { readFileSync } from 'node:fs';
 export const CLIENT_ID = 'gatehouse';
 // The same app as a private_key_jwt client (RFC 7523, OIDC Core §9): it signs
 // client assertions with dev-client-key.pem (public, like the dev secret:
-// for development only) and sends no secret. Not in the Keycloak realm.
+// for development only) and sends no secret. The Keycloak realm has it too
+// (inline JWKS; realm-agreement.mjs compares the two).
 export const KEY_CLIENT_ID = 'gatehouse-key';
 const keyClientPublic = createPublicKey(readFileSync(new URL('./dev-client-key.pem', import.meta.url))).export({ format: 'jwk' });
 export const KEY_CLIENT_JWK = {
@@ -20,7 +21,8 @@ export const KEY_CLIENT_JWK = {
   use: 'sig',
   alg: 'RS256',
 };
-// The same with a P-256 key (dev-client-key-ec.pem), signing ES256.
+// The same with a P-256 key (dev-client-key-ec.pem), signing ES256 (not in
+// the Keycloak realm).
 export const EC_KEY_CLIENT_ID = 'gatehouse-key-ec';
 const ecKeyClientPublic = createPublicKey(readFileSync(new URL('./dev-client-key-ec.pem', import.meta.url))).export({ format: 'jwk' });
 export const EC_KEY_CLIENT_JWK = {

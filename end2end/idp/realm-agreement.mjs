@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import {
-  API_SCOPES, CLIENT_ID, M2M_CLIENT_ID, clientMetadata,
+  API_SCOPES, CLIENT_ID, KEY_CLIENT_ID, M2M_CLIENT_ID, clientMetadata,
 } from './clients.mjs';
 import { loadConfig } from './config.mjs';
 import { UserDirectory, claimsFor, seedUsers } from './users.mjs';
@@ -161,6 +161,39 @@ export async function checkRealmAgreement(check, live, { realmFile = process.env
     check(`client ${CLIENT_ID}: realm roles mapper puts realm_access.roles in ID token, access token and userinfo, as the dev IdP does`,
       Boolean(mapper) && Array.isArray(live.idTokens[first]?.realm_access?.roles) && Array.isArray(live.userinfo[first]?.realm_access?.roles),
       { mapper: mapper?.config, devIdToken: live.idTokens[first]?.realm_access, devUserinfo: live.userinfo[first]?.realm_access });
+  }
+
+  // -- the browser client with private_key_jwt ----------------------------------
+  // The same app as `gatehouse`, authenticating with a signed JWT instead of
+  // the secret: every setting but the authentication is the browser client's.
+  {
+    const devKeyClient = clientMetadata({ backchannelLogoutUri: defaults.backchannelLogoutUri })
+      .find((c) => c.client_id === KEY_CLIENT_ID);
+    const keyClient = realm.clients.find((c) => c.clientId === KEY_CLIENT_ID);
+    const keyAttrs = keyClient?.attributes ?? {};
+    let keys;
+    try { keys = JSON.parse(keyAttrs['jwks.string']).keys; } catch { keys = undefined; }
+    const devKey = devKeyClient.jwks.keys[0];
+    check(`client ${KEY_CLIENT_ID}: signed JWT (private_key_jwt, ${devKeyClient.token_endpoint_auth_signing_alg}) with exactly the dev IdP's public key, no secret`,
+      Boolean(keyClient) && keyClient.clientAuthenticatorType === 'client-jwt' && !('secret' in keyClient)
+      && keyAttrs['use.jwks.string'] === 'true' && keyAttrs['use.jwks.url'] !== 'true'
+      && keyAttrs['token.endpoint.auth.signing.alg'] === devKeyClient.token_endpoint_auth_signing_alg
+      && keys?.length === 1 && keys[0].kty === devKey.kty && keys[0].n === devKey.n && keys[0].e === devKey.e
+      && keys[0].kid === devKey.kid && devKeyClient.token_endpoint_auth_method === 'private_key_jwt',
+      keyClient && { auth: keyClient.clientAuthenticatorType, alg: keyAttrs['token.endpoint.auth.signing.alg'], kid: keys?.[0]?.kid, devKid: devKey.kid });
+    const same = (pick) => JSON.stringify(pick(keyClient ?? {})) === JSON.stringify(pick(client ?? {}));
+    const settings = (c) => ({
+      redirectUris: c.redirectUris, flows: [c.standardFlowEnabled, c.implicitFlowEnabled, c.directAccessGrantsEnabled, c.serviceAccountsEnabled],
+      publicClient: c.publicClient, frontchannelLogout: c.frontchannelLogout, mappers: c.protocolMappers,
+      defaultScopes: c.defaultClientScopes, optionalScopes: c.optionalClientScopes,
+      attributes: Object.fromEntries(Object.entries(c.attributes ?? {})
+        .filter(([k]) => !['use.jwks.string', 'use.jwks.url', 'jwks.string', 'token.endpoint.auth.signing.alg'].includes(k))),
+    });
+    check(`client ${KEY_CLIENT_ID}: everything but the authentication as client ${CLIENT_ID} (URIs, flows, PKCE, logout, mappers, scopes), as in the dev IdP`,
+      Boolean(keyClient) && same(settings)
+      && sameSet(devKeyClient.redirect_uris, devClient.redirect_uris)
+      && sameSet(devKeyClient.post_logout_redirect_uris, devClient.post_logout_redirect_uris),
+      keyClient && settings(keyClient));
   }
 
   // -- the machine-to-machine client ------------------------------------------
