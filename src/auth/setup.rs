@@ -12,7 +12,12 @@ use super::{
     session::{index_entry, PENDING_LOGIN_TTL},
     state::{AuthShared, AuthState},
 };
-use crate::server::{clock::Clock, config::Config, db::AppDb, store::AnyStore};
+use crate::server::{
+    clock::Clock,
+    config::Config,
+    db::AppDb,
+    store::{AnyStore, Sealer},
+};
 
 impl AuthState {
     /// Everything the core needs for `config`: opens (and migrates) the
@@ -32,7 +37,8 @@ impl AuthState {
             index_entry,
             clock.clone(),
         )
-        .await?;
+        .await?
+        .sealed_with(Sealer::new(&config.session.encryption_keys));
         store.spawn_expiry_sweeper();
         let db = AppDb::open(&config.app_database).await?;
         let idps = Arc::new(Idps::new(config.clone(), &clock));

@@ -1,5 +1,6 @@
 //! One integration-test binary (links once): the real app, the real dev IdP.
 
+mod at_rest;
 mod authz;
 mod backchannel;
 mod cache;

@@ -85,6 +85,53 @@ pub struct SessionConfig {
     pub store: StoreUrl,
     pub idle_timeout: time::Duration,
     pub absolute_timeout: time::Duration,
+    /// `SESSION_ENCRYPTION_KEY`: the keys that seal stored records, newest
+    /// first (empty: records are stored in the clear).
+    pub encryption_keys: Vec<EncryptionKey>,
+}
+
+/// A 256-bit key that seals session records at rest. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptionKey([u8; 32]);
+
+impl EncryptionKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncryptionKey(..)")
+    }
+}
+
+/// Keys separated by `,`, each 32 bytes in base64 (standard or URL-safe,
+/// padded or not), e.g. from `openssl rand -base64 32`.
+fn parse_encryption_keys(raw: &str) -> Result<Vec<EncryptionKey>, String> {
+    use base64::{
+        engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+        Engine,
+    };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .enumerate()
+        .map(|(i, k)| {
+            let bytes = STANDARD
+                .decode(k)
+                .or_else(|_| URL_SAFE_NO_PAD.decode(k.trim_end_matches('=')))
+                .map_err(|_| format!("key {} is not base64", i + 1))?;
+            let bytes: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| format!("key {} is not 32 bytes", i + 1))?;
+            Ok(EncryptionKey(bytes))
+        })
+        .collect()
 }
 
 /// A source of raw values; production reads the process environment, tests a map.
@@ -316,6 +363,18 @@ impl Config {
                 store,
                 idle_timeout,
                 absolute_timeout,
+                encryption_keys: r
+                    .parse(
+                        "SESSION_ENCRYPTION_KEY",
+                        "",
+                        "32-byte keys in base64, newest first, separated by commas",
+                        parse_encryption_keys,
+                    )
+                    .map_err(|mut e| {
+                        // Keys are secrets: never in a message or a log.
+                        e.value = "[redacted]".into();
+                        e
+                    })?,
             },
             api_audience,
             app_database,
@@ -469,6 +528,26 @@ mod tests {
             ClientAuth::PrivateKeyJwt(ClientKey::Ec(_))
         ));
         assert!(!format!("{c:?}").contains("PRIVATE KEY"));
+    }
+
+    /// Session encryption keys: 32 bytes of base64 each, newest first;
+    /// a bad one names its position, never its value.
+    #[test]
+    fn session_encryption_keys_parse_and_never_print() {
+        assert!(config(&[]).unwrap().session.encryption_keys.is_empty());
+        let new = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
+        let old = "ASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8";
+        let c = config(&[("SESSION_ENCRYPTION_KEY", &format!("{new}, {old}"))]).unwrap();
+        assert_eq!(c.session.encryption_keys.len(), 2);
+        assert_eq!(c.session.encryption_keys[0].bytes()[0], 0xab);
+        assert!(!format!("{c:?}").contains(new) && !format!("{c:?}").contains("ab, cd"));
+        for bad in ["c2hvcnQ=", "not base64!"] {
+            let secret = format!("{new},{bad}");
+            let err = config(&[("SESSION_ENCRYPTION_KEY", &secret)]).unwrap_err();
+            assert_eq!(err.var, "SESSION_ENCRYPTION_KEY");
+            assert!(err.to_string().contains("key 2"), "{err}");
+            assert!(!err.to_string().contains(new), "{err}");
+        }
     }
 
     #[test]

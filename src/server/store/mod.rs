@@ -23,7 +23,10 @@ mod listener;
 mod lock;
 mod memory;
 mod redis;
+mod sealed;
 mod sqlite;
+
+pub use sealed::Sealer;
 
 use std::{
     collections::HashMap,
@@ -168,6 +171,18 @@ impl AnyStore {
             watchers,
             seen: Default::default(),
         })
+    }
+
+    /// The same store sealing what it keeps at rest with `sealer` (SQLite
+    /// and Redis; the memory store keeps nothing outside this process).
+    pub fn sealed_with(mut self, sealer: Sealer) -> Self {
+        let sealer = Arc::new(sealer);
+        match &mut self.backend {
+            Backend::Memory(_) => {}
+            Backend::Sqlite(sqlite) => sqlite.sealer = sealer,
+            Backend::Redis(redis) => redis.sealer = sealer,
+        }
+        self
     }
 
     /// The same store with Redis locks that expire after `ttl` unless their

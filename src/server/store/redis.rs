@@ -38,6 +38,7 @@ use tower_sessions::{
 use super::{
     ended::Watchers,
     listener::{self, Shared},
+    sealed::Sealer,
     set_rev, store_error, Owner, OwnerEntry, Written,
 };
 
@@ -50,6 +51,8 @@ pub(super) struct Redis {
     shared: Arc<Shared>,
     /// Stops the listener when the last copy of the store is dropped.
     _listening: Arc<watch::Sender<()>>,
+    /// Seals each record's bytes at rest (`SESSION_ENCRYPTION_KEY`).
+    pub(super) sealer: Arc<Sealer>,
 }
 
 /// Moves session `id`'s index entry to `sub`/`sid` (`sub` empty: not signed
@@ -161,6 +164,7 @@ impl Redis {
             ttl,
             shared,
             _listening: Arc::new(stop),
+            sealer: Default::default(),
         })
     }
 
@@ -193,8 +197,7 @@ impl Redis {
         record: &Record,
         owner: Option<OwnerEntry>,
     ) -> session_store::Result<Vec<Value>> {
-        let data =
-            rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let data = self.sealer.seal_record(record)?;
         let (sub, sid) = match owner {
             Some(OwnerEntry { sub, sid }) => (sub, sid.unwrap_or_default()),
             None => (String::new(), String::new()),
@@ -242,8 +245,9 @@ impl Redis {
             _ => return Ok(None),
         };
         let rev = values.next().and_then(|v| v.as_u64()).unwrap_or(0);
-        let mut record: Record = rmp_serde::from_slice(&data)
-            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let Some(mut record) = self.sealer.open_record(&data, id)? else {
+            return Ok(None);
+        };
         if record.expiry_date <= now {
             return Ok(None);
         }

@@ -34,12 +34,16 @@ use tower_sessions::{
     session_store,
 };
 
-use super::{cache::Cache, set_rev, store_error, Indexer, Owner, OwnerEntry, Written};
+use super::{
+    cache::Cache, sealed::Sealer, set_rev, store_error, Indexer, Owner, OwnerEntry, Written,
+};
 
 #[derive(Clone, Debug)]
 pub(super) struct Sqlite {
     pool: SqlitePool,
     owned: Arc<Owned>,
+    /// Seals each record's bytes at rest (`SESSION_ENCRYPTION_KEY`).
+    pub(super) sealer: Arc<Sealer>,
 }
 
 /// What this process holds for one database file: the lock file that keeps
@@ -146,7 +150,11 @@ impl Sqlite {
             .connect_with(options)
             .await
             .map_err(|e| format!("SESSION_STORE={url}: {e}"))?;
-        let this = Self { pool, owned };
+        let this = Self {
+            pool,
+            owned,
+            sealer: Default::default(),
+        };
         this.migrate(indexer)
             .await
             .map_err(|e| format!("SESSION_STORE={url}: migration failed: {e}"))?;
@@ -243,7 +251,10 @@ impl Sqlite {
         let Some(row) = row else {
             return Ok(None);
         };
-        let mut record = decode(&row.get::<Vec<u8>, _>("data"))?;
+        let stored = row.get::<Vec<u8>, _>("data");
+        let Some(mut record) = self.sealer.open_record(&stored, id)? else {
+            return Ok(None);
+        };
         set_rev(&mut record, row.get::<i64, _>("rev") as u64);
         between.await;
         self.owned.cache.fill(&record, before);
@@ -262,7 +273,7 @@ impl Sqlite {
                  VALUES (?, ?, ?, 0, ?, ?)",
             )
             .bind(record.id.to_string())
-            .bind(encode(record)?)
+            .bind(self.sealer.seal_record(record)?)
             .bind(record.expiry_date.unix_timestamp())
             .bind(&sub)
             .bind(&sid)
@@ -289,7 +300,7 @@ impl Sqlite {
             "UPDATE gatehouse_sessions SET data = ?, expiry_date = ?, rev = rev + 1, sub = ?, sid = ?
              WHERE id = ? AND rev = ? AND expiry_date > ?",
         )
-        .bind(encode(record)?)
+        .bind(self.sealer.seal_record(record)?)
         .bind(record.expiry_date.unix_timestamp())
         .bind(sub)
         .bind(sid)
