@@ -40,6 +40,9 @@ pub enum LoginError {
     StaleSignIn,
     /// A step-up signed in another user than the session's.
     StepUpOtherUser,
+    /// The IdP refused the pushed authorization request itself (RFC 9126
+    /// §2.3: e.g. `invalid_client`, `invalid_request`), before any sign-in.
+    RequestRefused(String),
 }
 
 impl LoginError {
@@ -101,6 +104,15 @@ impl LoginError {
                 "Sign-in is misconfigured",
                 "The identity provider's configuration does not match this application. \
                  The administrator has been told in the server log."
+                    .into(),
+            ),
+            Self::RequestRefused(_) => (
+                StatusCode::BAD_REQUEST,
+                "request_rejected",
+                "Sign-in could not start",
+                "The identity provider refused this app's sign-in request. This is a \
+                 configuration problem (the client's credentials or registration), not \
+                 something you did; please tell the site's administrators."
                     .into(),
             ),
             Self::Idp(IdpError::Rejected(_)) => (

@@ -190,6 +190,7 @@ async fn send_to_idp(
     let (url, csrf_state, nonce) = request.url();
     let url = match pushed_or_not(oidc, &provider, url).await {
         Ok(url) => url,
+        Err(IdpError::Rejected(why)) => return fail(LoginError::RequestRefused(why), &return_to),
         Err(e) => return fail(LoginError::Idp(e), &return_to),
     };
     let pending = PendingLogin {

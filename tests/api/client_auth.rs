@@ -110,7 +110,7 @@ async fn the_key_set_is_empty_without_a_key_and_a_wrong_key_is_refused() {
     let response = app.get("/auth/login").await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let html = response.text().await.unwrap();
-    assert!(html.contains("data-reason=\"code_rejected\""), "{html}");
+    assert!(html.contains("data-reason=\"request_rejected\""), "{html}");
     assert_eq!(
         app.get_json("/auth/user").await.status(),
         StatusCode::UNAUTHORIZED
@@ -164,5 +164,5 @@ async fn private_key_jwt_with_a_p256_key_signs_es256_assertions() {
         .text()
         .await
         .unwrap()
-        .contains("data-reason=\"code_rejected\""));
+        .contains("data-reason=\"request_rejected\""));
 }
