@@ -182,10 +182,15 @@ struct Upstream<'a> {
 impl Upstream<'_> {
     /// Sends it with `credential`: as a bearer token, or a DPoP-bound token
     /// with a fresh proof for this method and URL (RFC 9449 §7.1), once more
-    /// with the nonce the API asks for (§9).
+    /// with the nonce the API asks for (§9). The API's latest nonce is kept
+    /// for the next call to the same URL.
     async fn send(&self, credential: &Credential) -> reqwest::Result<reqwest::Response> {
         let token = credential.token.secret();
-        let mut nonce: Option<String> = None;
+        let mut target = self.url.clone();
+        target.set_query(None);
+        let nonces = &self.state.relay_nonces;
+        let mut nonce = nonces.get(target.as_str());
+        let mut asked = false;
         loop {
             let request = self
                 .state
@@ -209,14 +214,17 @@ impl Upstream<'_> {
                 .header("DPoP", proof)
                 .send()
                 .await?;
-            if nonce.is_none()
-                && asks_for_nonce(response.status().as_u16(), response.headers(), b"")
-            {
-                nonce = response
-                    .headers()
-                    .get("dpop-nonce")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
+            let fresh = response
+                .headers()
+                .get("dpop-nonce")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            if let Some(fresh) = &fresh {
+                nonces.set(target.as_str(), fresh);
+            }
+            if !asked && asks_for_nonce(response.status().as_u16(), response.headers(), b"") {
+                asked = true;
+                nonce = fresh;
                 continue;
             }
             return Ok(response);

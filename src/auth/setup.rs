@@ -55,6 +55,7 @@ impl AuthState {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .map_err(|e| format!("relay HTTP client: {e}"))?,
+            relay_nonces: Default::default(),
             login_budget: Arc::new(LoginBudget::new(&config.limits, pending_lifetime)),
             event_streams: Arc::new(StreamLimits::new(&config.limits)),
             decoded: Default::default(),

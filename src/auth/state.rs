@@ -27,6 +27,8 @@ pub struct AuthShared {
     pub db: AppDb,
     /// The HTTP client for relayed API calls (no redirects followed).
     pub relay_http: reqwest::Client,
+    /// The DPoP nonces relayed APIs gave (RFC 9449 §9), by URL.
+    pub relay_nonces: super::dpop::Nonces,
     /// The cap on login transactions this instance starts.
     pub login_budget: Arc<LoginBudget>,
     /// The caps on open `/auth/events` streams.

@@ -337,6 +337,13 @@ async fn with_dpop_the_sessions_tokens_are_useless_without_its_key() {
         idp.stats().await["token_requests"]["refresh_token"].as_u64(),
         before
     );
+    // The API's nonce is kept: the next call carries it at once.
+    let calls = seen.lock().unwrap().len();
+    assert_eq!(
+        app.get_json("/api/remote/nonced/x").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(seen.lock().unwrap().len(), calls + 1, "no second round trip");
 
     // Another session, another key.
     let bob = app.second_browser();
