@@ -42,6 +42,7 @@ test: setup test-structure test-idp test-compose test-rust test-wasm-release tes
 test-structure:
 	python3 scripts/import-cycles.py
 	python3 scripts/layout-check.py
+	python3 scripts/config-doc-check.py
 
 test-idp: setup
 	node end2end/idp/selftest.mjs
