@@ -14,7 +14,7 @@ use super::{
 };
 use crate::server::{
     clock::Clock,
-    config::Config,
+    config::{Config, StoreUrl},
     db::AppDb,
     store::{AnyStore, Sealer},
 };
@@ -39,6 +39,11 @@ impl AuthState {
         )
         .await?
         .sealed_with(Sealer::new(&config.session.encryption_keys));
+        if config.session.store == StoreUrl::Memory && !config.session.encryption_keys.is_empty() {
+            tracing::warn!(
+                "SESSION_ENCRYPTION_KEY has no effect on the memory store, which keeps nothing at rest"
+            );
+        }
         store.spawn_expiry_sweeper();
         let db = AppDb::open(&config.app_database).await?;
         let idps = Arc::new(Idps::new(config.clone(), &clock));

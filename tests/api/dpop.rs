@@ -343,7 +343,11 @@ async fn with_dpop_the_sessions_tokens_are_useless_without_its_key() {
         app.get_json("/api/remote/nonced/x").await.status(),
         StatusCode::OK
     );
-    assert_eq!(seen.lock().unwrap().len(), calls + 1, "no second round trip");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        calls + 1,
+        "no second round trip"
+    );
 
     // Another session, another key.
     let bob = app.second_browser();
