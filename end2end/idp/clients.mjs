@@ -73,33 +73,26 @@ export function clientMetadata({ backchannelLogoutUri }) {
       response_types: [],
       redirect_uris: [],
     },
-    {
-      client_id: KEY_CLIENT_ID,
-      client_name: 'Gatehouse (private_key_jwt)',
-      application_type: 'web',
-      token_endpoint_auth_method: 'private_key_jwt',
-      token_endpoint_auth_signing_alg: 'RS256',
-      jwks: { keys: [KEY_CLIENT_JWK] },
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      redirect_uris: [REGISTERED_REDIRECT_URI],
-      post_logout_redirect_uris: [REGISTERED_POST_LOGOUT_URI],
-      id_token_signed_response_alg: 'RS256',
-      require_auth_time: true,
-    },
-    {
-      client_id: EC_KEY_CLIENT_ID,
-      client_name: 'Gatehouse (private_key_jwt, ES256)',
-      application_type: 'web',
-      token_endpoint_auth_method: 'private_key_jwt',
-      token_endpoint_auth_signing_alg: 'ES256',
-      jwks: { keys: [EC_KEY_CLIENT_JWK] },
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      redirect_uris: [REGISTERED_REDIRECT_URI],
-      post_logout_redirect_uris: [REGISTERED_POST_LOGOUT_URI],
-      id_token_signed_response_alg: 'RS256',
-      require_auth_time: true,
-    },
+    keyClient(KEY_CLIENT_ID, 'Gatehouse (private_key_jwt)', KEY_CLIENT_JWK),
+    keyClient(EC_KEY_CLIENT_ID, 'Gatehouse (private_key_jwt, ES256)', EC_KEY_CLIENT_JWK),
   ];
+}
+
+// The browser client again, authenticating with `private_key_jwt` signed by
+// the key `jwk` names (its `alg` is the only one accepted), with no secret.
+function keyClient(clientId, clientName, jwk) {
+  return {
+    client_id: clientId,
+    client_name: clientName,
+    application_type: 'web',
+    token_endpoint_auth_method: 'private_key_jwt',
+    token_endpoint_auth_signing_alg: jwk.alg,
+    jwks: { keys: [jwk] },
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: [REGISTERED_REDIRECT_URI],
+    post_logout_redirect_uris: [REGISTERED_POST_LOGOUT_URI],
+    id_token_signed_response_alg: 'RS256',
+    require_auth_time: true,
+  };
 }

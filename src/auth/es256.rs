@@ -7,7 +7,6 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use p256::ecdsa::{signature::Signer, Signature, SigningKey};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 #[derive(Clone)]
 pub struct Es256Key(SigningKey);
@@ -38,13 +37,7 @@ impl Es256Key {
 
     /// The RFC 7638 thumbprint of the public key.
     pub fn thumbprint(&self) -> String {
-        let jwk = self.public_jwk();
-        let canonical = format!(
-            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-            jwk["x"].as_str().unwrap_or_default(),
-            jwk["y"].as_str().unwrap_or_default()
-        );
-        URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+        thumbprint(&self.public_jwk()).expect("a P-256 JWK has a thumbprint")
     }
 
     /// `header` (its `alg` set to ES256) and `claims`, signed: a compact JWS.
@@ -58,6 +51,15 @@ impl Es256Key {
         let signature: Signature = self.0.sign(input.as_bytes());
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
     }
+}
+
+/// The RFC 7638 thumbprint (SHA-256, base64url) of a public JWK, as
+/// jsonwebtoken computes it; `None` for what is not an EC, RSA or OKP key.
+pub fn thumbprint(jwk: &Value) -> Option<String> {
+    serde_json::from_value::<jsonwebtoken::jwk::Jwk>(jwk.clone())
+        .ok()?
+        .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+        .ok()
 }
 
 impl std::fmt::Debug for Es256Key {

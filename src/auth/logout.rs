@@ -177,15 +177,14 @@ impl Pending {
     /// from the browser.
     fn from_headers(headers: &HeaderMap, config: &Config) -> Option<Self> {
         let name = Self::name(config);
-        let value = headers
+        let cookie = headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v)?;
-        let (state, return_to) = value.split_once('.')?;
+            .flat_map(Cookie::split_parse)
+            .filter_map(Result::ok)
+            .find(|c| c.name() == name)?;
+        let (state, return_to) = cookie.value().split_once('.')?;
         let return_to = String::from_utf8(URL_SAFE_NO_PAD.decode(return_to).ok()?).ok()?;
         (!state.is_empty()).then(|| Self {
             state: state.to_string(),

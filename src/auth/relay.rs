@@ -186,21 +186,23 @@ impl Upstream<'_> {
     /// for the next call to the same URL.
     async fn send(&self, credential: &Credential) -> reqwest::Result<reqwest::Response> {
         let token = credential.token.secret();
+        let request = || {
+            self.state
+                .relay_http
+                .request(self.method.clone(), self.url.clone())
+                .headers(self.headers.clone())
+                .body(self.body.clone())
+        };
+        let Some(key) = &credential.dpop else {
+            return request().bearer_auth(token).send().await;
+        };
         let mut target = self.url.clone();
         target.set_query(None);
         let nonces = &self.state.relay_nonces;
         let mut nonce = nonces.get(target.as_str());
         let mut asked = false;
         loop {
-            let request = self
-                .state
-                .relay_http
-                .request(self.method.clone(), self.url.clone())
-                .headers(self.headers.clone())
-                .body(self.body.clone());
-            let Some(key) = &credential.dpop else {
-                return request.bearer_auth(token).send().await;
-            };
+            let request = request();
             let now = self.state.clock.unix_now();
             let proof = key.proof(
                 self.method.as_str(),

@@ -12,7 +12,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::*;
+use crate::{helpers::*, on_every_store};
 
 const NOTES_API: &str = "http://localhost:3000/api";
 const REPORTS_API: &str = "http://localhost:3000/reports";
@@ -51,6 +51,11 @@ async fn start_upstream() -> (String, Seen) {
 }
 
 async fn setup() -> (Idp, TestApp, Seen) {
+    setup_on(&[]).await
+}
+
+/// [`setup`] with more settings (a store of the test's own).
+async fn setup_on(more: &[(&str, &str)]) -> (Idp, TestApp, Seen) {
     let idp = Idp::start().await;
     let (upstream, seen) = start_upstream().await;
     let remotes = format!(
@@ -59,20 +64,18 @@ async fn setup() -> (Idp, TestApp, Seen) {
          deny={upstream}/deny/ GET aud={REPORTS_API}; \
          plain={upstream}/plain/ GET"
     );
-    let app = spawn_app_with(
-        &idp.issuer,
-        &[
-            ("API_REMOTES", remotes.as_str()),
-            ("API_AUDIENCE", NOTES_API),
-            // The API scopes are asked for at sign-in; each resource's token
-            // carries its own (RFC 8707 §2.2).
-            (
-                "OIDC_SCOPES",
-                "openid profile email offline_access notes:read reports:read",
-            ),
-        ],
-    )
-    .await;
+    let mut settings = vec![
+        ("API_REMOTES", remotes.as_str()),
+        ("API_AUDIENCE", NOTES_API),
+        // The API scopes are asked for at sign-in; each resource's token
+        // carries its own (RFC 8707 §2.2).
+        (
+            "OIDC_SCOPES",
+            "openid profile email offline_access notes:read reports:read",
+        ),
+    ];
+    settings.extend_from_slice(more);
+    let app = spawn_app_with(&idp.issuer, &settings).await;
     app.login("alice", "alice").await;
     (idp, app, seen)
 }
@@ -173,10 +176,12 @@ async fn each_api_gets_a_token_issued_for_it_alone() {
 }
 
 /// Many calls at once to an API whose token the session does not hold yet:
-/// one grant, one token for all of them.
-#[tokio::test]
-async fn concurrent_calls_get_one_token_for_their_api() {
-    let (idp, app, seen) = setup().await;
+/// one grant, one token for all of them — on every store (the single flight
+/// is the store's session lock, and the token goes back with a
+/// compare-and-set write).
+async fn concurrent_calls_get_one_token_for_their_api(kind: StoreKind) {
+    let store = TestStore::start(kind).await;
+    let (idp, app, seen) = setup_on(&[("SESSION_STORE", store.url.as_str())]).await;
     let before = refreshes(&idp.stats().await);
     let calls = (0..8).map(|i| {
         let app = &app;
@@ -223,3 +228,5 @@ async fn an_api_refusing_its_own_fresh_token_does_not_end_the_session() {
     assert_eq!(refreshes(&idp.stats().await), before + 2);
     assert_eq!(app.get_json("/auth/user").await.status(), StatusCode::OK);
 }
+
+on_every_store!(concurrent_calls_get_one_token_for_their_api);

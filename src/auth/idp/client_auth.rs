@@ -11,11 +11,13 @@ use openidconnect::{
     JsonWebKeyId, PrivateSigningKey,
 };
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::IdpError;
-use crate::{auth::es256::Es256Key, server::config::ClientKey};
+use crate::{
+    auth::es256::{self, Es256Key},
+    server::config::ClientKey,
+};
 
 /// RFC 7523 §2.2: the `client_assertion_type` of a JWT assertion.
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -58,8 +60,8 @@ impl ClientKeyPair {
             return Err("the key has no RSA modulus and exponent".into());
         };
         // RFC 7638 §3.2: the required members in lexicographic order, no spaces.
-        let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
-        let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
+        let kid = es256::thumbprint(&json!({"kty": "RSA", "n": n, "e": e}))
+            .ok_or("the RSA key has no thumbprint")?;
         let jwk = json!({"kty": "RSA", "n": n, "e": e, "kid": kid, "use": "sig", "alg": "RS256"});
         let signing = CoreRsaPrivateSigningKey::from_pem(pem, Some(JsonWebKeyId::new(kid)))?;
         Ok(Self {
