@@ -27,13 +27,18 @@ pub const REVOKE_WITHIN: Duration = Duration::from_secs(5);
 /// shared) and revokes their refresh tokens; how many ended. The records are
 /// read first, as ending them deletes them. A refresh of one of them that is
 /// at the IdP meanwhile revokes the token it gets (`refresh.rs`).
+///
+/// With records sealed with their own cookie's key (`SESSION_KEY_IN_COOKIE`)
+/// the server cannot read them, so nothing is revoked: the tokens go with
+/// the records, and no copy of the store can recover them.
 pub async fn end_sessions_of(state: &AuthState, owner: &Owner) -> session_store::Result<usize> {
-    let records = state.store.records_of(owner).await?;
+    let listed = state.store.listed_of(owner).await?;
     let ended = state.store.end_sessions_of(owner).await?;
     revoke_in_background(
         state,
-        records
+        listed
             .iter()
+            .filter_map(|l| l.record.as_ref())
             .filter_map(|r| record_from_data(&r.data))
             .collect(),
     );

@@ -3,10 +3,15 @@
 
 use super::state::AuthState;
 
+use tower_sessions::session::Id;
+
 use super::revoke::revoke_in_background;
-use super::session::{record_from_data, SessionError};
+use super::session::{record_from_data, SessionError, SessionFacts, SessionRecord};
 use super::user::CurrentUser;
-use crate::{server::store::Owner, types::SessionSummary};
+use crate::{
+    server::store::{Listed, Owner},
+    types::SessionSummary,
+};
 
 /// Which of the user's sessions to end.
 pub enum Which<'a> {
@@ -29,33 +34,32 @@ pub async fn list(
 
 /// The live sessions of the user with subject key `sub`
 /// (`SessionRecord::subject_key`), newest first; `current` marks the one
-/// with that session id.
+/// with that session id. Built from what the store lists of each session
+/// ([`SessionFacts`]), which it can read without their cookies.
 pub async fn summaries_of(
     state: &AuthState,
     sub: &str,
     current: Option<&str>,
 ) -> Result<Vec<SessionSummary>, SessionError> {
     let idle = state.config.session.idle_timeout;
-    let stored = state
-        .store
-        .records_of(&Owner::Sub(sub.to_string()))
-        .await
-        .map_err(tower_sessions::session::Error::Store)?;
-    let mut list: Vec<SessionSummary> = stored
-        .iter()
-        .filter_map(|stored| {
-            let record = record_from_data(&stored.data)?;
-            let last_active = (stored.expiry_date - idle)
-                .max(record.created_at)
-                .min(state.clock.now());
-            Some(SessionSummary {
-                handle: record.handle.clone(),
-                created_at: record.created_at.unix_timestamp(),
-                last_active: last_active.unix_timestamp(),
-                browser: describe(record.user_agent.as_deref()),
-                ip: record.ip.clone(),
-                current: current == Some(stored.id.to_string().as_str()),
-            })
+    let current = current_key(state, current);
+    let mut list: Vec<SessionSummary> = listed_of(state, sub)
+        .await?
+        .into_iter()
+        .map(|(listed, facts)| {
+            let created_at = facts.created_at;
+            let last_active = (listed.expiry_date - idle)
+                .min(state.clock.now())
+                .unix_timestamp()
+                .max(created_at);
+            SessionSummary {
+                handle: facts.handle,
+                created_at,
+                last_active,
+                browser: describe(facts.user_agent.as_deref()),
+                ip: facts.ip,
+                current: current == Some(listed.key),
+            }
         })
         .collect();
     list.sort_by_key(|s| std::cmp::Reverse(s.created_at));
@@ -70,20 +74,13 @@ pub async fn end(
     which: Which<'_>,
 ) -> Result<usize, SessionError> {
     let (me, session) = (&user.record, &user.session);
-    let current = session.id();
-    let stored = state
-        .store
-        .records_of(&Owner::Sub(me.subject_key().into_string()))
-        .await
-        .map_err(tower_sessions::session::Error::Store)?;
+    let current = current_key(state, session.id().as_deref());
     let mut ended = Vec::new();
-    for stored in stored {
-        let Some(record) = record_from_data(&stored.data) else {
-            continue;
-        };
-        let is_current = current.as_deref() == Some(stored.id.to_string().as_str());
+    let mut count = 0;
+    for (listed, facts) in listed_of(state, me.subject_key().as_str()).await? {
+        let is_current = current == Some(listed.key);
         let chosen = match which {
-            Which::Handle(h) => !h.is_empty() && record.handle == h,
+            Which::Handle(h) => !h.is_empty() && facts.handle == h,
             Which::AllOthers => !is_current,
         };
         if !chosen {
@@ -91,20 +88,47 @@ pub async fn end(
         }
         if is_current {
             session.sign_out().await?;
+            ended.push(SessionRecord::clone(me));
         } else {
-            use tower_sessions::SessionStore;
             state
                 .store
-                .delete(&stored.id)
+                .end_listed(&listed.key)
                 .await
                 .map_err(tower_sessions::session::Error::Store)?;
+            // Readable only when records are not sealed with their own
+            // cookie's key: then its refresh token is revoked too.
+            ended.extend(listed.record.and_then(|r| record_from_data(&r.data)));
         }
-        ended.push(record);
+        count += 1;
     }
-    let count = ended.len();
     tracing::info!(sub = %me.sub, ended = count, "sessions ended by their user");
     revoke_in_background(state, ended);
     Ok(count)
+}
+
+/// The store key of the session with cookie id `id`.
+fn current_key(state: &AuthState, id: Option<&str>) -> Option<Id> {
+    let id = id?.parse::<Id>().ok()?;
+    Some(state.store.key_of(&id))
+}
+
+/// The live sessions of `sub` with what they are listed by.
+async fn listed_of(
+    state: &AuthState,
+    sub: &str,
+) -> Result<Vec<(Listed, SessionFacts)>, SessionError> {
+    let listed = state
+        .store
+        .listed_of(&Owner::Sub(sub.to_string()))
+        .await
+        .map_err(tower_sessions::session::Error::Store)?;
+    Ok(listed
+        .into_iter()
+        .filter_map(|listed| {
+            let facts = serde_json::from_value(listed.facts.clone()).ok()?;
+            Some((listed, facts))
+        })
+        .collect())
 }
 
 /// "Firefox on Linux" from a User-Agent, good enough to recognise a device.

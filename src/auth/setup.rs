@@ -38,10 +38,20 @@ impl AuthState {
             clock.clone(),
         )
         .await?
-        .sealed_with(Sealer::new(&config.session.encryption_keys));
+        .sealed_with(Sealer::new(
+            &config.session.encryption_keys,
+            config.session.key_in_cookie,
+        ));
         if config.session.store == StoreUrl::Memory && !config.session.encryption_keys.is_empty() {
             tracing::warn!(
                 "SESSION_ENCRYPTION_KEY has no effect on the memory store, which keeps nothing at rest"
+            );
+        }
+        if config.session.key_in_cookie && config.session.store != StoreUrl::Memory {
+            tracing::info!(
+                "session records are sealed with keys only their cookies hold \
+                 (SESSION_KEY_IN_COOKIE=1): sessions ended elsewhere cannot have \
+                 their refresh tokens revoked"
             );
         }
         store.spawn_expiry_sweeper();

@@ -1,8 +1,14 @@
-//! Session records sealed at rest (`SESSION_ENCRYPTION_KEY`), on the stores
-//! that keep them outside the process: what the SQLite file or Redis holds
-//! names no user and carries no token, sessions keep working, a new key
-//! listed first leaves the old sessions readable, and a store read without
-//! the key that sealed them has no sessions (fail closed).
+//! Session records sealed at rest, on the stores that keep them outside the
+//! process (SQLite, Redis).
+//!
+//! - With each session's own key (`SESSION_KEY_IN_COOKIE`, the default):
+//!   what the store holds carries no cookie id and no token; no key it holds
+//!   signs in; a copy of it, with the deployment's whole configuration,
+//!   opens a session only for the browser holding that session's cookie.
+//! - With the deployment key too (`SESSION_ENCRYPTION_KEY`): the store names
+//!   no user, browser or address either, sessions keep working, a new key
+//!   listed first leaves the old sessions readable, and a store read
+//!   without the key that sealed them has no sessions (fail closed).
 
 use std::process::Command;
 
@@ -16,15 +22,36 @@ const NEW: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
 
 /// Every value the store holds, as bytes.
 async fn stored_values(kind: StoreKind, store: &TestStore) -> Vec<Vec<u8>> {
+    stored(kind, store)
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// Every (key, value) the store holds: SQLite's session rows with their
+/// index columns, every Redis key (records, revisions, index entries and
+/// sets, locks).
+async fn stored(kind: StoreKind, store: &TestStore) -> Vec<(String, Vec<u8>)> {
     match kind {
         StoreKind::Sqlite => {
             use sqlx::Row;
             let pool = sqlx::SqlitePool::connect(&store.url).await.unwrap();
-            let rows = sqlx::query("SELECT data FROM gatehouse_sessions")
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-            rows.iter().map(|r| r.get::<Vec<u8>, _>("data")).collect()
+            let rows = sqlx::query(
+                "SELECT id, data, COALESCE(sub, '') AS sub, COALESCE(sid, '') AS sid
+                 FROM gatehouse_sessions",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            rows.iter()
+                .map(|r| {
+                    let mut value = r.get::<Vec<u8>, _>("data");
+                    value.extend(r.get::<String, _>("sub").into_bytes());
+                    value.extend(r.get::<String, _>("sid").into_bytes());
+                    (r.get::<String, _>("id"), value)
+                })
+                .collect()
         }
         StoreKind::Redis => {
             let cli = |args: &[&str]| {
@@ -38,7 +65,15 @@ async fn stored_values(kind: StoreKind, store: &TestStore) -> Vec<Vec<u8>> {
             let keys = String::from_utf8(cli(&["KEYS", "*"])).unwrap();
             keys.lines()
                 .filter(|k| !k.is_empty())
-                .map(|k| cli(&["GET", k]))
+                .map(|k| {
+                    let kind = String::from_utf8(cli(&["TYPE", k])).unwrap();
+                    let value = match kind.trim() {
+                        "set" => cli(&["SMEMBERS", k]),
+                        "zset" => cli(&["ZRANGE", k, "0", "-1"]),
+                        _ => cli(&["GET", k]),
+                    };
+                    (k.to_string(), value)
+                })
                 .collect()
         }
         StoreKind::Memory => unreachable!("the memory store keeps nothing at rest"),
@@ -51,12 +86,9 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-/// An app with these keys (`None`: none set) on what `store` holds now: the
-/// same Redis, or a copy of the SQLite file, as a backup or a stolen copy
-/// would be (this process keeps the records of a file it has open, so
-/// another app on the same file would not read them from disk).
-async fn app_on(idp: &Idp, store: &TestStore, keys: Option<&str>) -> TestApp {
-    let url = match store.url.strip_prefix("sqlite://") {
+/// A copy of the SQLite file (the same Redis).
+fn copy_of(store: &TestStore) -> String {
+    match store.url.strip_prefix("sqlite://") {
         Some(path) => {
             let copy = format!("{path}.copy-{}", free_port());
             for suffix in ["", "-wal", "-shm"] {
@@ -65,7 +97,15 @@ async fn app_on(idp: &Idp, store: &TestStore, keys: Option<&str>) -> TestApp {
             format!("sqlite://{copy}")
         }
         None => store.url.clone(),
-    };
+    }
+}
+
+/// An app with these keys (`None`: none set) on what `store` holds now: the
+/// same Redis, or a copy of the SQLite file, as a backup or a stolen copy
+/// would be (this process keeps the records of a file it has open, so
+/// another app on the same file would not read them from disk).
+async fn app_on(idp: &Idp, store: &TestStore, keys: Option<&str>) -> TestApp {
+    let url = copy_of(store);
     let mut settings = vec![("SESSION_STORE", url.as_str())];
     if let Some(keys) = keys {
         settings.push(("SESSION_ENCRYPTION_KEY", keys));
@@ -91,11 +131,20 @@ async fn records_are_sealed_at_rest_and_open_with_a_listed_key(kind: StoreKind) 
     assert!(
         values
             .iter()
-            .any(|v| v.starts_with(b"gh1\0") && v.len() > 1000),
+            .any(|v| v.starts_with(b"gh2\0") && v.len() > 1000),
         "a sealed record is stored"
     );
     for value in &values {
-        for plain in ["alice", "Alice", "eyJ", "access_token", "refresh_token"] {
+        // With the deployment key, not even the listing facts read.
+        for plain in [
+            "alice",
+            "Alice",
+            "eyJ",
+            "access_token",
+            "refresh_token",
+            "127.0.0.1",
+            "Mozilla",
+        ] {
             assert!(!contains(value, plain), "{plain:?} at rest in {kind:?}");
         }
     }
@@ -125,4 +174,93 @@ async fn sqlite_records_are_sealed_at_rest() {
 #[tokio::test]
 async fn redis_records_are_sealed_at_rest() {
     records_are_sealed_at_rest_and_open_with_a_listed_key(StoreKind::Redis).await;
+}
+
+/// The default (no `SESSION_ENCRYPTION_KEY`): each record sealed with its
+/// own cookie's key. A copy of the store — here with the deployment's whole
+/// configuration too — holds no cookie id and no token, and none of its keys
+/// signs in; only the browser holding a session's cookie opens that session,
+/// on any instance.
+async fn a_copy_of_the_store_holds_no_cookie_and_no_token(kind: StoreKind) {
+    let idp = Idp::start().await;
+    let store = TestStore::start(kind).await;
+    let laptop = spawn_app_with(&idp.issuer, &[("SESSION_STORE", store.url.as_str())]).await;
+    let phone = laptop.second_browser();
+    laptop.login("alice", "alice").await;
+    phone.login("alice", "alice").await;
+    // Let a refresh lock and a few renewals be written too.
+    assert_eq!(laptop.get_json("/auth/user").await.status(), StatusCode::OK);
+    let cookies = [
+        laptop.session_cookie().unwrap(),
+        phone.session_cookie().unwrap(),
+    ];
+
+    let stored = stored(kind, &store).await;
+    assert!(
+        stored
+            .iter()
+            .filter(|(_, v)| v.starts_with(b"gh2\0") && v.len() > 1000)
+            .count()
+            == 2,
+        "two records sealed with their own keys"
+    );
+    for (key, value) in &stored {
+        for cookie in &cookies {
+            assert!(
+                !key.contains(cookie.as_str()) && !contains(value, cookie),
+                "a cookie id at rest in {kind:?}: {key}"
+            );
+        }
+        for plain in ["Alice", "eyJ", "access_token", "refresh_token"] {
+            assert!(!contains(value, plain), "{plain:?} at rest in {kind:?}");
+        }
+    }
+
+    // The copy, opened by an app with the same configuration.
+    let copy = app_on(&idp, &store, None).await;
+    let thief = copy.second_browser();
+    let url = url::Url::parse(&copy.url("/")).unwrap();
+    for (key, _) in &stored {
+        for candidate in key.split(':') {
+            thief
+                .jar
+                .add_cookie_str(&format!("gatehouse_session={candidate}; Path=/"), &url);
+            assert_eq!(
+                thief.get_json("/auth/user").await.status(),
+                StatusCode::UNAUTHORIZED,
+                "{kind:?}: the stored key {key} signs in"
+            );
+        }
+    }
+    // The browser holding the cookie still opens its session there.
+    assert_eq!(
+        laptop.get_json_at(&copy, "/auth/user").await.status(),
+        StatusCode::OK
+    );
+    // A store that does not key by cookie reads none of it (fail closed).
+    let server_keyed = spawn_app_with(
+        &idp.issuer,
+        &[
+            ("SESSION_STORE", copy_of(&store).as_str()),
+            ("SESSION_KEY_IN_COOKIE", "0"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        laptop
+            .get_json_at(&server_keyed, "/auth/user")
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn sqlite_holds_no_cookie_and_no_token() {
+    a_copy_of_the_store_holds_no_cookie_and_no_token(StoreKind::Sqlite).await;
+}
+
+#[tokio::test]
+async fn redis_holds_no_cookie_and_no_token() {
+    a_copy_of_the_store_holds_no_cookie_and_no_token(StoreKind::Redis).await;
 }

@@ -6,7 +6,7 @@ use leptos::server_fn::ServerFn;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::*;
+use crate::{helpers::*, on_every_store};
 
 async fn list(app: &TestApp) -> (String, Vec<Value>) {
     let response = app.server_fn(<MySessions as ServerFn>::PATH, &[]).await;
@@ -16,10 +16,14 @@ async fn list(app: &TestApp) -> (String, Vec<Value>) {
     (text, value.as_array().cloned().unwrap_or_default())
 }
 
-#[tokio::test]
-async fn users_list_and_end_their_own_sessions_only() {
+/// On every store: with SQLite and Redis each record is sealed with its own
+/// cookie's key (`SESSION_KEY_IN_COOKIE`, the default), so the list is made
+/// of what the store keeps beside it, and a session is ended by its store
+/// key, never by a cookie id.
+async fn users_list_and_end_their_own_sessions_only(kind: StoreKind) {
     let idp = Idp::start().await;
-    let laptop = spawn_app(&idp.issuer).await;
+    let store = TestStore::start(kind).await;
+    let laptop = spawn_app_with(&idp.issuer, &[("SESSION_STORE", store.url.as_str())]).await;
     let phone = laptop.second_browser();
     let bob = laptop.second_browser();
     laptop.login("alice", "alice").await;
@@ -38,9 +42,10 @@ async fn users_list_and_end_their_own_sessions_only() {
             "a session id must never reach the browser"
         );
     }
-    assert!(sessions
-        .iter()
-        .all(|s| s["ip"] == "127.0.0.1" && s["handle"].as_str().unwrap().len() >= 16));
+    assert!(sessions.iter().all(|s| s["ip"] == "127.0.0.1"
+        && s["handle"].as_str().unwrap().len() >= 16
+        && s["created_at"].as_i64().unwrap() > 1_700_000_000
+        && s["last_active"].as_i64() >= s["created_at"].as_i64()));
 
     // Bob cannot end Alice's sessions, even knowing a handle.
     let phone_handle = sessions.iter().find(|s| s["current"] == false).unwrap()["handle"]
@@ -104,6 +109,8 @@ async fn users_list_and_end_their_own_sessions_only() {
     }
 }
 
+on_every_store!(users_list_and_end_their_own_sessions_only);
+
 #[tokio::test]
 async fn the_sessions_page_lists_them_and_redirects_anonymous_visitors() {
     let idp = Idp::start().await;
@@ -124,34 +131,64 @@ async fn the_sessions_page_lists_them_and_redirects_anonymous_visitors() {
 /// RFC 7009: ending a session revokes its refresh token at the IdP (the
 /// dev IdP, asked by introspection), and only its own: the session that
 /// ended it keeps a working token. Sign-out does the same for its session.
-#[tokio::test]
-async fn ending_a_session_revokes_its_refresh_token_at_the_idp() {
-    let idp = Idp::start_with(&[("IDP_EXPOSE_TOKENS_FOR_TESTS", "1")]).await;
-    let laptop = spawn_app(&idp.issuer).await;
-    let phone = laptop.second_browser();
-    laptop.login("alice", "alice").await;
-    let laptop_token = idp.issued_refresh_tokens().await.pop().expect("issued");
-    phone.login("alice", "alice").await;
-    let phone_token = idp.issued_refresh_tokens().await.pop().expect("issued");
-    assert_ne!(laptop_token, phone_token);
-    assert!(idp.token_active(&laptop_token).await && idp.token_active(&phone_token).await);
-
-    let response = laptop
-        .server_fn(<EndOtherSessions as ServerFn>::PATH, &[])
+///
+/// Where records are sealed with their own cookie's key (SQLite and Redis
+/// by default) the server cannot read a session whose browser is not
+/// asking: ending it from another device deletes it with its tokens, which
+/// nothing can read any more, but cannot revoke them. Its own sign-out
+/// still revokes. With `SESSION_KEY_IN_COOKIE=0` both are revoked.
+async fn ending_a_session_revokes_its_refresh_token_at_the_idp(kind: StoreKind) {
+    for key_in_cookie in ["1", "0"] {
+        let idp = Idp::start_with(&[("IDP_EXPOSE_TOKENS_FOR_TESTS", "1")]).await;
+        let store = TestStore::start(kind).await;
+        let laptop = spawn_app_with(
+            &idp.issuer,
+            &[
+                ("SESSION_STORE", store.url.as_str()),
+                ("SESSION_KEY_IN_COOKIE", key_in_cookie),
+            ],
+        )
         .await;
-    assert_eq!(response.json::<Value>().await.unwrap(), 1);
-    assert!(
-        idp.revoked_soon(&phone_token).await,
-        "the ended session's refresh token still works at the IdP"
-    );
-    assert!(
-        idp.token_active(&laptop_token).await,
-        "the session that stays keeps its token"
-    );
+        let phone = laptop.second_browser();
+        laptop.login("alice", "alice").await;
+        let laptop_token = idp.issued_refresh_tokens().await.pop().expect("issued");
+        phone.login("alice", "alice").await;
+        let phone_token = idp.issued_refresh_tokens().await.pop().expect("issued");
+        assert_ne!(laptop_token, phone_token);
+        assert!(idp.token_active(&laptop_token).await && idp.token_active(&phone_token).await);
 
-    assert_eq!(laptop.logout().await.status(), StatusCode::SEE_OTHER);
-    assert!(
-        idp.revoked_soon(&laptop_token).await,
-        "sign-out leaves the refresh token working at the IdP"
-    );
+        let response = laptop
+            .server_fn(<EndOtherSessions as ServerFn>::PATH, &[])
+            .await;
+        assert_eq!(response.json::<Value>().await.unwrap(), 1);
+        assert_eq!(
+            phone.get_json("/auth/user").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        let unreadable = key_in_cookie == "1" && !matches!(kind, StoreKind::Memory);
+        if unreadable {
+            assert!(
+                idp.token_active(&phone_token).await,
+                "{kind:?}: a record the server cannot read had its token revoked: \
+                 is a token kept outside the sealed record?"
+            );
+        } else {
+            assert!(
+                idp.revoked_soon(&phone_token).await,
+                "{kind:?}: the ended session's refresh token still works at the IdP"
+            );
+        }
+        assert!(
+            idp.token_active(&laptop_token).await,
+            "the session that stays keeps its token"
+        );
+
+        assert_eq!(laptop.logout().await.status(), StatusCode::SEE_OTHER);
+        assert!(
+            idp.revoked_soon(&laptop_token).await,
+            "{kind:?}: sign-out leaves the refresh token working at the IdP"
+        );
+    }
 }
+
+on_every_store!(ending_a_session_revokes_its_refresh_token_at_the_idp);

@@ -32,7 +32,7 @@ pub use pending::{PendingLogin, StepUpAsk, MAX_PENDING_LOGINS, PENDING_LOGIN_TTL
 pub(crate) use record::sample_record;
 pub use record::{
     decode_record, encode_record, index_entry, record_from_data, RawIdToken, ResourceToken,
-    SessionRecord, TokenSet, RECORD_KEY,
+    SessionFacts, SessionRecord, TokenSet, RECORD_KEY,
 };
 
 use axum::{extract::FromRequestParts, http::request::Parts};

@@ -197,8 +197,31 @@ pub fn record_from_data(data: &HashMap<String, Value>) -> Option<SessionRecord> 
     decode_record(data.get(RECORD_KEY)?)
 }
 
-/// What the store indexes a signed-in session by: `(sub, sid)`. `None` for a
-/// session that is not signed in (e.g. one holding only pending logins).
+/// What a list of a user's sessions (`/sessions`, `/admin`) shows of one:
+/// the store keeps it beside the record, readable without the session's
+/// cookie (no token, nothing that signs in).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionFacts {
+    pub handle: String,
+    pub created_at: i64,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl SessionFacts {
+    pub fn of(record: &SessionRecord) -> Self {
+        Self {
+            handle: record.handle.clone(),
+            created_at: record.created_at.unix_timestamp(),
+            user_agent: record.user_agent.clone(),
+            ip: record.ip.clone(),
+        }
+    }
+}
+
+/// What the store indexes a signed-in session by, `(sub, sid)`, and lists it
+/// with. `None` for a session that is not signed in (e.g. one holding only
+/// pending logins).
 pub fn index_entry(data: &HashMap<String, Value>) -> Option<OwnerEntry> {
     let record = record_from_data(data)?;
     let sid = record
@@ -208,6 +231,7 @@ pub fn index_entry(data: &HashMap<String, Value>) -> Option<OwnerEntry> {
     Some(OwnerEntry {
         sub: record.subject_key().into_string(),
         sid,
+        facts: serde_json::to_value(SessionFacts::of(&record)).ok()?,
     })
 }
 
@@ -259,7 +283,11 @@ mod tests {
             index_entry(&data),
             Some(OwnerEntry {
                 sub: "alice".to_string(),
-                sid: Some("s1".to_string())
+                sid: Some("s1".to_string()),
+                facts: json!({
+                    "handle": record.handle, "created_at": 1_700_000_000,
+                    "user_agent": null, "ip": null,
+                }),
             })
         );
         assert!(decode_record(&json!("not a record")).is_none());

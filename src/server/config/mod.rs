@@ -86,8 +86,11 @@ pub struct SessionConfig {
     pub idle_timeout: time::Duration,
     pub absolute_timeout: time::Duration,
     /// `SESSION_ENCRYPTION_KEY`: the keys that seal stored records, newest
-    /// first (empty: records are stored in the clear).
+    /// first (empty: no deployment key).
     pub encryption_keys: Vec<EncryptionKey>,
+    /// `SESSION_KEY_IN_COOKIE`: each stored record sealed with a key derived
+    /// from its session's cookie, which only the browser keeps.
+    pub key_in_cookie: bool,
 }
 
 /// A 256-bit key that seals session records at rest. Never printed.
@@ -375,6 +378,12 @@ impl Config {
                         e.value = "[redacted]".into();
                         e
                     })?,
+                key_in_cookie: r.parse(
+                    "SESSION_KEY_IN_COOKIE",
+                    "1",
+                    "1 (on) or 0 (off)",
+                    parse_flag,
+                )?,
             },
             api_audience,
             app_database,

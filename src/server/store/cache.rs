@@ -81,19 +81,20 @@ impl Cache {
         Before(self.inner().changes)
     }
 
-    /// Keeps `record` as read from the store, unless a change was made since
-    /// `before` (then the read may be older than that change).
-    pub(super) fn fill(&self, record: &Record, before: Before) {
+    /// Keeps `record`, as read from the store under `key`, unless a change
+    /// was made since `before` (then the read may be older than that
+    /// change). Kept by store key, which only the cookie id leads to.
+    pub(super) fn fill(&self, key: &Id, record: &Record, before: Before) {
         let mut inner = self.inner();
         if inner.changes != before.0 {
             return;
         }
-        if inner.sessions.len() >= CAPACITY && !inner.sessions.contains_key(&record.id) {
+        if inner.sessions.len() >= CAPACITY && !inner.sessions.contains_key(key) {
             if let Some(any) = inner.sessions.keys().next().copied() {
                 inner.sessions.remove(&any);
             }
         }
-        inner.sessions.insert(record.id, record.clone());
+        inner.sessions.insert(*key, record.clone());
     }
 
     /// Session `id` was changed or deleted in the store: forget it.
@@ -146,11 +147,11 @@ mod tests {
         let stored = record(3);
         let before = cache.before_read();
         cache.forget(&stored.id); // the delete lands while the read is out
-        cache.fill(&stored, before);
+        cache.fill(&stored.id, &stored, before);
         assert!(cache.get(&stored.id, OffsetDateTime::now_utc()).is_none());
 
         let before = cache.before_read();
-        cache.fill(&stored, before);
+        cache.fill(&stored.id, &stored, before);
         assert!(cache.get(&stored.id, OffsetDateTime::now_utc()).is_some());
         cache.forget(&stored.id);
         assert!(cache.get(&stored.id, OffsetDateTime::now_utc()).is_none());
@@ -160,7 +161,7 @@ mod tests {
     fn a_copy_is_served_only_at_its_revision_and_before_its_expiry() {
         let cache = Cache::default();
         let stored = record(3);
-        cache.fill(&stored, cache.before_read());
+        cache.fill(&stored.id, &stored, cache.before_read());
         let now = OffsetDateTime::now_utc();
         assert!(cache.get_at(&stored.id, 3, now).is_some());
         assert!(
@@ -177,7 +178,8 @@ mod tests {
     fn it_never_holds_more_than_its_capacity() {
         let cache = Cache::default();
         for _ in 0..CAPACITY + 10 {
-            cache.fill(&record(0), cache.before_read());
+            let stored = record(0);
+            cache.fill(&stored.id, &stored, cache.before_read());
         }
         assert_eq!(cache.len(), CAPACITY);
     }

@@ -83,14 +83,16 @@ impl Memory {
         self.maps().live(id, now).map(|s| s.record.clone())
     }
 
-    pub(super) fn create(&self, record: &mut Record, owner: Option<OwnerEntry>) {
+    /// Stores a new session; `false` when its id is taken.
+    pub(super) fn create(&self, record: &Record, owner: Option<OwnerEntry>) -> bool {
         let mut maps = self.maps();
-        while maps.sessions.contains_key(&record.id) {
-            record.id = Id::default();
+        if maps.sessions.contains_key(&record.id) {
+            return false;
         }
         let mut stored = record.clone();
         set_rev(&mut stored, 0);
         maps.put(stored, owner);
+        true
     }
 
     pub(super) fn write(
@@ -164,10 +166,10 @@ mod tests {
     #[test]
     fn the_sweep_deletes_expired_anonymous_sessions_too() {
         let memory = Memory::default();
-        let mut expired = record(time::Duration::seconds(-1));
-        let mut live = record(time::Duration::minutes(5));
-        memory.create(&mut expired, None);
-        memory.create(&mut live, None);
+        let expired = record(time::Duration::seconds(-1));
+        let live = record(time::Duration::minutes(5));
+        assert!(memory.create(&expired, None));
+        assert!(memory.create(&live, None));
         assert_eq!(memory.delete_expired(OffsetDateTime::now_utc()), 1);
         assert_eq!(memory.maps().sessions.len(), 1);
         assert!(memory.load(&live.id, OffsetDateTime::now_utc()).is_some());
@@ -176,8 +178,8 @@ mod tests {
     #[test]
     fn a_write_lands_only_on_the_revision_it_read_and_never_recreates() {
         let memory = Memory::default();
-        let mut session = record(time::Duration::minutes(5));
-        memory.create(&mut session, None);
+        let session = record(time::Duration::minutes(5));
+        assert!(memory.create(&session, None));
         let read = memory.load(&session.id, OffsetDateTime::now_utc()).unwrap();
         assert_eq!(
             memory.write(&read, 0, None, OffsetDateTime::now_utc()),

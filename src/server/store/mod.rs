@@ -26,7 +26,7 @@ mod redis;
 mod sealed;
 mod sqlite;
 
-pub use sealed::Sealer;
+pub use sealed::{AtRest, Listing, Sealer};
 
 use std::{
     collections::HashMap,
@@ -65,11 +65,28 @@ pub enum Owner {
     Sub(String),
 }
 
-/// What a signed-in session is indexed by.
+/// What a signed-in session is indexed by, and what it is listed with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnerEntry {
     pub sub: String,
     pub sid: Option<String>,
+    /// What a list of the owner's sessions shows of this one (no token:
+    /// with `SESSION_KEY_IN_COOKIE` it is all the server can read of a
+    /// session whose browser is not asking).
+    pub facts: Value,
+}
+
+/// A live session of an owner, as far as the store can read it without the
+/// session's cookie.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    /// The key the store files it under (not its cookie id).
+    pub key: Id,
+    pub expiry_date: OffsetDateTime,
+    /// [`OwnerEntry::facts`].
+    pub facts: Value,
+    /// The whole record, unless it is sealed with the session's own key.
+    pub record: Option<Record>,
 }
 
 /// Reads a session's owner from its data (`None`: not signed in). Given by
@@ -193,6 +210,21 @@ impl AnyStore {
         self
     }
 
+    /// Where session `id` (its cookie id) is kept, and with which key.
+    pub fn at_rest(&self, id: &Id) -> AtRest {
+        match &self.backend {
+            Backend::Memory(_) => AtRest::plain(id),
+            Backend::Sqlite(sqlite) => sqlite.sealer.at_rest(id),
+            Backend::Redis(redis) => redis.sealer.at_rest(id),
+        }
+    }
+
+    /// The key the store files session `id` under: what its index, its
+    /// lock, its end notices and [`Listed::key`] name it by.
+    pub fn key_of(&self, id: &Id) -> Id {
+        self.at_rest(id).key
+    }
+
     fn redis_pool(&self) -> Option<&fred::prelude::Pool> {
         match &self.backend {
             Backend::Redis(redis) => Some(&redis.pool),
@@ -206,8 +238,14 @@ impl AnyStore {
         let now = self.clock.now();
         match &self.backend {
             Backend::Memory(m) => Ok(m.write(record, base, owner, now)),
-            Backend::Sqlite(s) => s.write(record, base, owner, now).await,
-            Backend::Redis(r) => r.write(record, base, owner).await,
+            Backend::Sqlite(s) => {
+                s.write(record, &s.sealer.at_rest(&record.id), base, owner, now)
+                    .await
+            }
+            Backend::Redis(r) => {
+                r.write(record, &r.sealer.at_rest(&record.id), base, owner)
+                    .await
+            }
         }
     }
 
@@ -259,8 +297,14 @@ impl AnyStore {
         &self,
         session_id: &str,
     ) -> session_store::Result<Option<SessionLock>> {
+        // Named by the session's store key: with sessions keyed by their
+        // cookie, Redis never sees a cookie id, not even in a lock's name.
+        let name = match session_id.parse::<Id>() {
+            Ok(id) => self.key_of(&id).to_string(),
+            Err(_) => session_id.to_string(),
+        };
         self.locks
-            .try_lock(session_id, self.redis_pool(), self.lock_ttl)
+            .try_lock(&name, self.redis_pool(), self.lock_ttl)
             .await
     }
 
@@ -374,7 +418,7 @@ impl AnyStore {
     /// Starts watching session `id` for its end (its deletion, on any
     /// instance sharing this store). Register before reading the session.
     pub fn watch_end(&self, id: Id) -> EndWatch {
-        self.watchers.watch(id)
+        self.watchers.watch(self.key_of(&id))
     }
 
     /// How many sessions this instance's `/auth/events` streams watch.
@@ -390,7 +434,7 @@ impl AnyStore {
             .map_err(|e| e.to_string())
     }
 
-    /// The ids of the live sessions of `owner`.
+    /// The store keys ([`Self::key_of`]) of the live sessions of `owner`.
     pub async fn sessions_of(&self, owner: &Owner) -> session_store::Result<Vec<Id>> {
         let now = self.clock.now();
         match &self.backend {
@@ -400,24 +444,62 @@ impl AnyStore {
         }
     }
 
-    /// The live sessions of `owner`, with their stored records.
-    pub async fn records_of(&self, owner: &Owner) -> session_store::Result<Vec<Record>> {
-        let mut records = Vec::new();
-        for id in self.sessions_of(owner).await? {
-            if let Some(record) = self.load(&id).await? {
-                records.push(record);
-            }
+    /// The live sessions of `owner`, as far as the store can read them
+    /// without their cookies.
+    pub async fn listed_of(&self, owner: &Owner) -> session_store::Result<Vec<Listed>> {
+        let now = self.clock.now();
+        let mut listed = Vec::new();
+        for key in self.sessions_of(owner).await? {
+            let listing = match &self.backend {
+                Backend::Memory(m) => m.load(&key, now).map(|record| Listing {
+                    expiry_date: record.expiry_date,
+                    facts: None,
+                    record: Some(record),
+                }),
+                Backend::Sqlite(s) => s.listing(&key, now).await?,
+                Backend::Redis(r) => r.listing(&key).await?,
+            };
+            let Some(listing) = listing.filter(|l| l.expiry_date > now) else {
+                continue;
+            };
+            let facts = match (listing.facts, &listing.record) {
+                (Some(facts), _) => facts,
+                (None, Some(record)) => match (self.indexer)(&record.data) {
+                    Some(owner) => owner.facts,
+                    None => continue,
+                },
+                (None, None) => continue,
+            };
+            listed.push(Listed {
+                key,
+                expiry_date: listing.expiry_date,
+                facts,
+                record: listing.record,
+            });
         }
-        Ok(records)
+        Ok(listed)
+    }
+
+    /// Ends the session filed under `key` (a [`Listed::key`], not a cookie
+    /// id), on every instance.
+    pub async fn end_listed(&self, key: &Id) -> session_store::Result<()> {
+        match &self.backend {
+            Backend::Memory(m) => m.delete(key),
+            Backend::Sqlite(s) => s.delete(key).await?,
+            // The delete script also tells the other instances.
+            Backend::Redis(r) => r.delete(key).await?,
+        }
+        self.watchers.ended(key);
+        Ok(())
     }
 
     /// Ends every session of `owner`; returns how many there were.
     pub async fn end_sessions_of(&self, owner: &Owner) -> session_store::Result<usize> {
-        let ids = self.sessions_of(owner).await?;
-        for id in &ids {
-            self.delete(id).await?;
+        let keys = self.sessions_of(owner).await?;
+        for key in &keys {
+            self.end_listed(key).await?;
         }
-        Ok(ids.len())
+        Ok(keys.len())
     }
 }
 
@@ -442,10 +524,24 @@ impl SessionStore for AnyStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         record.expiry_date = self.on_our_clock(record.expiry_date);
         let owner = (self.indexer)(&record.data);
-        match &self.backend {
-            Backend::Memory(m) => m.create(record, owner),
-            Backend::Sqlite(s) => s.create(record, owner).await?,
-            Backend::Redis(r) => r.create(record, owner).await?,
+        // A new id until one is free (with sessions keyed by their cookie,
+        // what must be free is its store key).
+        loop {
+            let created = match &self.backend {
+                Backend::Memory(m) => m.create(record, owner.clone()),
+                Backend::Sqlite(s) => {
+                    s.create(record, &s.sealer.at_rest(&record.id), owner.clone())
+                        .await?
+                }
+                Backend::Redis(r) => {
+                    r.create(record, &r.sealer.at_rest(&record.id), owner.clone())
+                        .await?
+                }
+            };
+            if created {
+                break;
+            }
+            record.id = Id::default();
         }
         set_rev(record, 0);
         Ok(())
@@ -473,19 +569,12 @@ impl SessionStore for AnyStore {
         let now = self.clock.now();
         match &self.backend {
             Backend::Memory(m) => Ok(m.load(id, now)),
-            Backend::Sqlite(s) => s.load(id, now).await,
-            Backend::Redis(r) => r.load(id, now).await,
+            Backend::Sqlite(s) => s.load(&s.sealer.at_rest(id), now).await,
+            Backend::Redis(r) => r.load(&r.sealer.at_rest(id), now).await,
         }
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        match &self.backend {
-            Backend::Memory(m) => m.delete(id),
-            Backend::Sqlite(s) => s.delete(id).await?,
-            // The delete script also tells the other instances.
-            Backend::Redis(r) => r.delete(id).await?,
-        }
-        self.watchers.ended(id);
-        Ok(())
+        self.end_listed(&self.key_of(id)).await
     }
 }

@@ -1,7 +1,9 @@
 //! The Redis store (`SESSION_STORE=redis://…`), shared by every instance.
 //!
 //! Keys: `<id>` the record (MessagePack, as tower-sessions' Redis store
-//! writes it, so sessions saved before this module existed still load),
+//! writes it, so sessions saved before this module existed still load;
+//! with `SESSION_KEY_IN_COOKIE` the id is the session's store key, never its
+//! cookie id, and the record is sealed: `sealed.rs`),
 //! `gatehouse:rev:<id>` its revision, `gatehouse:idx:<id>` its owner and the
 //! sets `gatehouse:sub:<sub>` / `gatehouse:sid:<sid>` of session ids. Every
 //! write is one Lua script, so the revision check, the write and the index
@@ -38,7 +40,7 @@ use tower_sessions::{
 use super::{
     ended::Watchers,
     listener::{self, Shared},
-    sealed::Sealer,
+    sealed::{AtRest, Listing, Sealer},
     set_rev, store_error, Owner, OwnerEntry, Written,
 };
 
@@ -195,17 +197,20 @@ impl Redis {
     fn args(
         &self,
         record: &Record,
+        at: &AtRest,
         owner: Option<OwnerEntry>,
     ) -> session_store::Result<Vec<Value>> {
-        let data = self.sealer.seal_record(record)?;
+        let data = self
+            .sealer
+            .seal_record(record, at, owner.as_ref().map(|o| &o.facts))?;
         let (sub, sid) = match owner {
-            Some(OwnerEntry { sub, sid }) => (sub, sid.unwrap_or_default()),
+            Some(OwnerEntry { sub, sid, .. }) => (sub, sid.unwrap_or_default()),
             None => (String::new(), String::new()),
         };
         Ok(vec![
             Value::Bytes(Bytes::from(data)),
             Value::from(record.expiry_date.unix_timestamp()),
-            Value::from(record.id.to_string()),
+            Value::from(at.key.to_string()),
             Value::from(sub),
             Value::from(sid),
             Value::from(self.ttl.as_secs() as i64),
@@ -214,9 +219,10 @@ impl Redis {
 
     pub(super) async fn load(
         &self,
-        id: &Id,
+        at: &AtRest,
         now: OffsetDateTime,
     ) -> session_store::Result<Option<Record>> {
+        let id = &at.key;
         // The revision key lives and dies with the record (same EXAT, same
         // scripts); a session written before revisions existed has none and
         // is read whole below.
@@ -245,43 +251,47 @@ impl Redis {
             _ => return Ok(None),
         };
         let rev = values.next().and_then(|v| v.as_u64()).unwrap_or(0);
-        let Some(mut record) = self.sealer.open_record(&data, id)? else {
+        let Some(mut record) = self.sealer.open_record(&data, at)? else {
             return Ok(None);
         };
         if record.expiry_date <= now {
             return Ok(None);
         }
         set_rev(&mut record, rev);
-        cache.fill(&record, before);
+        cache.fill(id, &record, before);
         Ok(Some(record))
     }
 
+    /// What can be read of the session filed under `key` without its cookie.
+    pub(super) async fn listing(&self, key: &Id) -> session_store::Result<Option<Listing>> {
+        let stored: Option<Bytes> = self.pool.get(key.to_string()).await.map_err(store_error)?;
+        Ok(stored.and_then(|stored| self.sealer.open_listing(&stored, key)))
+    }
+
+    /// Stores a new session at `at`; `false` when its key is taken.
     pub(super) async fn create(
         &self,
-        record: &mut Record,
+        record: &Record,
+        at: &AtRest,
         owner: Option<OwnerEntry>,
-    ) -> session_store::Result<()> {
-        loop {
-            let args = self.args(record, owner.clone())?;
-            if self.script::<i64>(CREATE, &record.id.clone(), args).await? == 1 {
-                return Ok(());
-            }
-            record.id = Id::default();
-        }
+    ) -> session_store::Result<bool> {
+        let args = self.args(record, at, owner)?;
+        Ok(self.script::<i64>(CREATE, &at.key, args).await? == 1)
     }
 
     pub(super) async fn write(
         &self,
         record: &Record,
+        at: &AtRest,
         base: u64,
         owner: Option<OwnerEntry>,
     ) -> session_store::Result<Written> {
         let expecting = self.shared.acks.expect();
-        let mut args = self.args(record, owner)?;
+        let mut args = self.args(record, at, owner)?;
         args.push(Value::from(base as i64));
         args.push(Value::from(self.note(expecting.nonce)));
-        let written = self.script::<Vec<Value>>(WRITE, &record.id, args).await;
-        self.shared.cache.forget(&record.id);
+        let written = self.script::<Vec<Value>>(WRITE, &at.key, args).await;
+        self.shared.cache.forget(&at.key);
         let written = written?;
         Ok(match written.first().and_then(Value::as_i64) {
             Some(1) => {

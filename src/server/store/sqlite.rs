@@ -35,7 +35,9 @@ use tower_sessions::{
 };
 
 use super::{
-    cache::Cache, sealed::Sealer, set_rev, store_error, Indexer, Owner, OwnerEntry, Written,
+    cache::Cache,
+    sealed::{AtRest, Listing, Sealer},
+    set_rev, store_error, Indexer, Owner, OwnerEntry, Written,
 };
 
 #[derive(Clone, Debug)]
@@ -123,9 +125,9 @@ fn decode(bytes: &[u8]) -> session_store::Result<Record> {
     rmp_serde::from_slice(bytes).map_err(|e| session_store::Error::Decode(e.to_string()))
 }
 
-fn owner_columns(owner: Option<OwnerEntry>) -> (Option<String>, Option<String>) {
+fn owner_columns(owner: &Option<OwnerEntry>) -> (Option<&str>, Option<&str>) {
     match owner {
-        Some(OwnerEntry { sub, sid }) => (Some(sub), sid),
+        Some(OwnerEntry { sub, sid, .. }) => (Some(sub), sid.as_deref()),
         None => (None, None),
     }
 }
@@ -195,7 +197,8 @@ impl Sqlite {
                 if record.expiry_date <= now {
                     continue;
                 }
-                let (sub, sid) = owner_columns(indexer(&record.data));
+                let owner = indexer(&record.data);
+                let (sub, sid) = owner_columns(&owner);
                 sqlx::query(
                     "INSERT OR IGNORE INTO gatehouse_sessions (id, data, expiry_date, rev, sub, sid)
                      VALUES (?, ?, ?, 0, ?, ?)",
@@ -222,20 +225,21 @@ impl Sqlite {
 
     pub(super) async fn load(
         &self,
-        id: &Id,
+        at: &AtRest,
         now: OffsetDateTime,
     ) -> session_store::Result<Option<Record>> {
-        self.load_then(id, now, async {}).await
+        self.load_then(at, now, async {}).await
     }
 
     /// [`Self::load`], awaiting `between` after the query and before the
     /// copy read is kept (a test holds a read there while it ends the session).
     async fn load_then(
         &self,
-        id: &Id,
+        at: &AtRest,
         now: OffsetDateTime,
         between: impl std::future::Future<Output = ()>,
     ) -> session_store::Result<Option<Record>> {
+        let id = &at.key;
         if let Some(record) = self.owned.cache.get(id, now) {
             return Ok(Some(record));
         }
@@ -252,72 +256,94 @@ impl Sqlite {
             return Ok(None);
         };
         let stored = row.get::<Vec<u8>, _>("data");
-        let Some(mut record) = self.sealer.open_record(&stored, id)? else {
+        let Some(mut record) = self.sealer.open_record(&stored, at)? else {
             return Ok(None);
         };
         set_rev(&mut record, row.get::<i64, _>("rev") as u64);
         between.await;
-        self.owned.cache.fill(&record, before);
+        self.owned.cache.fill(id, &record, before);
         Ok(Some(record))
     }
 
+    /// What can be read of the session filed under `key` without its cookie.
+    pub(super) async fn listing(
+        &self,
+        key: &Id,
+        now: OffsetDateTime,
+    ) -> session_store::Result<Option<Listing>> {
+        let stored: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT data FROM gatehouse_sessions WHERE id = ? AND expiry_date > ?",
+        )
+        .bind(key.to_string())
+        .bind(now.unix_timestamp())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(stored.and_then(|stored| self.sealer.open_listing(&stored, key)))
+    }
+
+    /// Stores a new session at `at`; `false` when its key is taken.
     pub(super) async fn create(
         &self,
-        record: &mut Record,
+        record: &Record,
+        at: &AtRest,
         owner: Option<OwnerEntry>,
-    ) -> session_store::Result<()> {
-        let (sub, sid) = owner_columns(owner);
-        loop {
-            let done = sqlx::query(
-                "INSERT OR IGNORE INTO gatehouse_sessions (id, data, expiry_date, rev, sub, sid)
-                 VALUES (?, ?, ?, 0, ?, ?)",
-            )
-            .bind(record.id.to_string())
-            .bind(self.sealer.seal_record(record)?)
-            .bind(record.expiry_date.unix_timestamp())
-            .bind(&sub)
-            .bind(&sid)
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-            if done.rows_affected() == 1 {
-                return Ok(());
-            }
-            record.id = Id::default();
-        }
+    ) -> session_store::Result<bool> {
+        let (sub, sid) = owner_columns(&owner);
+        let done = sqlx::query(
+            "INSERT OR IGNORE INTO gatehouse_sessions (id, data, expiry_date, rev, sub, sid)
+             VALUES (?, ?, ?, 0, ?, ?)",
+        )
+        .bind(at.key.to_string())
+        .bind(
+            self.sealer
+                .seal_record(record, at, owner.as_ref().map(|o| &o.facts))?,
+        )
+        .bind(record.expiry_date.unix_timestamp())
+        .bind(sub)
+        .bind(sid)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub(super) async fn write(
         &self,
         record: &Record,
+        at: &AtRest,
         base: u64,
         owner: Option<OwnerEntry>,
         now: OffsetDateTime,
     ) -> session_store::Result<Written> {
-        let (sub, sid) = owner_columns(owner);
+        let (sub, sid) = owner_columns(&owner);
         let now = now.unix_timestamp();
+        let key = at.key.to_string();
         let done = sqlx::query(
             "UPDATE gatehouse_sessions SET data = ?, expiry_date = ?, rev = rev + 1, sub = ?, sid = ?
              WHERE id = ? AND rev = ? AND expiry_date > ?",
         )
-        .bind(self.sealer.seal_record(record)?)
+        .bind(
+            self.sealer
+                .seal_record(record, at, owner.as_ref().map(|o| &o.facts))?,
+        )
         .bind(record.expiry_date.unix_timestamp())
         .bind(sub)
         .bind(sid)
-        .bind(record.id.to_string())
+        .bind(&key)
         .bind(base as i64)
         .bind(now)
         .execute(&self.pool)
         .await;
         // Whatever happened (even an error: the write may have landed).
-        self.owned.cache.forget(&record.id);
+        self.owned.cache.forget(&at.key);
         let done = done.map_err(store_error)?;
         if done.rows_affected() == 1 {
             return Ok(Written::Yes);
         }
         let exists: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM gatehouse_sessions WHERE id = ? AND expiry_date > ?")
-                .bind(record.id.to_string())
+                .bind(&key)
                 .bind(now)
                 .fetch_optional(&self.pool)
                 .await
@@ -391,6 +417,7 @@ mod tests {
             .map(|sub| OwnerEntry {
                 sub: sub.to_string(),
                 sid: None,
+                facts: Value::Null,
             })
     }
 
@@ -436,10 +463,18 @@ mod tests {
         }
         let store = Sqlite::open(&url, indexer).await.unwrap();
         let now = OffsetDateTime::now_utc();
-        let loaded = store.load(&live.id, now).await.unwrap().expect("moved");
+        let loaded = store
+            .load(&AtRest::plain(&live.id), now)
+            .await
+            .unwrap()
+            .expect("moved");
         assert_eq!(loaded.data["owner"], "alice");
         assert_eq!(super::super::rev_of(&loaded), 0);
-        assert!(store.load(&expired.id, now).await.unwrap().is_none());
+        assert!(store
+            .load(&AtRest::plain(&expired.id), now)
+            .await
+            .unwrap()
+            .is_none());
         assert_eq!(
             store
                 .sessions_of(&Owner::Sub("alice".into()), now)
@@ -474,15 +509,19 @@ mod tests {
         let (store, dir) = open_new().await;
         let now = OffsetDateTime::now_utc();
         for delete in [true, false] {
-            let mut record = Record {
+            let record = Record {
                 id: Id::default(),
                 data: HashMap::from([("owner".to_string(), Value::from("alice"))]),
                 expiry_date: now + time::Duration::minutes(5),
             };
-            store.create(&mut record, None).await.unwrap();
+            store
+                .create(&record, &AtRest::plain(&record.id), None)
+                .await
+                .unwrap();
             let (held, hold) = tokio::sync::oneshot::channel::<()>();
             let (go, release) = tokio::sync::oneshot::channel::<()>();
-            let read = store.load_then(&record.id, now, async {
+            let at = AtRest::plain(&record.id);
+            let read = store.load_then(&at, now, async {
                 held.send(()).unwrap();
                 release.await.unwrap();
             });
@@ -491,7 +530,10 @@ mod tests {
                 if delete {
                     store.delete(&record.id).await.unwrap();
                 } else {
-                    let written = store.write(&record, 0, None, now).await.unwrap();
+                    let written = store
+                        .write(&record, &AtRest::plain(&record.id), 0, None, now)
+                        .await
+                        .unwrap();
                     assert_eq!(written, Written::Yes);
                 }
                 go.send(()).unwrap();
@@ -501,7 +543,7 @@ mod tests {
                 read.unwrap().is_some(),
                 "the read saw the session before the change"
             );
-            let after = store.load(&record.id, now).await.unwrap();
+            let after = store.load(&AtRest::plain(&record.id), now).await.unwrap();
             if delete {
                 assert!(
                     after.is_none(),
@@ -526,15 +568,26 @@ mod tests {
         let url = format!("sqlite://{}/sessions.db", dir.display());
         let second = Sqlite::open(&url, indexer).await.unwrap();
         let now = OffsetDateTime::now_utc();
-        let mut record = Record {
+        let record = Record {
             id: Id::default(),
             data: HashMap::new(),
             expiry_date: now + time::Duration::minutes(5),
         };
-        first.create(&mut record, None).await.unwrap();
-        assert!(first.load(&record.id, now).await.unwrap().is_some());
+        first
+            .create(&record, &AtRest::plain(&record.id), None)
+            .await
+            .unwrap();
+        assert!(first
+            .load(&AtRest::plain(&record.id), now)
+            .await
+            .unwrap()
+            .is_some());
         second.delete(&record.id).await.unwrap();
-        assert!(first.load(&record.id, now).await.unwrap().is_none());
+        assert!(first
+            .load(&AtRest::plain(&record.id), now)
+            .await
+            .unwrap()
+            .is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
