@@ -9,7 +9,7 @@ IDP_PORT ?= 8080
 # The dev IdP (oidc-provider), Playwright and wasm-opt live here.
 NODE_MODULES := end2end/node_modules/.package-lock.json
 
-.PHONY: dev serve idp test test-structure test-idp test-compose test-rust test-wasm-release test-e2e bench setup lint fmt
+.PHONY: dev serve idp test test-structure test-idp test-compose test-deploy test-rust test-wasm-release test-e2e bench setup lint fmt
 
 setup:
 	@scripts/setup.sh
@@ -32,7 +32,7 @@ $(NODE_MODULES): end2end/package-lock.json
 	@touch $@
 
 ## test: everything — the dev IdP's self-test, unit, integration (real dev IdP over HTTP), end-to-end (real Chromium)
-test: setup test-structure test-idp test-compose test-rust test-wasm-release test-e2e
+test: setup test-structure test-idp test-compose test-deploy test-rust test-wasm-release test-e2e
 
 # Each test target installs what it needs (setup runs once per make call), so
 # any of them works alone on a fresh clone, and none relies on what an earlier
@@ -50,6 +50,12 @@ test-idp: setup
 ## the compose file's schema and interpolation (no Docker engine needed)
 test-compose: setup
 	docker-compose -f docker-compose.yaml config -q
+
+## the Kubernetes manifests: strict schema validation against pinned Kubernetes
+## versions, and kustomization.yaml lists every file (no cluster needed; the
+## validator is installed into a venv under ~/.cache the first time)
+test-deploy:
+	scripts/k8s-check.sh
 
 test-rust: setup
 	cargo test --features ssr --no-fail-fast
