@@ -36,7 +36,7 @@ async fn main() -> ExitCode {
     }
     let addr = config.site_addr;
     let public = config.base_url.origin().to_string();
-    let router = match server::build(config, leptos_options).await {
+    let built = match server::build(config, leptos_options).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("configuration error: {e}");
@@ -52,7 +52,7 @@ async fn main() -> ExitCode {
     };
     tracing::info!(%addr, "Gatehouse listening; open {public}");
     println!("Gatehouse is running: {public}");
-    match server::serve(listener, router).await {
+    match server::serve(listener, built).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("server error: {e}");

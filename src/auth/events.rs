@@ -5,7 +5,9 @@
 //! then sleeps until the store says the session was deleted (on any instance
 //! sharing Redis) or until the session's own deadline, when it reads it again
 //! (activity elsewhere may have pushed the idle deadline back). An idle tab
-//! costs no store read. Watching never extends the session.
+//! costs no store read. Watching never extends the session. When the
+//! process shuts down, every stream ends with a `restart` event instead,
+//! and the tab's EventSource reconnects to another instance.
 
 use std::{convert::Infallible, time::Duration};
 
@@ -29,6 +31,12 @@ use crate::server::{
     clock::Clock,
     store::{AnyStore, Wake},
 };
+
+/// How soon a tab reconnects after this instance closed its stream for
+/// shutting down (the SSE `retry` field; the browser's EventSource then
+/// reconnects by itself, through the load balancer, to an instance that is
+/// still up).
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
 /// After a failed store read, when to read again (a store hiccup is not a
 /// sign-out; the next real request decides meanwhile).
@@ -74,14 +82,24 @@ pub async fn events(State(state): State<AuthState>, session: AuthSession) -> Res
     let store = state.store.clone();
     let clock = state.clock.clone();
     let ended = stream::unfold(Some((store, clock, id, permit)), |watch| async move {
-        let (store, clock, id, _permit) = watch?;
-        if let Some(id) = id {
-            until_ended(&store, &clock, id).await;
-        }
-        Some((
-            Ok::<_, Infallible>(Event::default().event("ended").data("ended")),
-            None,
-        ))
+        let (store, clock, id, permit) = watch?;
+        let ended = async {
+            if let Some(id) = id {
+                until_ended(&store, &clock, id).await;
+            }
+        };
+        let last = tokio::select! {
+            // `biased`: a stream asked for while the process shuts down
+            // ends with `restart` even for a session that is already over
+            // (the tab asks again elsewhere and hears `ended` there).
+            biased;
+            () = permit.drained() => Event::default()
+                .event("restart")
+                .retry(RECONNECT_AFTER)
+                .data("restart"),
+            () = ended => Event::default().event("ended").data("ended"),
+        };
+        Some((Ok::<_, Infallible>(last), None))
     });
     Sse::new(ended)
         .keep_alive(KeepAlive::default())

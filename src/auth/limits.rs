@@ -131,6 +131,9 @@ pub struct StreamLimits {
     max: usize,
     per_session: usize,
     open: Mutex<(usize, HashMap<String, usize>)>,
+    /// Set once the process is shutting down: every stream then ends with
+    /// a `restart` event, and the tabs reconnect to another instance.
+    draining: tokio::sync::watch::Sender<bool>,
 }
 
 /// One open stream; dropping it (the tab went away) gives its place back.
@@ -139,13 +142,39 @@ pub struct StreamPermit {
     session: String,
 }
 
+impl StreamPermit {
+    /// Returns once the process starts shutting down.
+    pub async fn drained(&self) {
+        self.limits.drained().await
+    }
+}
+
 impl StreamLimits {
     pub fn new(config: &LimitsConfig) -> Self {
         Self {
             max: config.event_streams_max as usize,
             per_session: config.event_streams_per_session as usize,
             open: Mutex::new((0, HashMap::new())),
+            draining: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// The process is shutting down: every open stream, and every one
+    /// asked for from now on, ends at once (with a `restart` event).
+    pub fn drain(&self) {
+        self.draining.send_replace(true);
+    }
+
+    /// Returns once [`Self::drain`] has been called.
+    pub async fn drained(&self) {
+        let mut draining = self.draining.subscribe();
+        // The sender lives as long as `self`: an error cannot happen here.
+        let _ = draining.wait_for(|on| *on).await;
+    }
+
+    /// How many streams are open now.
+    pub fn open(&self) -> usize {
+        self.open.lock().expect("stream counts poisoned").0
     }
 
     /// A place for one more stream of `session`, if both caps allow it.

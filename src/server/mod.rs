@@ -13,6 +13,7 @@ pub mod telemetry;
 
 use std::sync::Arc;
 
+use axum::http::StatusCode;
 use axum::{
     body::Body,
     extract::Request,
@@ -27,7 +28,7 @@ use leptos_axum::{
 };
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
-use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 
 use crate::{
     app::{shell, App},
@@ -75,8 +76,23 @@ pub fn page_routes() -> Vec<AxumRouteListing> {
 /// ([`notes::routes`]) and server functions (JSON), the probes, static files,
 /// and the pages with the 404 fallback (navigations, CSP nonce).
 /// `tests/api/policy.rs` checks every route of the router against its rule.
-pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Router, String> {
+pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Built, String> {
     build_with_clock(config, leptos_options, Clock::system()).await
+}
+
+/// The application, and how to shut it down.
+pub struct Built {
+    pub router: Router,
+    pub shutdown: Shutdown,
+}
+
+/// What [`serve`] does on SIGTERM besides refusing new connections: ends
+/// the `/auth/events` streams (each with a `restart` event, so the tabs
+/// reconnect elsewhere), and how long it lets the requests in flight finish.
+#[derive(Clone)]
+pub struct Shutdown {
+    streams: Arc<auth::limits::StreamLimits>,
+    grace: std::time::Duration,
 }
 
 /// [`build`] with every expiry decided by `clock`: the test suite moves an
@@ -85,7 +101,7 @@ pub async fn build_with_clock(
     config: Config,
     leptos_options: LeptosOptions,
     clock: Clock,
-) -> Result<Router, String> {
+) -> Result<Built, String> {
     let config = Arc::new(config);
     let auth = AuthState::open_with_clock(config.clone(), clock).await?;
     let state = AppState::new(state::Shared {
@@ -146,6 +162,16 @@ pub async fn build_with_clock(
             provide_auth.clone(),
             shell,
         ))
+        // A page whose data never comes (a store or IdP that accepts the
+        // connection and never answers) is a 503 page by this deadline, not
+        // a connection held forever. It is longer than every timeout inside
+        // (an IdP call 15 s, waiting for another request's refresh 15 s), so
+        // those answer first with their own clear errors.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.page_deadline,
+        ))
+        .layer(middleware::from_fn(headers::explain_page_timeout))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             headers::page_headers,
@@ -165,6 +191,10 @@ pub async fn build_with_clock(
         .route("/readyz", get(health::readyz))
         .route_layer(csrf::layer(&auth, Rule::Navigation));
 
+    let shutdown = Shutdown {
+        streams: auth.event_streams.clone(),
+        grace: config.shutdown_grace,
+    };
     let routes = Router::new()
         .merge(auth::routes(&auth))
         .merge(auth::api_routes(&auth))
@@ -189,17 +219,58 @@ pub async fn build_with_clock(
         ))
         .layer(auth.session_layer()?)
         .service(routes);
-    Ok(Router::new().fallback_service(every_request))
+    Ok(Built {
+        router: Router::new().fallback_service(every_request),
+        shutdown,
+    })
 }
 
-/// Serves `router` on `listener` until Ctrl-C or SIGTERM.
-pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(
+/// Serves `built` on `listener` until Ctrl-C or SIGTERM, then shuts down
+/// gracefully: no new connection is accepted, the `/auth/events` streams end
+/// with a `restart` event, and the requests in flight get `SHUTDOWN_GRACE` to
+/// finish. Returns once they have, or when the grace is over (what is still
+/// open then is cut).
+pub async fn serve(listener: TcpListener, built: Built) -> std::io::Result<()> {
+    serve_until(listener, built, shutdown_signal()).await
+}
+
+/// [`serve`], shutting down when `signal` completes.
+pub async fn serve_until(
+    listener: TcpListener,
+    built: Built,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let Built { router, shutdown } = built;
+    let (began, mut begun) = tokio::sync::watch::channel(false);
+    let streams = shutdown.streams.clone();
+    let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
+    .with_graceful_shutdown(async move {
+        signal.await;
+        tracing::info!(
+            open_streams = streams.open(),
+            grace_secs = shutdown.grace.as_secs_f64(),
+            "shutting down: no new connections; requests in flight may finish"
+        );
+        streams.drain();
+        began.send_replace(true);
+    });
+    let grace_over = async {
+        let _ = begun.wait_for(|on| *on).await;
+        tokio::time::sleep(shutdown.grace).await;
+    };
+    tokio::select! {
+        served = server => {
+            tracing::info!("shut down: every request finished");
+            served
+        }
+        () = grace_over => {
+            tracing::warn!("shut down: SHUTDOWN_GRACE is over, the requests still in flight are cut");
+            Ok(())
+        }
+    }
 }
 
 async fn shutdown_signal() {

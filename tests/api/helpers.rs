@@ -325,7 +325,8 @@ pub async fn spawn_app_with(issuer: &str, overrides: &[(&str, &str)]) -> TestApp
     let clock = Clock::adjustable();
     let router = server::build_with_clock(config, options, clock.clone())
         .await
-        .expect("app builds");
+        .expect("app builds")
+        .router;
     tokio::spawn(async move {
         axum::serve(
             listener,
@@ -780,6 +781,13 @@ impl Redis {
 }
 
 impl Redis {
+    /// The server's process id (a test stops it with SIGSTOP: a store that
+    /// accepts connections and never answers).
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// How many commands this server has run, `INFO` itself left out (from
     /// `INFO commandstats`): what a test compares before and after a window
     /// in which the app should not touch the store.

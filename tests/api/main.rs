@@ -27,5 +27,6 @@ mod resources;
 mod roles;
 mod selfcheck;
 mod sessions;
+mod shutdown;
 mod step_up;
 mod store_cas;

@@ -50,6 +50,10 @@ pub struct Config {
     /// What `/admin`, its server functions and `/api/admin/*` ask of the
     /// admin's sign-in (step-up authentication).
     pub admin_auth: AuthRequirement,
+    /// `SHUTDOWN_GRACE`: how long requests in flight at SIGTERM may take.
+    pub shutdown_grace: std::time::Duration,
+    /// `PAGE_DEADLINE`: a server-rendered page not ready by then is a 503.
+    pub page_deadline: std::time::Duration,
 }
 
 /// How recent, and of which class, a sign-in must be for something
@@ -390,6 +394,22 @@ impl Config {
             remotes,
             limits,
             admin_auth,
+            shutdown_grace: r
+                .parse(
+                    "SHUTDOWN_GRACE",
+                    "20s",
+                    "a duration such as 20s",
+                    parse_duration,
+                )?
+                .unsigned_abs(),
+            page_deadline: r
+                .parse(
+                    "PAGE_DEADLINE",
+                    "35s",
+                    "a duration such as 35s",
+                    parse_duration,
+                )?
+                .unsigned_abs(),
         })
     }
 

@@ -1,0 +1,238 @@
+//! How the process ends, and what a page that never gets its data does.
+//!
+//! - SIGTERM (`SHUTDOWN_GRACE`): the real binary stops accepting
+//!   connections, ends every `/auth/events` stream with a `restart` event
+//!   (and a `retry` delay, so the tab's EventSource reconnects elsewhere),
+//!   lets the requests in flight finish, and exits 0 — at the end of the
+//!   grace at the latest, cutting what is still open.
+//! - `PAGE_DEADLINE`: a server-rendered page whose store never answers is a
+//!   503 page by the deadline, not a connection held forever.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use axum::{routing::get, Router};
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+/// The gatehouse binary, killed on drop if a test fails before it exits.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Process {
+    fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Its exit status, waiting at most `limit`.
+    async fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
+/// `gatehouse` itself, as `make dev` runs it, on a free port.
+async fn start_gatehouse(idp: &Idp, settings: &[(&str, &str)]) -> (Process, TestApp, u16) {
+    let port = free_port();
+    let base = format!("http://localhost:{port}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    command
+        .env("APP_BASE_URL", &base)
+        .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
+        .env("OIDC_ISSUER_URL", &idp.issuer)
+        .env("SESSION_STORE", "memory")
+        .env("APP_DATABASE_URL", "sqlite::memory:")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    for (name, value) in settings {
+        command.env(name, value);
+    }
+    let process = Process(
+        command
+            .spawn()
+            .expect("the gatehouse binary (built by cargo test)"),
+    );
+    let app = TestApp::at(&base);
+    for _ in 0..400 {
+        if app
+            .http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+        {
+            return (process, app, port);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gatehouse did not start");
+}
+
+/// An API that answers `finished` after `delay`.
+async fn slow_api(delay: Duration) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().fallback(get(move || async move {
+        tokio::time::sleep(delay).await;
+        "finished"
+    }));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("slow=http://{addr}/ GET")
+}
+
+#[tokio::test]
+async fn sigterm_lets_requests_finish_ends_the_event_streams_and_exits_0() {
+    let idp = Idp::start().await;
+    let remotes = slow_api(Duration::from_secs(2)).await;
+    let (mut process, app, port) = start_gatehouse(
+        &idp,
+        &[("API_REMOTES", &remotes), ("SHUTDOWN_GRACE", "15s")],
+    )
+    .await;
+    app.login("alice", "alice").await;
+    let mut stream = crate::events::open_stream(&app, &app).await;
+    let in_flight = {
+        let request = app
+            .http
+            .get(app.url("/api/remote/slow/report"))
+            .header("X-CSRF", "1")
+            .send();
+        tokio::spawn(request)
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let signalled = Instant::now();
+    process.terminate();
+
+    // The tab hears `restart`, with a reconnection delay, and the stream ends.
+    let mut seen = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(chunk) = stream.chunk().await.unwrap() {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the event stream stayed open: {seen:?}");
+    assert!(
+        seen.contains("event: restart") && seen.contains("retry: 1000"),
+        "{seen:?}"
+    );
+    assert!(!seen.contains("event: ended"), "the session did not end");
+    // No new connection is accepted meanwhile.
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "a new connection was accepted after SIGTERM"
+    );
+    // The request in flight finishes, whole.
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), "finished");
+    // Then the process exits 0, without waiting for the whole grace.
+    let status = process.exit_within(Duration::from_secs(10)).await;
+    assert_eq!(status.map(|s| s.code()), Some(Some(0)), "{status:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        signalled.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_request_longer_than_the_grace_is_cut_and_the_process_exits_0() {
+    let idp = Idp::start().await;
+    let remotes = slow_api(Duration::from_secs(120)).await;
+    let (mut process, app, _) =
+        start_gatehouse(&idp, &[("API_REMOTES", &remotes), ("SHUTDOWN_GRACE", "1s")]).await;
+    app.login("alice", "alice").await;
+    let in_flight = {
+        let request = app
+            .http
+            .get(app.url("/api/remote/slow/report"))
+            .header("X-CSRF", "1")
+            .send();
+        tokio::spawn(request)
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let signalled = Instant::now();
+    process.terminate();
+    let status = process.exit_within(Duration::from_secs(10)).await;
+    let took = signalled.elapsed();
+    assert_eq!(status.map(|s| s.code()), Some(Some(0)), "{status:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "exited {took:?} after SIGTERM with a 1 s grace"
+    );
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the request past the grace was cut"
+    );
+}
+
+/// A page whose data never comes — here the Redis store stopped (SIGSTOP:
+/// it keeps its connections and answers nothing) — is a 503 page that says
+/// so by `PAGE_DEADLINE`, and the next page after the store is back renders.
+#[tokio::test]
+async fn a_page_whose_store_never_answers_is_a_503_by_the_deadline() {
+    let idp = Idp::start().await;
+    let redis = Redis::start().await;
+    let app = spawn_app_with(
+        &idp.issuer,
+        &[
+            ("SESSION_STORE", redis.url.as_str()),
+            ("PAGE_DEADLINE", "1s"),
+        ],
+    )
+    .await;
+    app.login("alice", "alice").await;
+    assert_eq!(app.get_page("/sessions").await.status(), StatusCode::OK);
+
+    let signal = |name: &str| {
+        let sent = Command::new("kill")
+            .args([name, &redis.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    signal("-STOP");
+    let asked = Instant::now();
+    let response = tokio::time::timeout(Duration::from_secs(5), app.get_page("/sessions")).await;
+    let took = asked.elapsed();
+    signal("-CONT");
+    let response = response.expect("the page hung past its deadline");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "5");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains(r#"data-reason="page_timeout""#) && html.contains("took too long"),
+        "{html}"
+    );
+
+    assert_eq!(app.get_page("/sessions").await.status(), StatusCode::OK);
+}
