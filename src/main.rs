@@ -36,6 +36,17 @@ async fn main() -> ExitCode {
     }
     let addr = config.site_addr;
     let public = config.base_url.origin().to_string();
+    // The recorder first, so that start-up is counted too.
+    let metrics = match config.metrics_addr {
+        Some(metrics_addr) => match server::scrape::install() {
+            Ok(handle) => Some((metrics_addr, handle)),
+            Err(e) => {
+                eprintln!("configuration error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let built = match server::build(config, leptos_options).await {
         Ok(r) => r,
         Err(e) => {
@@ -50,6 +61,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some((metrics_addr, handle)) = metrics {
+        match server::scrape::bind(metrics_addr).await {
+            Ok(listener) => {
+                tracing::info!(%metrics_addr, "Prometheus metrics at /metrics");
+                tokio::spawn(server::scrape::serve(listener, handle, built.auth.clone()));
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     tracing::info!(%addr, "Gatehouse listening; open {public}");
     println!("Gatehouse is running: {public}");
     match server::serve(listener, built).await {

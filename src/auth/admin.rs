@@ -3,6 +3,7 @@
 //! store's `sub` index is shared). Callers are already checked for `admin`.
 
 use super::state::AuthState;
+use crate::server::telemetry::metrics;
 use axum::{extract::State, Json};
 
 use super::{
@@ -55,5 +56,6 @@ pub async fn end_sessions_of(
         admin.session.sign_out().await?;
     }
     tracing::info!(admin = %admin.record.sub, %sub, ended, "sessions ended by an admin");
+    metrics::sessions_ended("admin", ended);
     Ok(ended)
 }

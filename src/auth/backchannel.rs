@@ -7,6 +7,7 @@
 //! so that an IdP which retries failed deliveries tries again rather than
 //! taking "400: your token is bad" for a final answer.
 
+use crate::server::telemetry::metrics;
 use axum::{
     extract::{rejection::FormRejection, State},
     http::StatusCode,
@@ -28,8 +29,11 @@ pub struct LogoutRequest {
 /// 400 with `error` (§2.8). The caller is anonymous: the reason is logged,
 /// the answer is the same for every refusal (a verification error can name
 /// internal URLs, e.g. the JWKS address behind `OIDC_BACKCHANNEL_BASE_URL`).
-fn rejected(why: &str) -> Response {
+/// `reason` is the metric's label (`missing_token`, `unknown_issuer`,
+/// `invalid_token`, `replayed`, `no_subject`); `why`, the log's detail.
+fn rejected(reason: &'static str, why: &str) -> Response {
     tracing::warn!(why, "back-channel logout rejected");
+    metrics::backchannel_logout(reason);
     ApiError::InvalidRequest("The logout_token was refused.").into_response()
 }
 
@@ -42,30 +46,30 @@ pub async fn backchannel_logout(
         .and_then(|Form(f)| f.logout_token)
         .filter(|t| !t.is_empty())
     else {
-        return rejected("missing logout_token");
+        return rejected("missing_token", "missing logout_token");
     };
     // With several providers, the token's (unverified) `iss` picks whose keys
     // verify it; that provider then checks `iss` exactly.
     let Some(oidc) = state.idps.for_jwt(&token) else {
-        return rejected("logout_token: unknown issuer");
+        return rejected("unknown_issuer", "logout_token: unknown issuer");
     };
     let claims = match oidc.verify_logout_token(&token).await {
         Ok(claims) => claims,
-        Err(e) => return rejected(&e.to_string()),
+        Err(e) => return rejected("invalid_token", &e.to_string()),
     };
     // §2.6 step 10: a `jti` is accepted once (shared by all instances on
     // Redis) — once carried out: it is burned only after its sessions ended.
     let issuer = oidc.config().issuer.as_str();
     match state.store.jti_used(issuer, &claims.jti).await {
         Ok(false) => {}
-        Ok(true) => return rejected("logout_token was already used"),
+        Ok(true) => return rejected("replayed", "logout_token was already used"),
         Err(e) => return store_unavailable(e),
     }
     // Only this provider's sessions: another IdP may use the same sub or sid.
     let owner = match (claims.sid, claims.sub) {
         (Some(sid), _) => Owner::Sid(oidc.owner_key(&sid).into_string()),
         (None, Some(sub)) => Owner::Sub(oidc.owner_key(&sub).into_string()),
-        (None, None) => return rejected("neither sub nor sid"),
+        (None, None) => return rejected("no_subject", "neither sub nor sid"),
     };
     let ended = match revoke::end_sessions_of(&state, &owner).await {
         Ok(ended) => ended,
@@ -76,6 +80,8 @@ pub async fn backchannel_logout(
         tracing::warn!(error = %e, "logout_token jti could not be recorded");
     }
     tracing::info!(?owner, ended, "back-channel logout");
+    metrics::backchannel_logout("accepted");
+    metrics::sessions_ended("backchannel", ended);
     StatusCode::OK.into_response()
 }
 
@@ -83,5 +89,6 @@ pub async fn backchannel_logout(
 /// comment), so the IdP may retry; the store's error is logged, not echoed.
 fn store_unavailable(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "back-channel logout could not reach the session store");
+    metrics::backchannel_logout("store_unavailable");
     ApiError::SessionStoreUnavailable.into_response()
 }

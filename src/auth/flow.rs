@@ -27,7 +27,10 @@ use super::{
     session::{AuthSession, PendingLogin, RawIdToken, SessionRecord, StepUpAsk, TokenSet},
     step_up,
 };
-use crate::server::config::{parse_acr_values, ParMode};
+use crate::server::{
+    config::{parse_acr_values, ParMode, DEFAULT_PROVIDER},
+    telemetry::metrics,
+};
 
 #[derive(Debug, Deserialize)]
 pub struct LoginParams {
@@ -76,7 +79,7 @@ async fn start_login(
     let oidc = match params.idp.as_deref() {
         Some(name) => match state.idps.named(name) {
             Some(oidc) => oidc,
-            None => return LoginError::UnknownProvider.page(&return_to),
+            None => return fail(LoginError::UnknownProvider, &return_to),
         },
         None if state.idps.all().len() > 1 => {
             return chooser::page(state.idps.all(), &return_to, signup)
@@ -140,10 +143,7 @@ async fn send_to_idp(
     }
     let provider = match oidc.reachable_provider().await {
         Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(error = %e, "login cannot start");
-            return LoginError::Idp(e).page(&return_to);
-        }
+        Err(e) => return fail(LoginError::Idp(e), &return_to),
     };
     let (pkce_challenge, pkce_verifier) = PkceCodeChallenge::new_random_sha256();
     let mut request = provider
@@ -206,8 +206,9 @@ async fn send_to_idp(
         .await
     {
         tracing::error!(error = %e, "cannot store pending login");
-        return LoginError::Store(e.to_string()).page(&return_to);
+        return fail(LoginError::Store(e.to_string()), &return_to);
     }
+    metrics::login_started(&oidc.config().name);
     see_other(url.as_str())
 }
 
@@ -369,6 +370,7 @@ async fn finish_login(
                 tracing::warn!(error = %e, "could not record the user for /admin");
             }
             tracing::info!(sub = %sub, "signed in");
+            metrics::login_completed(arrived_at.as_deref().unwrap_or(DEFAULT_PROVIDER));
             see_other(return_to.as_str())
         }
         Err(e) => fail(e, &return_to),
@@ -377,6 +379,7 @@ async fn finish_login(
 
 fn fail(error: LoginError, return_to: &ReturnTo) -> Response {
     tracing::warn!(reason = error.reason(), detail = ?error, "login failed");
+    metrics::login_failed(error.reason());
     error.page(return_to)
 }
 

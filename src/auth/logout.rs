@@ -7,6 +7,7 @@
 //! by someone else, or a return from a sign-out this browser did not start,
 //! lands on `/`. Some providers return to the app only when `state` was sent.
 
+use crate::server::telemetry::metrics;
 use axum::{
     extract::{rejection::QueryRejection, Query, State},
     http::{header, HeaderMap, HeaderValue},
@@ -65,6 +66,7 @@ pub async fn logout(
     let end_session = match &record {
         Some(record) => {
             tracing::info!(sub = %record.sub, "signed out");
+            metrics::sessions_ended("logout", 1);
             match state.idps.of(record.idp.as_deref()) {
                 Some(oidc) => {
                     oidc.end_session_url(record.tokens.id_token.secret(), &pending.state)

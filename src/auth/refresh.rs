@@ -15,6 +15,7 @@
 //! (`invalid_target`, `invalid_scope`) is `Refused`: that API gets no token,
 //! the session stays.
 
+use crate::server::telemetry::metrics;
 use std::{sync::Arc, time::Duration};
 
 use openidconnect::{AccessToken, OAuth2TokenResponse, TokenResponse};
@@ -235,6 +236,7 @@ async fn refresh_where(
     // instances on Redis); the others watch the stored record and take the
     // refreshed tokens as soon as they are saved, instead of queueing.
     let deadline = tokio::time::Instant::now() + WAIT_FOR_REFRESH;
+    let mut waited = false;
     let (_lock, current) = loop {
         let current = match session.reload_record(&state.store).await {
             Ok(Some(record)) => record,
@@ -257,6 +259,10 @@ async fn refresh_where(
                 Ok(None) => return Err(RefreshError::SessionEnded),
                 Err(e) => return Err(RefreshError::IdpUnavailable(e.to_string())),
             }
+        }
+        if !waited {
+            waited = true;
+            metrics::refresh_waited();
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(RefreshError::IdpUnavailable(
@@ -332,7 +338,7 @@ async fn refresh_where(
                 .store_refreshed(&state.store, &previous, &record)
                 .await
             {
-                Ok(true) => {}
+                Ok(true) => metrics::refresh("success"),
                 // Ended while the IdP answered: it stays ended, and the new
                 // tokens are not stored anywhere. Whoever ended it revoked the
                 // refresh token it found; the one the IdP just issued is held
@@ -341,6 +347,7 @@ async fn refresh_where(
                 // step-up or a sign-in again replaced this one): the IdP may
                 // keep both under one grant, and revoking would end it.
                 Ok(false) => {
+                    metrics::refresh("session_ended");
                     if response.refresh_token().is_some()
                         && !idp_session_lives_on(state, &oidc, &record).await
                     {
@@ -348,7 +355,10 @@ async fn refresh_where(
                     }
                     return Err(RefreshError::SessionEnded);
                 }
-                Err(e) => return Err(RefreshError::IdpUnavailable(format!("session store: {e}"))),
+                Err(e) => {
+                    metrics::refresh("store_error");
+                    return Err(RefreshError::IdpUnavailable(format!("session store: {e}")));
+                }
             }
             match resource {
                 None => tracing::info!("access token refreshed"),
@@ -361,19 +371,31 @@ async fn refresh_where(
         // itself is fine, so the session stays.
         Err(IdpError::Rejected(code)) if resource.is_some() && code != "invalid_grant" => {
             tracing::warn!(%code, resource = resource.unwrap_or_default(), "the IdP refused a token for this resource");
+            metrics::refresh("resource_refused");
             Err(RefreshError::Refused(code))
         }
         Err(IdpError::Rejected(code)) => {
             tracing::info!(%code, "refresh token refused; ending the session");
+            metrics::refresh(if code == "invalid_grant" {
+                "invalid_grant"
+            } else {
+                "refused"
+            });
             let _ = session.sign_out().await;
+            metrics::sessions_ended("refresh_refused", 1);
             Err(RefreshError::SessionEnded)
         }
-        Err(IdpError::Unreachable(e)) => Err(RefreshError::IdpUnavailable(e)),
+        Err(IdpError::Unreachable(e)) => {
+            metrics::refresh("network");
+            Err(RefreshError::IdpUnavailable(e))
+        }
         Err(e) => {
             // A refresh answer that fails verification (another iss or sub) is
             // an attack or a broken IdP: end the session (fail closed).
             tracing::warn!(error = %e, "refresh answer rejected; ending the session");
+            metrics::refresh("answer_rejected");
             let _ = session.sign_out().await;
+            metrics::sessions_ended("refresh_refused", 1);
             Err(RefreshError::SessionEnded)
         }
     }

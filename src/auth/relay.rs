@@ -17,6 +17,7 @@
 //! for a resource's token, which the IdP has just issued: then the API is what
 //! refuses, and the answer is 502 `upstream_token_unavailable`.
 
+use crate::server::telemetry::metrics;
 use axum::{
     body::{to_bytes, Body, Bytes},
     extract::{Path, Request, State},
@@ -104,6 +105,24 @@ async fn forward(
     let Some(remote) = state.config.remotes.iter().find(|r| r.name == name) else {
         return Err(ApiError::NotFound("No such remote API."));
     };
+    // Counted by the configured name only (a name from the path is the
+    // caller's to choose, and would make a label per guess).
+    let answer = forward_to(&state, remote, user, request).await;
+    let status = match &answer {
+        Ok(response) => response.status(),
+        Err(error) => error.status(),
+    };
+    metrics::relay(&remote.name, status.as_u16());
+    answer
+}
+
+async fn forward_to(
+    state: &AuthState,
+    remote: &Remote,
+    user: CurrentUser,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let state = state.clone();
     if !remote.methods.contains(request.method()) {
         return Err(ApiError::MethodNotAllowed {
             allow: remote.methods.clone(),

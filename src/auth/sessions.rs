@@ -2,6 +2,7 @@
 //! The browser names a session by its random `handle`, never by its id.
 
 use super::state::AuthState;
+use crate::server::telemetry::metrics;
 
 use tower_sessions::session::Id;
 
@@ -102,6 +103,7 @@ pub async fn end(
         count += 1;
     }
     tracing::info!(sub = %me.sub, ended = count, "sessions ended by their user");
+    metrics::sessions_ended("user", count);
     revoke_in_background(state, ended);
     Ok(count)
 }

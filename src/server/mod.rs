@@ -7,6 +7,7 @@ pub mod headers;
 pub mod health;
 pub mod limits;
 pub mod notes;
+pub mod scrape;
 pub mod state;
 pub mod store;
 pub mod telemetry;
@@ -84,6 +85,8 @@ pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Buil
 pub struct Built {
     pub router: Router,
     pub shutdown: Shutdown,
+    /// The BFF core the router serves (for `/metrics`, `scrape.rs`).
+    pub auth: AuthState,
 }
 
 /// What [`serve`] does on SIGTERM besides refusing new connections: ends
@@ -222,6 +225,7 @@ pub async fn build_with_clock(
     Ok(Built {
         router: Router::new().fallback_service(every_request),
         shutdown,
+        auth,
     })
 }
 
@@ -240,7 +244,9 @@ pub async fn serve_until(
     built: Built,
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let Built { router, shutdown } = built;
+    let Built {
+        router, shutdown, ..
+    } = built;
     let (began, mut begun) = tokio::sync::watch::channel(false);
     let streams = shutdown.streams.clone();
     let server = axum::serve(

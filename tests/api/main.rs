@@ -17,6 +17,7 @@ mod hostile_idp;
 mod limits;
 mod login_flow;
 mod logout;
+mod metrics;
 mod policy;
 mod providers;
 mod redis;

@@ -32,6 +32,10 @@ const NAVIGATIONS: &[&str] = &[
     "/pkg/{*file}",
 ];
 
+/// Routes of listeners other than the public one, which the public router
+/// must not serve at all: `/metrics` answers on `METRICS_ADDR` only.
+const OTHER_LISTENERS: &[&str] = &["/metrics"];
+
 /// Routes without any anti-forgery check, and why.
 const EXEMPT: &[(&str, &str)] = &[
     (
@@ -137,9 +141,24 @@ async fn every_route_has_the_anti_forgery_check_of_its_group() {
         server_fns.iter().any(|p| p.contains("current_user")),
         "{server_fns:?}"
     );
-    for listed in NAVIGATIONS.iter().chain(EXEMPT.iter().map(|(p, _)| p)) {
+    for listed in NAVIGATIONS
+        .iter()
+        .chain(EXEMPT.iter().map(|(p, _)| p))
+        .chain(OTHER_LISTENERS)
+    {
         assert!(hand_written.contains(*listed), "stale list entry {listed}");
     }
+    for elsewhere in OTHER_LISTENERS {
+        assert_eq!(
+            app.get_json(elsewhere).await.status(),
+            StatusCode::NOT_FOUND,
+            "{elsewhere} on the public listener"
+        );
+    }
+    let hand_written: BTreeSet<String> = hand_written
+        .into_iter()
+        .filter(|path| !OTHER_LISTENERS.contains(&path.as_str()))
+        .collect();
 
     let mut routes: Vec<(String, &str)> = Vec::new();
     for page in &pages {

@@ -9,7 +9,7 @@
 //!   503 page by the deadline, not a connection held forever.
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -17,76 +17,6 @@ use axum::{routing::get, Router};
 use reqwest::StatusCode;
 
 use crate::helpers::*;
-
-/// The gatehouse binary, killed on drop if a test fails before it exits.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Process {
-    fn terminate(&self) {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    }
-
-    /// Its exit status, waiting at most `limit`.
-    async fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        None
-    }
-}
-
-/// `gatehouse` itself, as `make dev` runs it, on a free port.
-async fn start_gatehouse(idp: &Idp, settings: &[(&str, &str)]) -> (Process, TestApp, u16) {
-    let port = free_port();
-    let base = format!("http://localhost:{port}");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    command
-        .env("APP_BASE_URL", &base)
-        .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
-        .env("OIDC_ISSUER_URL", &idp.issuer)
-        .env("SESSION_STORE", "memory")
-        .env("APP_DATABASE_URL", "sqlite::memory:")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    for (name, value) in settings {
-        command.env(name, value);
-    }
-    let process = Process(
-        command
-            .spawn()
-            .expect("the gatehouse binary (built by cargo test)"),
-    );
-    let app = TestApp::at(&base);
-    for _ in 0..400 {
-        if app
-            .http
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == StatusCode::OK)
-        {
-            return (process, app, port);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("gatehouse did not start");
-}
 
 /// An API that answers `finished` after `delay`.
 async fn slow_api(delay: Duration) -> String {

@@ -2,6 +2,7 @@
 //! use while the IdP is down), the [`Discovered`] built from it (metadata, JWKS,
 //! client, accepted algorithms) and the JWKS re-fetch after a key rotation.
 
+use crate::server::telemetry::metrics;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -198,20 +199,18 @@ impl Idp {
     async fn discover(&self) -> Result<Discovered, IdpError> {
         // Discovery checks that the document's issuer equals ours exactly
         // (OIDC Discovery §4.3), which is what defeats issuer confusion.
+        let started = std::time::Instant::now();
         let metadata =
-            ProviderMetadataWithExtras::discover_async(self.idp.issuer.clone(), &self.http)
-                .await
-                .map_err(|e| match e {
-                    openidconnect::DiscoveryError::Request(e) => {
-                        IdpError::Unreachable(e.to_string())
-                    }
-                    openidconnect::DiscoveryError::Response(status, _, _)
-                        if status.is_server_error() =>
-                    {
-                        IdpError::Unreachable(format!("discovery answered {status}"))
-                    }
-                    other => IdpError::Misconfigured(other.to_string()),
-                })?;
+            ProviderMetadataWithExtras::discover_async(self.idp.issuer.clone(), &self.http).await;
+        // The document and its key set, as one call.
+        metrics::idp_call(&self.idp.name, "discovery", started.elapsed());
+        let metadata = metadata.map_err(|e| match e {
+            openidconnect::DiscoveryError::Request(e) => IdpError::Unreachable(e.to_string()),
+            openidconnect::DiscoveryError::Response(status, _, _) if status.is_server_error() => {
+                IdpError::Unreachable(format!("discovery answered {status}"))
+            }
+            other => IdpError::Misconfigured(other.to_string()),
+        })?;
         let metadata = self.browser_facing_urls_public(metadata)?;
         Discovered::new(metadata, &self.config, &self.idp)
     }
@@ -247,9 +246,10 @@ impl Idp {
             }
             *last = Some(Instant::now());
         }
-        let jwks = JsonWebKeySet::fetch_async(stale.metadata.jwks_uri(), &self.http)
-            .await
-            .map_err(|e| IdpError::Unreachable(format!("JWKS: {e}")))?;
+        let started = std::time::Instant::now();
+        let jwks = JsonWebKeySet::fetch_async(stale.metadata.jwks_uri(), &self.http).await;
+        metrics::idp_call(&self.idp.name, "jwks", started.elapsed());
+        let jwks = jwks.map_err(|e| IdpError::Unreachable(format!("JWKS: {e}")))?;
         let metadata = stale.metadata.clone().set_jwks(jwks);
         let provider = Arc::new(Discovered::new(metadata, &self.config, &self.idp)?);
         *self.current.write().await = Some(provider.clone());

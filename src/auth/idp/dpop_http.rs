@@ -4,6 +4,7 @@
 //! nonce answers `use_dpop_nonce` with a `DPoP-Nonce` header; the call is
 //! made once more with it, and the nonce is kept for the next call there.
 
+use crate::server::telemetry::metrics;
 use std::{future::Future, pin::Pin};
 
 use openidconnect::{http, AsyncHttpClient, HttpClientError, HttpRequest, HttpResponse};
@@ -16,6 +17,8 @@ use crate::auth::dpop::{asks_for_nonce, DpopKey};
 /// userinfo).
 pub(super) struct Sender<'a> {
     idp: &'a Idp,
+    /// Which endpoint, for the metrics (`token`, `userinfo`).
+    endpoint: &'static str,
     dpop: Option<&'a DpopKey>,
     access_token: Option<&'a str>,
 }
@@ -26,10 +29,16 @@ impl<'c> AsyncHttpClient<'c> for Sender<'_> {
     type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Self::Error>> + Send + 'c>>;
 
     fn call(&'c self, request: HttpRequest) -> Self::Future {
-        match self.dpop {
+        let started = std::time::Instant::now();
+        let call: Self::Future = match self.dpop {
             Some(key) => Box::pin(self.idp.send_with_dpop(request, key, self.access_token)),
             None => Box::pin(self.idp.http.call(request)),
-        }
+        };
+        Box::pin(async move {
+            let answer = call.await;
+            metrics::idp_call(&self.idp.config().name, self.endpoint, started.elapsed());
+            answer
+        })
     }
 }
 
@@ -37,11 +46,13 @@ impl Idp {
     /// The client for a call with the session's DPoP key, if it has one.
     pub(super) fn sender<'a>(
         &'a self,
+        endpoint: &'static str,
         dpop: Option<&'a DpopKey>,
         access_token: Option<&'a str>,
     ) -> Sender<'a> {
         Sender {
             idp: self,
+            endpoint,
             dpop,
             access_token,
         }

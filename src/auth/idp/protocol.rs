@@ -3,6 +3,7 @@
 //! userinfo, and the end-session URL for RP-initiated logout; and token
 //! revocation (RFC 7009), sent with our own HTTP client.
 
+use crate::server::telemetry::metrics;
 use std::sync::Arc;
 
 use openidconnect::{
@@ -65,7 +66,7 @@ impl Idp {
                 .add_extra_param("client_assertion", assertion);
         }
         let response = request
-            .request_async(&self.sender(dpop, None))
+            .request_async(&self.sender("token", dpop, None))
             .await
             .map_err(token_error)?;
         let id_token = response
@@ -153,7 +154,7 @@ impl Idp {
                 .add_extra_param("client_assertion", assertion);
         }
         let response = request
-            .request_async(&self.sender(dpop, None))
+            .request_async(&self.sender("token", dpop, None))
             .await
             .map_err(token_error)?;
         let claims = match response.id_token() {
@@ -194,7 +195,7 @@ impl Idp {
             .map_err(|e| IdpError::Misconfigured(e.to_string()))?;
         let token = access_token.secret().as_str();
         let claims: openidconnect::UserInfoClaims<OtherClaims, CoreGenderClaim> = request
-            .request_async(&self.sender(dpop, Some(token)))
+            .request_async(&self.sender("userinfo", dpop, Some(token)))
             .await
             .map_err(|e| match e {
                 UserInfoError::Request(e) => IdpError::Unreachable(e.to_string()),
@@ -287,11 +288,15 @@ impl Idp {
                 Some(encode(self.idp.client_secret.secret())),
             );
         }
-        request
-            .form(&fields)
-            .send()
-            .await
-            .map_err(|e| IdpError::Unreachable(e.without_url().to_string()))
+        let started = std::time::Instant::now();
+        let response = request.form(&fields).send().await;
+        let endpoint = match name {
+            "revocation_endpoint" => "revocation",
+            "pushed_authorization_request_endpoint" => "par",
+            _ => "other",
+        };
+        metrics::idp_call(&self.config().name, endpoint, started.elapsed());
+        response.map_err(|e| IdpError::Unreachable(e.without_url().to_string()))
     }
 
     /// Pushes the authorization request `authorize` (the URL the browser

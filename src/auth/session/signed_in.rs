@@ -2,6 +2,7 @@
 //! the record (within its absolute lifetime) and reloading it from the store,
 //! storing refreshed tokens, keeping the session alive, signing out.
 
+use crate::server::telemetry::metrics;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -65,6 +66,7 @@ impl AuthSession {
         };
         if now >= record.absolute_expires_at {
             self.0.flush().await?;
+            metrics::sessions_ended("absolute", 1);
             return Ok(None);
         }
         Ok(Some(record))

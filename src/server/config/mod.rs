@@ -54,6 +54,9 @@ pub struct Config {
     pub shutdown_grace: std::time::Duration,
     /// `PAGE_DEADLINE`: a server-rendered page not ready by then is a 503.
     pub page_deadline: std::time::Duration,
+    /// `METRICS_ADDR`: where Prometheus scrapes `/metrics` (its own
+    /// listener, never the public one); `None`: no metrics.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// How recent, and of which class, a sign-in must be for something
@@ -410,6 +413,15 @@ impl Config {
                     parse_duration,
                 )?
                 .unsigned_abs(),
+            metrics_addr: r.parse(
+                "METRICS_ADDR",
+                "",
+                "host:port such as 127.0.0.1:9100, or unset",
+                |v| match v {
+                    "" => Ok(None),
+                    v => v.parse().map(Some).map_err(|e| format!("{e}")),
+                },
+            )?,
         })
     }
 

@@ -119,6 +119,15 @@ impl Memory {
         self.maps().remove(id);
     }
 
+    /// How many live sessions are signed in.
+    pub(super) fn signed_in(&self, now: OffsetDateTime) -> usize {
+        self.maps()
+            .sessions
+            .values()
+            .filter(|s| s.owner.is_some() && s.record.expiry_date > now)
+            .count()
+    }
+
     pub(super) fn sessions_of(&self, owner: &Owner, now: OffsetDateTime) -> Vec<Id> {
         let maps = self.maps();
         let ids = match owner {
@@ -134,18 +143,20 @@ impl Memory {
 
     /// Every expired session, signed in or not (a session holding only a
     /// pending login is in the map too, and must not stay forever).
-    pub(super) fn delete_expired(&self, now: OffsetDateTime) -> usize {
+    /// Deletes every expired session: (how many, how many were signed in).
+    pub(super) fn delete_expired(&self, now: OffsetDateTime) -> (usize, usize) {
         let mut maps = self.maps();
-        let expired: Vec<Id> = maps
+        let expired: Vec<(Id, bool)> = maps
             .sessions
             .iter()
             .filter(|(_, s)| s.record.expiry_date <= now)
-            .map(|(id, _)| *id)
+            .map(|(id, s)| (*id, s.owner.is_some()))
             .collect();
-        for id in &expired {
+        for (id, _) in &expired {
             maps.remove(id);
         }
-        expired.len()
+        let signed_in = expired.iter().filter(|(_, signed_in)| *signed_in).count();
+        (expired.len(), signed_in)
     }
 }
 
@@ -170,7 +181,7 @@ mod tests {
         let live = record(time::Duration::minutes(5));
         assert!(memory.create(&expired, None));
         assert!(memory.create(&live, None));
-        assert_eq!(memory.delete_expired(OffsetDateTime::now_utc()), 1);
+        assert_eq!(memory.delete_expired(OffsetDateTime::now_utc()), (1, 0));
         assert_eq!(memory.maps().sessions.len(), 1);
         assert!(memory.load(&live.id, OffsetDateTime::now_utc()).is_some());
     }

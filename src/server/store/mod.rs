@@ -46,7 +46,7 @@ use tower_sessions::{
 pub use ended::{EndWatch, Wake};
 pub use lock::SessionLock;
 
-use super::{clock::Clock, config::StoreUrl};
+use super::{clock::Clock, config::StoreUrl, telemetry::metrics};
 
 /// Where a stored session's revision sits in its data (the request's copy
 /// carries the revision it read, which its save names as the base).
@@ -236,7 +236,8 @@ impl AnyStore {
     pub async fn write(&self, record: &Record, base: u64) -> session_store::Result<Written> {
         let owner = (self.indexer)(&record.data);
         let now = self.clock.now();
-        match &self.backend {
+        let started = std::time::Instant::now();
+        let written = match &self.backend {
             Backend::Memory(m) => Ok(m.write(record, base, owner, now)),
             Backend::Sqlite(s) => {
                 s.write(record, &s.sealer.at_rest(&record.id), base, owner, now)
@@ -246,7 +247,28 @@ impl AnyStore {
                 r.write(record, &r.sealer.at_rest(&record.id), base, owner)
                     .await
             }
+        };
+        self.measured("write", started, &written);
+        written
+    }
+
+    /// Which store this is, for the metrics' `store` label.
+    fn kind(&self) -> &'static str {
+        match &self.backend {
+            Backend::Memory(_) => "memory",
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Redis(_) => "redis",
         }
+    }
+
+    /// Counts one store operation begun at `started` (`telemetry::metrics`).
+    fn measured<T>(
+        &self,
+        op: &'static str,
+        started: std::time::Instant,
+        out: &session_store::Result<T>,
+    ) {
+        metrics::store_op(self.kind(), op, started.elapsed(), out.is_err());
     }
 
     /// Read-modify-write of one stored session: `change` is applied to the
@@ -402,16 +424,14 @@ impl AnyStore {
 
     /// Deletes every expired session, signed in or not.
     pub async fn delete_expired(&self) -> session_store::Result<()> {
-        match &self.backend {
-            Backend::Memory(m) => {
-                m.delete_expired(self.clock.now());
-            }
-            Backend::Sqlite(s) => {
-                s.delete_expired(self.clock.now()).await?;
-            }
-            // Redis expires sessions, index entries and sets by TTL itself.
-            Backend::Redis(_) => {}
-        }
+        let signed_in = match &self.backend {
+            Backend::Memory(m) => m.delete_expired(self.clock.now()).1,
+            Backend::Sqlite(s) => s.delete_expired(self.clock.now()).await?,
+            // Redis expires sessions, index entries and sets by TTL itself
+            // (so its idle ends are not counted).
+            Backend::Redis(_) => 0,
+        };
+        metrics::sessions_ended("idle", signed_in);
         Ok(())
     }
 
@@ -432,6 +452,17 @@ impl AnyStore {
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    /// How many sessions are signed in now, on every instance (for the
+    /// `gatehouse_active_sessions` gauge).
+    pub async fn signed_in(&self) -> session_store::Result<usize> {
+        let now = self.clock.now();
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.signed_in(now)),
+            Backend::Sqlite(s) => s.signed_in(now).await,
+            Backend::Redis(r) => r.signed_in().await,
+        }
     }
 
     /// The store keys ([`Self::key_of`]) of the live sessions of `owner`.
@@ -483,12 +514,18 @@ impl AnyStore {
     /// Ends the session filed under `key` (a [`Listed::key`], not a cookie
     /// id), on every instance.
     pub async fn end_listed(&self, key: &Id) -> session_store::Result<()> {
-        match &self.backend {
-            Backend::Memory(m) => m.delete(key),
-            Backend::Sqlite(s) => s.delete(key).await?,
+        let started = std::time::Instant::now();
+        let deleted = match &self.backend {
+            Backend::Memory(m) => {
+                m.delete(key);
+                Ok(())
+            }
+            Backend::Sqlite(s) => s.delete(key).await,
             // The delete script also tells the other instances.
-            Backend::Redis(r) => r.delete(key).await?,
-        }
+            Backend::Redis(r) => r.delete(key).await,
+        };
+        self.measured("delete", started, &deleted);
+        deleted?;
         self.watchers.ended(key);
         Ok(())
     }
@@ -526,18 +563,21 @@ impl SessionStore for AnyStore {
         let owner = (self.indexer)(&record.data);
         // A new id until one is free (with sessions keyed by their cookie,
         // what must be free is its store key).
+        let started = std::time::Instant::now();
         loop {
             let created = match &self.backend {
-                Backend::Memory(m) => m.create(record, owner.clone()),
+                Backend::Memory(m) => Ok(m.create(record, owner.clone())),
                 Backend::Sqlite(s) => {
                     s.create(record, &s.sealer.at_rest(&record.id), owner.clone())
-                        .await?
+                        .await
                 }
                 Backend::Redis(r) => {
                     r.create(record, &r.sealer.at_rest(&record.id), owner.clone())
-                        .await?
+                        .await
                 }
             };
+            self.measured("create", started, &created);
+            let created = created?;
             if created {
                 break;
             }
@@ -567,11 +607,14 @@ impl SessionStore for AnyStore {
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let now = self.clock.now();
-        match &self.backend {
+        let started = std::time::Instant::now();
+        let loaded = match &self.backend {
             Backend::Memory(m) => Ok(m.load(id, now)),
             Backend::Sqlite(s) => s.load(&s.sealer.at_rest(id), now).await,
             Backend::Redis(r) => r.load(&r.sealer.at_rest(id), now).await,
-        }
+        };
+        self.measured("load", started, &loaded);
+        loaded
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {

@@ -322,6 +322,19 @@ impl Redis {
         format!("{} {nonce}", self.shared.name)
     }
 
+    /// How many sessions are signed in: their index entries, counted with
+    /// `SCAN` (a page at a time: Redis is never blocked for the whole count,
+    /// which takes one round trip per 1,000 keys).
+    pub(super) async fn signed_in(&self) -> session_store::Result<usize> {
+        use futures::TryStreamExt;
+        self.pool
+            .next()
+            .scan_buffered("gatehouse:idx:*", Some(1000), None)
+            .try_fold(0, |n, _| async move { Ok(n + 1) })
+            .await
+            .map_err(store_error)
+    }
+
     pub(super) async fn sessions_of(&self, owner: &Owner) -> session_store::Result<Vec<Id>> {
         let set = match owner {
             Owner::Sub(sub) => format!("gatehouse:sub:{sub}"),

@@ -393,13 +393,28 @@ impl Sqlite {
             .collect())
     }
 
-    pub(super) async fn delete_expired(&self, now: OffsetDateTime) -> session_store::Result<u64> {
-        let done = sqlx::query("DELETE FROM gatehouse_sessions WHERE expiry_date <= ?")
-            .bind(now.unix_timestamp())
-            .execute(&self.pool)
-            .await;
+    /// How many live sessions are signed in (indexed by a `sub`).
+    pub(super) async fn signed_in(&self, now: OffsetDateTime) -> session_store::Result<usize> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM gatehouse_sessions WHERE sub IS NOT NULL AND expiry_date > ?",
+        )
+        .bind(now.unix_timestamp())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(count as usize)
+    }
+
+    /// Deletes every expired session; how many of them were signed in.
+    pub(super) async fn delete_expired(&self, now: OffsetDateTime) -> session_store::Result<usize> {
+        let owners: Result<Vec<Option<String>>, _> = sqlx::query_scalar(
+            "DELETE FROM gatehouse_sessions WHERE expiry_date <= ? RETURNING sub",
+        )
+        .bind(now.unix_timestamp())
+        .fetch_all(&self.pool)
+        .await;
         self.owned.cache.forget_expired(now);
-        Ok(done.map_err(store_error)?.rows_affected())
+        Ok(owners.map_err(store_error)?.iter().flatten().count())
     }
 }
 

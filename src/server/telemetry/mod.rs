@@ -3,6 +3,7 @@
 //! Tokens and cookie values are never logged anywhere.
 
 mod line;
+pub mod metrics;
 
 use std::time::Instant;
 
@@ -83,13 +84,15 @@ pub async fn log_request(mut request: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", id = id.to_str().unwrap_or("-"));
     async move {
         let mut response = next.run(request).await;
+        let took = start.elapsed();
         tracing::info!(
             method = method.as_str(),
             path = uri.path(),
             status = response.status().as_u16(),
-            ms = start.elapsed().as_secs_f64() * 1000.0,
+            ms = took.as_secs_f64() * 1000.0,
             "request"
         );
+        metrics::request(uri.path(), response.status().as_u16(), took);
         response.headers_mut().entry(X_REQUEST_ID).or_insert(id);
         response
     }
