@@ -33,6 +33,10 @@ export const EC_KEY_CLIENT_JWK = {
   use: 'sig',
   alg: 'ES256',
 };
+// The RSA key again, signing PS256 (RSASSA-PSS, RFC 7518 §3.5) only (not in
+// the Keycloak realm).
+export const PS_KEY_CLIENT_ID = 'gatehouse-key-ps';
+export const PS_KEY_CLIENT_JWK = { ...KEY_CLIENT_JWK, alg: 'PS256' };
 export const CLIENT_SECRET = 'gatehouse-dev-secret';
 export const M2M_CLIENT_ID = 'gatehouse-m2m';
 export const M2M_CLIENT_SECRET = 'gatehouse-m2m-secret';
@@ -75,6 +79,7 @@ export function clientMetadata({ backchannelLogoutUri }) {
     },
     keyClient(KEY_CLIENT_ID, 'Gatehouse (private_key_jwt)', KEY_CLIENT_JWK),
     keyClient(EC_KEY_CLIENT_ID, 'Gatehouse (private_key_jwt, ES256)', EC_KEY_CLIENT_JWK),
+    keyClient(PS_KEY_CLIENT_ID, 'Gatehouse (private_key_jwt, PS256)', PS_KEY_CLIENT_JWK),
   ];
 }
 

@@ -26,6 +26,13 @@ impl Es256Key {
             .map(|key| Self(SigningKey::from(key)))
     }
 
+    /// A P-256 private key from its 32-byte scalar (a JWK's `d`).
+    pub fn from_scalar(d: &[u8]) -> Option<Self> {
+        p256::SecretKey::from_slice(d)
+            .ok()
+            .map(|key| Self(SigningKey::from(key)))
+    }
+
     /// The public key as a JWK (RFC 7518 §6.2).
     pub fn public_jwk(&self) -> Value {
         let point = self.0.verifying_key().to_encoded_point(false);

@@ -117,6 +117,69 @@ async fn the_key_set_is_empty_without_a_key_and_a_wrong_key_is_refused() {
     );
 }
 
+/// RS256 is not the only RSA signature: with `OIDC_CLIENT_KEY_ALG=PS256`
+/// (RSASSA-PSS) the dev IdP's `gatehouse-key-ps` client, which accepts
+/// PS256 assertions only, lets the same RSA key sign in and refresh, here
+/// read from a private JWK; `/auth/jwks.json` says PS256. RS256 assertions
+/// are refused by that client.
+#[tokio::test]
+async fn private_key_jwt_signs_ps256_with_an_rsa_key_from_a_jwk() {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    use rsa::{
+        pkcs1::DecodeRsaPrivateKey,
+        pkcs8::DecodePrivateKey,
+        traits::{PrivateKeyParts, PublicKeyParts},
+        RsaPrivateKey,
+    };
+    let pem = std::fs::read_to_string(KEY_FILE).unwrap();
+    let key = RsaPrivateKey::from_pkcs1_pem(&pem)
+        .or_else(|_| RsaPrivateKey::from_pkcs8_pem(&pem))
+        .unwrap();
+    let b64 = |n: &rsa::BigUint| URL_SAFE_NO_PAD.encode(n.to_bytes_be());
+    let jwk = serde_json::json!({
+        "kty": "RSA",
+        "n": b64(key.n()), "e": b64(key.e()), "d": b64(key.d()),
+        "p": b64(&key.primes()[0]), "q": b64(&key.primes()[1]),
+    });
+    let file = std::env::temp_dir().join(format!("gatehouse-ps256-{}.json", free_port()));
+    std::fs::write(&file, jwk.to_string()).unwrap();
+    let file = file.to_string_lossy().into_owned();
+
+    let idp = Idp::start().await;
+    let settings = |alg| {
+        [
+            ("OIDC_CLIENT_ID", "gatehouse-key-ps"),
+            ("OIDC_CLIENT_AUTH", "private_key_jwt"),
+            ("OIDC_CLIENT_KEY_FILE", file.as_str()),
+            ("OIDC_CLIENT_KEY_ALG", alg),
+        ]
+    };
+    let app = spawn_app_with(&idp.issuer, &settings("PS256")).await;
+    assert_eq!(
+        app.login("alice", "alice").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    app.wait(Duration::from_secs(301));
+    assert_eq!(
+        app.get_json("/auth/userinfo").await.status(),
+        StatusCode::OK,
+        "the refresh grant authenticated with PS256 too"
+    );
+    let jwks: Value = app.get_json("/auth/jwks.json").await.json().await.unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "PS256", "{jwks}");
+    assert!(jwks["keys"][0].get("d").is_none(), "public only: {jwks}");
+
+    let rs256 = spawn_app_with(&idp.issuer, &settings("RS256")).await;
+    let response = rs256.get("/auth/login").await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("data-reason=\"request_rejected\""));
+    std::fs::remove_file(&file).unwrap();
+}
+
 /// A P-256 key (`dev-client-key-ec.pem`) signs ES256 assertions: the dev
 /// IdP's `gatehouse-key-ec` client, registered for ES256 with that public
 /// key only, lets it sign in and refresh; `/auth/jwks.json` publishes it as

@@ -1,8 +1,8 @@
 //! How this client proves who it is to the IdP (OIDC Core §9): the secret in
 //! HTTP Basic or in the form, or a `private_key_jwt` client assertion
-//! (RFC 7523 §2.2): a JWT the client signs with its own RSA key for each
-//! call, so no shared secret exists that a leak of the IdP's or our
-//! configuration could reveal. The public key is published at
+//! (RFC 7523 §2.2): a JWT the client signs with its own key (RS256, PS256
+//! or ES256) for each call, so no shared secret exists that a leak of the
+//! IdP's or our configuration could reveal. The public key is published at
 //! `/auth/jwks.json` for the IdP to fetch.
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use super::IdpError;
 use crate::{
     auth::es256::{self, Es256Key},
-    server::config::ClientKey,
+    server::config::{ClientKey, RsaAlg},
 };
 
 /// RFC 7523 §2.2: the `client_assertion_type` of a JWT assertion.
@@ -29,19 +29,19 @@ const ASSERTION_LIFETIME_SECS: i64 = 60;
 pub struct ClientKeyPair {
     signing: Signing,
     /// The public key as a JWK (`kid` = its RFC 7638 thumbprint, `use`
-    /// `sig`, `alg` `RS256` or `ES256`), for `/auth/jwks.json`.
+    /// `sig`, `alg` `RS256`, `PS256` or `ES256`), for `/auth/jwks.json`.
     pub jwk: Value,
 }
 
 enum Signing {
-    Rsa(Box<CoreRsaPrivateSigningKey>),
+    Rsa(Box<CoreRsaPrivateSigningKey>, CoreJwsSigningAlgorithm),
     Ec(Es256Key),
 }
 
 impl ClientKeyPair {
     pub fn new(key: &ClientKey) -> Result<Self, String> {
-        let pem = match key {
-            ClientKey::Rsa(pem) => pem,
+        let (pem, alg) = match key {
+            ClientKey::Rsa { pem, alg } => (pem, alg),
             ClientKey::Ec(key) => {
                 let mut jwk = key.public_jwk();
                 jwk["kid"] = json!(key.thumbprint());
@@ -62,10 +62,15 @@ impl ClientKeyPair {
         // RFC 7638 §3.2: the required members in lexicographic order, no spaces.
         let kid = es256::thumbprint(&json!({"kty": "RSA", "n": n, "e": e}))
             .ok_or("the RSA key has no thumbprint")?;
-        let jwk = json!({"kty": "RSA", "n": n, "e": e, "kid": kid, "use": "sig", "alg": "RS256"});
+        let jwk =
+            json!({"kty": "RSA", "n": n, "e": e, "kid": kid, "use": "sig", "alg": alg.name()});
         let signing = CoreRsaPrivateSigningKey::from_pem(pem, Some(JsonWebKeyId::new(kid)))?;
+        let jws = match alg {
+            RsaAlg::Rs256 => CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+            RsaAlg::Ps256 => CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+        };
         Ok(Self {
-            signing: Signing::Rsa(Box::new(signing)),
+            signing: Signing::Rsa(Box::new(signing), jws),
             jwk,
         })
     }
@@ -86,9 +91,9 @@ impl ClientKeyPair {
             "jti": uuid::Uuid::new_v4().to_string(),
             "iat": now, "exp": now + ASSERTION_LIFETIME_SECS,
         });
-        let signing = match &self.signing {
+        let (signing, alg) = match &self.signing {
             Signing::Ec(key) => return Ok(key.sign_jwt(header, &claims)),
-            Signing::Rsa(key) => key,
+            Signing::Rsa(key, alg) => (key, alg),
         };
         let input = format!(
             "{}.{}",
@@ -96,10 +101,7 @@ impl ClientKeyPair {
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
         let signature = signing
-            .sign(
-                &CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-                input.as_bytes(),
-            )
+            .sign(alg, input.as_bytes())
             .map_err(|e| IdpError::Misconfigured(format!("client assertion: {e}")))?;
         Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
@@ -115,7 +117,11 @@ mod tests {
     /// RFC 7523 §3 requires, and a new `jti` every time.
     #[test]
     fn an_assertion_verifies_with_the_published_key_and_is_never_repeated() {
-        let pair = ClientKeyPair::new(&ClientKey::Rsa(KEY.into())).unwrap();
+        let pair = ClientKeyPair::new(&ClientKey::Rsa {
+            pem: KEY.into(),
+            alg: RsaAlg::Rs256,
+        })
+        .unwrap();
         let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         let a = pair
             .assertion("gatehouse", "https://idp.example", now)

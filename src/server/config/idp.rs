@@ -50,10 +50,32 @@ pub enum ClientAuth {
 /// A private key for `private_key_jwt`. Never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub enum ClientKey {
-    /// RSA, signing RS256; as PKCS#1 PEM (read from a PKCS#1 or PKCS#8 file).
-    Rsa(std::sync::Arc<str>),
+    /// RSA as PKCS#1 PEM (read from PKCS#1 or PKCS#8 PEM, or a JWK),
+    /// signing RS256 or PS256.
+    Rsa {
+        pem: std::sync::Arc<str>,
+        alg: RsaAlg,
+    },
     /// P-256, signing ES256.
     Ec(Es256Key),
+}
+
+/// How an RSA client key signs its assertions (RFC 7518 §3.3, §3.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RsaAlg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    Rs256,
+    /// RSASSA-PSS with SHA-256 (what FAPI 2.0 profiles and some IdPs ask for).
+    Ps256,
+}
+
+impl RsaAlg {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rs256 => "RS256",
+            Self::Ps256 => "PS256",
+        }
+    }
 }
 
 impl std::fmt::Debug for ClientKey {
@@ -62,29 +84,97 @@ impl std::fmt::Debug for ClientKey {
     }
 }
 
-/// The private key at `path`, in PEM: RSA (PKCS#1 or PKCS#8) of at least
-/// 2048 bits, or P-256 (PKCS#8 or SEC1).
-fn read_client_key(path: &str) -> Result<ClientKey, String> {
-    use rsa::{
-        pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey},
-        pkcs8::DecodePrivateKey,
-        traits::PublicKeyParts,
+/// The private key at `path`: in PEM, RSA (PKCS#1 or PKCS#8) of at least
+/// 2048 bits or P-256 (PKCS#8 or SEC1); or a private JWK (RFC 7517/7518:
+/// RSA with `n`, `e`, `d`, `p`, `q`, or EC P-256 with `d`, `x`, `y`).
+/// `alg` (`…CLIENT_KEY_ALG`, else a JWK's own `alg`, else RS256 for RSA)
+/// must suit the key: RS256 or PS256 for RSA, ES256 for P-256.
+fn read_client_key(path: &str, alg: Option<&str>) -> Result<ClientKey, String> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let (key, jwk_alg) = if text.trim_start().starts_with('{') {
+        read_jwk(&text)?
+    } else if let Ok(rsa) = rsa::RsaPrivateKey::from_pkcs1_pem(&text)
+        .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_pem(&text))
+    {
+        (PrivateKey::Rsa(Box::new(rsa)), None)
+    } else {
+        let ec = Es256Key::from_pem(&text).ok_or(
+            "not an RSA or P-256 private key in PEM (PKCS#1, PKCS#8 or SEC1) or a private JWK",
+        )?;
+        (PrivateKey::Ec(ec), None)
     };
-    let pem = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let rsa = rsa::RsaPrivateKey::from_pkcs1_pem(&pem)
-        .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_pem(&pem));
-    let Ok(key) = rsa else {
-        return Es256Key::from_pem(&pem).map(ClientKey::Ec).ok_or_else(|| {
-            "not an RSA or P-256 private key in PEM (PKCS#1, PKCS#8 or SEC1)".to_string()
-        });
-    };
-    if key.size() < 256 {
-        return Err("the RSA key is shorter than 2048 bits".into());
+    match (key, alg.or(jwk_alg.as_deref())) {
+        (PrivateKey::Ec(key), None | Some("ES256")) => Ok(ClientKey::Ec(key)),
+        (PrivateKey::Rsa(key), alg @ (None | Some("RS256" | "PS256"))) => {
+            use rsa::{pkcs1::EncodeRsaPrivateKey, traits::PublicKeyParts};
+            if key.size() < 256 {
+                return Err("the RSA key is shorter than 2048 bits".into());
+            }
+            let pem = key
+                .to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
+                .map_err(|e| e.to_string())?;
+            let alg = match alg {
+                Some("PS256") => RsaAlg::Ps256,
+                _ => RsaAlg::Rs256,
+            };
+            Ok(ClientKey::Rsa {
+                pem: std::sync::Arc::from(pem.as_str()),
+                alg,
+            })
+        }
+        (PrivateKey::Ec(_), Some(alg)) => Err(format!("a P-256 key signs ES256, not {alg}")),
+        (PrivateKey::Rsa(_), Some(alg)) => {
+            Err(format!("an RSA key signs RS256 or PS256, not {alg}"))
+        }
     }
-    let pkcs1 = key
-        .to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
-        .map_err(|e| e.to_string())?;
-    Ok(ClientKey::Rsa(std::sync::Arc::from(pkcs1.as_str())))
+}
+
+enum PrivateKey {
+    Rsa(Box<rsa::RsaPrivateKey>),
+    Ec(Es256Key),
+}
+
+/// A private key as a JWK, and the `alg` it names.
+fn read_jwk(text: &str) -> Result<(PrivateKey, Option<String>), String> {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    let jwk: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not a JWK: {e}"))?;
+    let member = |name: &str| -> Result<Vec<u8>, String> {
+        let value = jwk[name]
+            .as_str()
+            .ok_or_else(|| format!("the JWK has no {name:?}: a private key is needed"))?;
+        URL_SAFE_NO_PAD
+            .decode(value)
+            .map_err(|_| format!("the JWK's {name:?} is not base64url"))
+    };
+    let alg = jwk["alg"].as_str().map(str::to_string);
+    let key = match (jwk["kty"].as_str(), jwk["crv"].as_str()) {
+        (Some("RSA"), _) => {
+            let int = |name: &str| member(name).map(|b| rsa::BigUint::from_bytes_be(&b));
+            let key = rsa::RsaPrivateKey::from_components(
+                int("n")?,
+                int("e")?,
+                int("d")?,
+                vec![int("p")?, int("q")?],
+            )
+            .map_err(|e| format!("not a usable RSA key: {e}"))?;
+            key.validate()
+                .map_err(|e| format!("not a usable RSA key: {e}"))?;
+            PrivateKey::Rsa(Box::new(key))
+        }
+        (Some("EC"), Some("P-256")) => {
+            let key = Es256Key::from_scalar(&member("d")?).ok_or("not a P-256 private key")?;
+            let public = key.public_jwk();
+            if jwk["x"] != public["x"] || jwk["y"] != public["y"] {
+                return Err("the JWK's x and y are not the public half of its d".into());
+            }
+            PrivateKey::Ec(key)
+        }
+        _ => return Err("only RSA and EC P-256 JWKs are supported".into()),
+    };
+    Ok((key, alg))
 }
 
 /// Whether a login pushes its authorization request to the IdP first
@@ -155,11 +245,24 @@ pub(super) fn read_provider<L: Lookup>(
                     ),
                 });
             };
+            let alg = r.optional(&var("CLIENT_KEY_ALG"));
+            if let Some(alg) = &alg {
+                r.parse(
+                    &var("CLIENT_KEY_ALG"),
+                    alg,
+                    "RS256, PS256 or ES256",
+                    |v| match v {
+                        "RS256" | "PS256" | "ES256" => Ok(()),
+                        _ => Err("not one of them".to_string()),
+                    },
+                )?;
+            }
             ClientAuth::PrivateKeyJwt(r.parse(
                 &var("CLIENT_KEY_FILE"),
                 &path,
-                "a PEM file with an RSA private key (PKCS#1 or PKCS#8, 2048 bits or more)",
-                read_client_key,
+                "a private key in PEM (RSA, PKCS#1 or PKCS#8, 2048 bits or more; \
+                 P-256, PKCS#8 or SEC1) or a private JWK, for the signing algorithm",
+                |path| read_client_key(path, alg.as_deref()),
             )?)
         }
         _ => ClientAuth::SecretBasic,

@@ -14,7 +14,9 @@ mod values;
 
 use std::net::SocketAddr;
 
-pub use idp::{ClientAuth, ClientKey, IdpConfig, ParMode, DEFAULT_PROVIDER, DEV_CLIENT_SECRET};
+pub use idp::{
+    ClientAuth, ClientKey, IdpConfig, ParMode, RsaAlg, DEFAULT_PROVIDER, DEV_CLIENT_SECRET,
+};
 pub use safety::without_password;
 pub use values::{is_loopback_host, parse_acr_values, parse_duration, BaseUrl, Remote, StoreUrl};
 
@@ -554,7 +556,7 @@ mod tests {
             panic!("{:?}", c.default_idp.client_auth);
         };
         assert!(
-            matches!(parsed, ClientKey::Rsa(pem) if pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"))
+            matches!(parsed, ClientKey::Rsa { pem, alg: RsaAlg::Rs256 } if pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"))
         );
         assert_eq!(format!("{parsed:?}"), "ClientKey(..)", "never printed");
         assert!(!format!("{c:?}").contains("PRIVATE KEY"));
@@ -569,6 +571,123 @@ mod tests {
             ClientAuth::PrivateKeyJwt(ClientKey::Ec(_))
         ));
         assert!(!format!("{c:?}").contains("PRIVATE KEY"));
+
+        // The signing algorithm: PS256 for the RSA key; one the key cannot
+        // sign with, or none known, is refused, naming the variable.
+        let ps = config(&[
+            auth,
+            ("OIDC_CLIENT_KEY_FILE", key),
+            ("OIDC_CLIENT_KEY_ALG", "PS256"),
+        ])
+        .unwrap();
+        assert!(matches!(
+            ps.default_idp.client_auth,
+            ClientAuth::PrivateKeyJwt(ClientKey::Rsa {
+                alg: RsaAlg::Ps256,
+                ..
+            })
+        ));
+        for (file, alg, var) in [
+            (ec, "PS256", "OIDC_CLIENT_KEY_FILE"),
+            (key, "ES256", "OIDC_CLIENT_KEY_FILE"),
+            (key, "HS256", "OIDC_CLIENT_KEY_ALG"),
+        ] {
+            let err = config(&[
+                auth,
+                ("OIDC_CLIENT_KEY_FILE", file),
+                ("OIDC_CLIENT_KEY_ALG", alg),
+            ])
+            .expect_err(alg);
+            assert_eq!(err.var, var, "{alg}: {err}");
+        }
+    }
+
+    /// A private JWK works as a key file (RSA or P-256), its `alg` chosen
+    /// when no variable says otherwise; a public-only JWK, or one whose
+    /// public half does not match its private one, is refused.
+    #[test]
+    fn private_key_jwt_reads_private_jwks() {
+        use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+        use rsa::{pkcs1::DecodeRsaPrivateKey, traits::PrivateKeyParts, traits::PublicKeyParts};
+        let pem = include_str!("../../../end2end/idp/dev-client-key.pem");
+        let key = rsa::RsaPrivateKey::from_pkcs1_pem(pem)
+            .or_else(|_| {
+                use rsa::pkcs8::DecodePrivateKey;
+                rsa::RsaPrivateKey::from_pkcs8_pem(pem)
+            })
+            .unwrap();
+        let b64 = |n: &rsa::BigUint| URL_SAFE_NO_PAD.encode(n.to_bytes_be());
+        let rsa_jwk = serde_json::json!({
+            "kty": "RSA", "alg": "PS256",
+            "n": b64(key.n()), "e": b64(key.e()), "d": b64(key.d()),
+            "p": b64(&key.primes()[0]), "q": b64(&key.primes()[1]),
+        });
+        let dir = std::env::temp_dir().join(format!("gatehouse-jwk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, jwk: &serde_json::Value| {
+            let path = dir.join(name);
+            std::fs::write(&path, jwk.to_string()).unwrap();
+            path.to_string_lossy().into_owned()
+        };
+        let auth = ("OIDC_CLIENT_AUTH", "private_key_jwt");
+        let rsa_file = write("rsa.json", &rsa_jwk);
+        let c = config(&[auth, ("OIDC_CLIENT_KEY_FILE", &rsa_file)]).unwrap();
+        assert!(matches!(
+            c.default_idp.client_auth,
+            ClientAuth::PrivateKeyJwt(ClientKey::Rsa {
+                alg: RsaAlg::Ps256,
+                ..
+            })
+        ));
+        // The variable wins over the JWK's own `alg`.
+        let c = config(&[
+            auth,
+            ("OIDC_CLIENT_KEY_FILE", &rsa_file),
+            ("OIDC_CLIENT_KEY_ALG", "RS256"),
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.default_idp.client_auth,
+            ClientAuth::PrivateKeyJwt(ClientKey::Rsa {
+                alg: RsaAlg::Rs256,
+                ..
+            })
+        ));
+
+        // A P-256 key: its scalar is the JWK's `d`.
+        let secret = p256::SecretKey::random(&mut rand_core::OsRng);
+        let mut ec_jwk = crate::auth::es256::Es256Key::from_scalar(&secret.to_bytes())
+            .unwrap()
+            .public_jwk();
+        ec_jwk["d"] = serde_json::json!(URL_SAFE_NO_PAD.encode(secret.to_bytes()));
+        let ec_file = write("ec.json", &ec_jwk);
+        let c = config(&[auth, ("OIDC_CLIENT_KEY_FILE", &ec_file)]).unwrap();
+        assert!(matches!(
+            c.default_idp.client_auth,
+            ClientAuth::PrivateKeyJwt(ClientKey::Ec(_))
+        ));
+
+        let mut public_only = rsa_jwk.clone();
+        public_only.as_object_mut().unwrap().remove("d");
+        let mut mismatched = ec_jwk.clone();
+        mismatched["x"] = crate::auth::es256::Es256Key::generate().public_jwk()["x"].clone();
+        let mut wrong_prime = rsa_jwk.clone();
+        wrong_prime["p"] = rsa_jwk["q"].clone();
+        for (name, jwk) in [
+            ("public.json", public_only),
+            ("mismatched.json", mismatched),
+            ("prime.json", wrong_prime),
+            ("oct.json", serde_json::json!({"kty": "oct", "k": "AAAA"})),
+        ] {
+            let file = write(name, &jwk);
+            let err = config(&[auth, ("OIDC_CLIENT_KEY_FILE", &file)]).expect_err(name);
+            assert_eq!(err.var, "OIDC_CLIENT_KEY_FILE", "{name}");
+            for secret in [&rsa_jwk["d"], &rsa_jwk["p"], &ec_jwk["d"]] {
+                let secret = secret.as_str().unwrap();
+                assert!(!err.to_string().contains(secret), "{name}: a key in {err}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Session encryption keys: 32 bytes of base64 each, newest first;
