@@ -404,3 +404,70 @@ async fn with_dpop_the_sessions_tokens_are_useless_without_its_key() {
     assert_ne!(renewed, token);
     assert_eq!(still, jkt);
 }
+
+/// DPoP and per-API tokens together: the token the relay gets for one API
+/// (`aud=`, RFC 8707, by a refresh grant with `resource`) is bound to the
+/// session's key like the session's own (its `cnf.jkt` is the key the
+/// proofs the API receives are made with), each API gets its own, and one
+/// presented as a bearer token at our own API is refused.
+#[tokio::test]
+async fn a_token_for_one_api_is_bound_to_the_sessions_key_too() {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    const NOTES_API: &str = "http://localhost:3000/api";
+    const REPORTS_API: &str = "http://localhost:3000/reports";
+    let idp = Idp::start().await;
+    let (upstream, seen) = start_recording_upstream().await;
+    let remotes = format!(
+        "reports={upstream}/echo/ GET aud={REPORTS_API}; notes={upstream}/echo/ GET aud={NOTES_API}"
+    );
+    let app = spawn_app_with(
+        &idp.issuer,
+        &[
+            ("OIDC_DPOP", "1"),
+            ("API_REMOTES", remotes.as_str()),
+            ("API_AUDIENCE", NOTES_API),
+            (
+                "OIDC_SCOPES",
+                "openid profile email offline_access notes:read reports:read",
+            ),
+        ],
+    )
+    .await;
+    app.login("alice", "alice").await;
+    let claims = |jwt: &str| -> Value {
+        let part = jwt.split('.').nth(1).expect("a JWT access token");
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    };
+    let relayed = format!("{upstream}/echo/x");
+
+    assert_eq!(
+        app.get_json("/api/remote/reports/x").await.status(),
+        StatusCode::OK
+    );
+    let (reports, jkt) = last_bound_call(&app, &seen, &relayed);
+    assert_eq!(claims(&reports)["aud"], REPORTS_API);
+    assert_eq!(claims(&reports)["cnf"]["jkt"], jkt.as_str(), "bound");
+
+    assert_eq!(
+        app.get_json("/api/remote/notes/x").await.status(),
+        StatusCode::OK
+    );
+    let (notes, same_key) = last_bound_call(&app, &seen, &relayed);
+    assert_ne!(notes, reports, "each API its own token");
+    assert_eq!(claims(&notes)["aud"], NOTES_API);
+    assert_eq!(
+        (claims(&notes)["cnf"]["jkt"].as_str(), same_key.as_str()),
+        (Some(jkt.as_str()), jkt.as_str()),
+        "bound to the same session key"
+    );
+
+    // Our API takes tokens for it only with a proof of their key: the
+    // notes token alone, as a thief would hold it, is refused.
+    let stolen = reqwest::Client::new()
+        .get(app.url("/api/notes"))
+        .bearer_auth(&notes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stolen.status(), StatusCode::UNAUTHORIZED);
+}
