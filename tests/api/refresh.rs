@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::*;
+use crate::{helpers::*, on_every_store};
 
 /// A little more than the dev IdP's access-token lifetime (`IDP_ACCESS_TOKEN_TTL=60`).
 const TOKEN_LIFETIME: Duration = Duration::from_secs(61);
@@ -18,50 +18,61 @@ async fn refresh_count(idp: &Idp) -> u64 {
         .unwrap()
 }
 
-#[tokio::test]
-async fn concurrent_calls_with_an_expiring_token_refresh_once() {
-    let idp = Idp::start_with(&[("IDP_ACCESS_TOKEN_TTL", "60")]).await;
-    let app = spawn_app(&idp.issuer).await;
-    assert_eq!(
-        app.login("alice", "alice").await.status(),
-        StatusCode::SEE_OTHER
-    );
-    assert_eq!(
-        app.get_json("/auth/userinfo").await.status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        refresh_count(&idp).await,
-        0,
-        "a fresh token is not refreshed"
-    );
+/// Fifty calls at once with an expired access token: one refresh grant, and
+/// every call answered with the new token — on every store, with bearer
+/// tokens and with DPoP-bound ones (a proof per grant, the IdP's nonce).
+async fn concurrent_calls_with_an_expiring_token_refresh_once(kind: StoreKind) {
+    for dpop in ["0", "1"] {
+        let idp = Idp::start_with(&[("IDP_ACCESS_TOKEN_TTL", "60")]).await;
+        let store = TestStore::start(kind).await;
+        let app = spawn_app_with(
+            &idp.issuer,
+            &[("SESSION_STORE", store.url.as_str()), ("OIDC_DPOP", dpop)],
+        )
+        .await;
+        assert_eq!(
+            app.login("alice", "alice").await.status(),
+            StatusCode::SEE_OTHER
+        );
+        assert_eq!(
+            app.get_json("/auth/userinfo").await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            refresh_count(&idp).await,
+            0,
+            "a fresh token is not refreshed"
+        );
 
-    app.wait(TOKEN_LIFETIME);
-    let calls = (0..50).map(|_| app.get_json("/auth/userinfo"));
-    let responses = futures::future::join_all(calls).await;
-    for r in responses {
-        assert_eq!(r.status(), StatusCode::OK);
+        app.wait(TOKEN_LIFETIME);
+        let calls = (0..50).map(|_| app.get_json("/auth/userinfo"));
+        let responses = futures::future::join_all(calls).await;
+        for r in responses {
+            assert_eq!(r.status(), StatusCode::OK, "{kind:?}, OIDC_DPOP={dpop}");
+        }
+        assert_eq!(
+            refresh_count(&idp).await,
+            1,
+            "{kind:?}, OIDC_DPOP={dpop}: single-flight: one refresh for 50 concurrent calls"
+        );
+
+        // The rotated refresh token was stored: a second round refreshes again, fine.
+        app.wait(TOKEN_LIFETIME);
+        assert_eq!(
+            app.get_json("/auth/userinfo").await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(refresh_count(&idp).await, 2);
+        let user: Value = app.get_json("/auth/user").await.json().await.unwrap();
+        let expires = user["session"]["access_token_expires_at"].as_i64().unwrap();
+        assert!(
+            expires >= app.clock.unix_now(),
+            "the stored access token is the fresh one"
+        );
     }
-    assert_eq!(
-        refresh_count(&idp).await,
-        1,
-        "single-flight: one refresh for 50 concurrent calls"
-    );
-
-    // The rotated refresh token was stored: a second round refreshes again, fine.
-    app.wait(TOKEN_LIFETIME);
-    assert_eq!(
-        app.get_json("/auth/userinfo").await.status(),
-        StatusCode::OK
-    );
-    assert_eq!(refresh_count(&idp).await, 2);
-    let user: Value = app.get_json("/auth/user").await.json().await.unwrap();
-    let expires = user["session"]["access_token_expires_at"].as_i64().unwrap();
-    assert!(
-        expires >= app.clock.unix_now(),
-        "the stored access token is the fresh one"
-    );
 }
+
+on_every_store!(concurrent_calls_with_an_expiring_token_refresh_once);
 
 #[tokio::test]
 async fn a_refused_refresh_ends_the_session_cleanly() {
