@@ -122,7 +122,6 @@ async fn forward_to(
     user: CurrentUser,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let state = state.clone();
     if !remote.methods.contains(request.method()) {
         return Err(ApiError::MethodNotAllowed {
             allow: remote.methods.clone(),
@@ -138,12 +137,12 @@ async fn forward_to(
     let headers = forwarded_headers(&parts.headers);
 
     let credential = match &remote.resource {
-        Some(resource) => resource_token(&state, &user.session, &user.record, resource, None).await,
-        None => refresh_if_needed(&state, &user.session, &user.record).await,
+        Some(resource) => resource_token(state, &user.session, &user.record, resource, None).await,
+        None => refresh_if_needed(state, &user.session, &user.record).await,
     }
     .map_err(refresh_failed)?;
     let call = Upstream {
-        state: &state,
+        state,
         method: &parts.method,
         url: &url,
         headers: &headers,
@@ -158,16 +157,9 @@ async fn forward_to(
         let rejected = &credential.token;
         let fresh = match &remote.resource {
             Some(resource) => {
-                resource_token(
-                    &state,
-                    &user.session,
-                    &user.record,
-                    resource,
-                    Some(rejected),
-                )
-                .await
+                resource_token(state, &user.session, &user.record, resource, Some(rejected)).await
             }
-            None => refresh_rejected(&state, &user.session, &user.record, rejected).await,
+            None => refresh_rejected(state, &user.session, &user.record, rejected).await,
         }
         .map_err(refresh_failed)?;
         upstream = call

@@ -30,6 +30,20 @@ async fn slow_api(delay: Duration) -> String {
     format!("slow=http://{addr}/ GET")
 }
 
+/// A relayed call to the slow API, sent and left in flight.
+async fn call_slow_api(
+    app: &TestApp,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    let request = app
+        .http
+        .get(app.url("/api/remote/slow/report"))
+        .header("X-CSRF", "1")
+        .send();
+    let in_flight = tokio::spawn(request);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    in_flight
+}
+
 #[tokio::test]
 async fn sigterm_lets_requests_finish_ends_the_event_streams_and_exits_0() {
     let idp = Idp::start().await;
@@ -41,15 +55,7 @@ async fn sigterm_lets_requests_finish_ends_the_event_streams_and_exits_0() {
     .await;
     app.login("alice", "alice").await;
     let mut stream = crate::events::open_stream(&app, &app).await;
-    let in_flight = {
-        let request = app
-            .http
-            .get(app.url("/api/remote/slow/report"))
-            .header("X-CSRF", "1")
-            .send();
-        tokio::spawn(request)
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let in_flight = call_slow_api(&app).await;
 
     let signalled = Instant::now();
     process.terminate();
@@ -107,15 +113,7 @@ async fn a_request_longer_than_the_grace_is_cut_and_the_process_exits_0() {
     let (mut process, app, _) =
         start_gatehouse(&idp, &[("API_REMOTES", &remotes), ("SHUTDOWN_GRACE", "1s")]).await;
     app.login("alice", "alice").await;
-    let in_flight = {
-        let request = app
-            .http
-            .get(app.url("/api/remote/slow/report"))
-            .header("X-CSRF", "1")
-            .send();
-        tokio::spawn(request)
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let in_flight = call_slow_api(&app).await;
 
     let signalled = Instant::now();
     process.terminate();

@@ -173,21 +173,10 @@ impl Sealer {
         let Some((key_id, cipher)) = self.keys.first() else {
             return plain;
         };
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut rand_core::OsRng);
-        let aad = associated(key_id, id);
-        let sealed = cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: &plain,
-                    aad: &aad,
-                },
-            )
-            .expect("XChaCha20-Poly1305 seals any message this size");
-        let mut out = Vec::with_capacity(MAGIC.len() + KEY_ID_LEN + NONCE_LEN + sealed.len());
+        let sealed = encrypt(cipher, &plain, &associated(key_id, id));
+        let mut out = Vec::with_capacity(MAGIC.len() + KEY_ID_LEN + sealed.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(key_id);
-        out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
         out
     }
@@ -198,27 +187,17 @@ impl Sealer {
             // In the clear: written before sealing was on.
             return Ok(Cow::Borrowed(stored));
         };
-        if rest.len() < KEY_ID_LEN + NONCE_LEN {
-            return Err(Unsealed::Invalid);
-        }
-        let (key_id, rest) = rest.split_at(KEY_ID_LEN);
-        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let (key_id, sealed) = rest
+            .split_first_chunk::<KEY_ID_LEN>()
+            .ok_or(Unsealed::Invalid)?;
         let (_, cipher) = self
             .keys
             .iter()
-            .find(|(id, _)| id.as_slice() == key_id)
+            .find(|(id, _)| id == key_id)
             .ok_or(Unsealed::UnknownKey)?;
-        let key_id: [u8; KEY_ID_LEN] = key_id.try_into().map_err(|_| Unsealed::Invalid)?;
-        cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: &associated(&key_id, id),
-                },
-            )
+        decrypt(cipher, sealed, &associated(key_id, id))
             .map(Cow::Owned)
-            .map_err(|_| Unsealed::Invalid)
+            .ok_or(Unsealed::Invalid)
     }
 }
 
@@ -241,20 +220,7 @@ impl Sealer {
         let listed = rmp_serde::to_vec(&(record.expiry_date.unix_timestamp(), facts))
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let listed = self.seal(listed, &facts_aad(&key));
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut rand_core::OsRng);
-        let mut own = nonce.to_vec();
-        own.extend(
-            cipher
-                .encrypt(
-                    &nonce,
-                    Payload {
-                        msg: &plain,
-                        aad: &record_aad(&key, &listed),
-                    },
-                )
-                .expect("XChaCha20-Poly1305 seals any message this size"),
-        );
-        let own = self.seal(own, &key);
+        let own = self.seal(encrypt(cipher, &plain, &record_aad(&key, &listed)), &key);
         let mut out = Vec::with_capacity(COOKIE_KEYED.len() + 4 + listed.len() + own.len());
         out.extend_from_slice(COOKIE_KEYED);
         out.extend_from_slice(&(listed.len() as u32).to_be_bytes());
@@ -270,9 +236,9 @@ impl Sealer {
     pub fn open_record(&self, stored: &[u8], at: &AtRest) -> session_store::Result<Option<Record>> {
         let key = at.key.to_string();
         let plain = match (&at.cipher, split_cookie_keyed(stored)) {
-            (Some(cipher), Some((listed, own))) => self
-                .open(own, &key)
-                .and_then(|own| open_own(cipher, &own, &key, listed).ok_or(Unsealed::Invalid)),
+            (Some(cipher), Some((listed, own))) => self.open(own, &key).and_then(|own| {
+                decrypt(cipher, &own, &record_aad(&key, listed)).ok_or(Unsealed::Invalid)
+            }),
             (Some(_), None) => Err(Unsealed::NotOwnKeyed),
             (None, Some(_)) => Err(Unsealed::OwnKeyed),
             (None, None) => self.open(stored, &key).map(Cow::into_owned),
@@ -320,20 +286,22 @@ fn split_cookie_keyed(stored: &[u8]) -> Option<(&[u8], &[u8])> {
     (rest.len() >= len).then(|| rest.split_at(len))
 }
 
-/// The record sealed with the session's own key, beside `listed`.
-fn open_own(cipher: &XChaCha20Poly1305, own: &[u8], key: &str, listed: &[u8]) -> Option<Vec<u8>> {
-    if own.len() < NONCE_LEN {
-        return None;
-    }
-    let (nonce, sealed) = own.split_at(NONCE_LEN);
+/// `msg` sealed with `cipher`: a random 24-byte nonce, then the ciphertext
+/// with its tag; `aad` is authenticated, not stored. Both keys seal this way.
+fn encrypt(cipher: &XChaCha20Poly1305, msg: &[u8], aad: &[u8]) -> Vec<u8> {
+    let nonce = XChaCha20Poly1305::generate_nonce(&mut rand_core::OsRng);
+    let sealed = cipher
+        .encrypt(&nonce, Payload { msg, aad })
+        .expect("XChaCha20-Poly1305 seals any message this size");
+    [nonce.as_slice(), &sealed].concat()
+}
+
+/// What [`encrypt`] sealed; `None` when cut short, altered, or sealed with
+/// another key or other associated data.
+fn decrypt(cipher: &XChaCha20Poly1305, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+    let (nonce, msg) = sealed.split_first_chunk::<NONCE_LEN>()?;
     cipher
-        .decrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: sealed,
-                aad: &record_aad(key, listed),
-            },
-        )
+        .decrypt(XNonce::from_slice(nonce), Payload { msg, aad })
         .ok()
 }
 
