@@ -59,14 +59,17 @@ install_tool() {
   say "  $crate $version compiled in $(took "$start")"
 }
 
-# Debian packages: Chromium for the browser tests, redis-server for the
-# multi-instance tests, docker-compose (1.29, Python) to validate
+# Debian packages: Chromium for the browser tests, redis-server and
+# PostgreSQL's server for the multi-instance tests (the tests start their own
+# server in a temporary directory; the cluster and service the package sets
+# up are not used), docker-compose (1.29, Python) to validate
 # docker-compose.yaml — no Docker engine is needed or installed. wasm-opt comes
 # from npm's binaryen (end2end/package.json), not Debian's: binaryen 108 breaks
 # the externref table wasm-bindgen emits, and the release bundle fails to start.
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 # `make bench` (scripts/setup.sh --bench) also needs the load generator and brotli.
 if [ "${1:-}" = "--bench" ]; then
   command -v wrk >/dev/null || need_apt+=(wrk)

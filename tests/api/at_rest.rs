@@ -1,5 +1,5 @@
 //! Session records sealed at rest, on the stores that keep them outside the
-//! process (SQLite, Redis).
+//! process (SQLite, Redis, Postgres).
 //!
 //! - With each session's own key (`SESSION_KEY_IN_COOKIE`, the default):
 //!   what the store holds carries no cookie id and no token; no key it holds
@@ -53,6 +53,32 @@ async fn stored(kind: StoreKind, store: &TestStore) -> Vec<(String, Vec<u8>)> {
                 })
                 .collect()
         }
+        StoreKind::Postgres => {
+            use sqlx::Row;
+            let pool = sqlx::PgPool::connect(&store.url).await.unwrap();
+            let mut rows: Vec<(String, Vec<u8>)> = sqlx::query(
+                "SELECT id, data, COALESCE(sub, '') AS sub, COALESCE(sid, '') AS sid
+                 FROM gatehouse_sessions",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let mut value = r.get::<Vec<u8>, _>("data");
+                value.extend(r.get::<String, _>("sub").into_bytes());
+                value.extend(r.get::<String, _>("sid").into_bytes());
+                (r.get::<String, _>("id"), value)
+            })
+            .collect();
+            let jtis: Vec<String> = sqlx::query_scalar("SELECT key FROM gatehouse_jtis")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            rows.extend(jtis.into_iter().map(|k| (k.clone(), k.into_bytes())));
+            pool.close().await;
+            rows
+        }
         StoreKind::Redis => {
             let cli = |args: &[&str]| {
                 Command::new("redis-cli")
@@ -86,7 +112,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-/// A copy of the SQLite file (the same Redis).
+/// A copy of the SQLite file (the same Redis or Postgres database).
 fn copy_of(store: &TestStore) -> String {
     match store.url.strip_prefix("sqlite://") {
         Some(path) => {
@@ -176,6 +202,11 @@ async fn redis_records_are_sealed_at_rest() {
     records_are_sealed_at_rest_and_open_with_a_listed_key(StoreKind::Redis).await;
 }
 
+#[tokio::test]
+async fn postgres_records_are_sealed_at_rest() {
+    records_are_sealed_at_rest_and_open_with_a_listed_key(StoreKind::Postgres).await;
+}
+
 /// The default (no `SESSION_ENCRYPTION_KEY`): each record sealed with its
 /// own cookie's key. A copy of the store — here with the deployment's whole
 /// configuration too — holds no cookie id and no token, and none of its keys
@@ -263,4 +294,9 @@ async fn sqlite_holds_no_cookie_and_no_token() {
 #[tokio::test]
 async fn redis_holds_no_cookie_and_no_token() {
     a_copy_of_the_store_holds_no_cookie_and_no_token(StoreKind::Redis).await;
+}
+
+#[tokio::test]
+async fn postgres_holds_no_cookie_and_no_token() {
+    a_copy_of_the_store_holds_no_cookie_and_no_token(StoreKind::Postgres).await;
 }

@@ -118,7 +118,7 @@ async fn a_second_process_on_the_same_sqlite_file_refuses_to_start() {
     );
     assert!(
         said.contains(&format!("another process (pid {})", std::process::id()))
-            && said.contains("run several instances on Redis"),
+            && said.contains("run several instances on Redis or Postgres"),
         "it says who holds the store and what to do instead: {said}"
     );
     // The first one is unaffected.

@@ -160,8 +160,8 @@ async fn a_bound_token_counts_only_with_a_fresh_proof_of_its_key_for_this_reques
 }
 
 /// The same proof sent eight times at once, to two instances behind one
-/// public URL sharing the store: exactly one is accepted (on Redis across
-/// the instances; the memory and SQLite stores keep the replay cache per
+/// public URL sharing the store: exactly one is accepted (on Redis and
+/// Postgres across the instances; the memory and SQLite stores keep the replay cache per
 /// process, as each runs alone).
 async fn a_proof_sent_at_once_many_times_counts_once(kind: StoreKind) {
     let idp = Idp::start().await;
@@ -172,7 +172,7 @@ async fn a_proof_sent_at_once_many_times_counts_once(kind: StoreKind) {
     ];
     let first = spawn_app_with(&idp.issuer, &settings).await;
     let second = match kind {
-        StoreKind::Redis => {
+        StoreKind::Redis | StoreKind::Postgres => {
             let mut behind_one_url = settings.to_vec();
             behind_one_url.push(("APP_BASE_URL", first.base.as_str()));
             spawn_app_with(&idp.issuer, &behind_one_url).await

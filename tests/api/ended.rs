@@ -2,7 +2,7 @@
 //! that session is in flight; and no write puts older tokens back. Each test
 //! drives the real race: an upstream held open by the test (no sleeps), the
 //! ending action taken while the relayed call waits there, then the call
-//! released. Twenty rounds each, on memory, SQLite and Redis.
+//! released. Twenty rounds each, on memory, SQLite, Redis and Postgres.
 
 use std::{
     sync::{

@@ -819,30 +819,225 @@ impl Drop for Redis {
     }
 }
 
+/// A real PostgreSQL server (Debian's package), one per test process,
+/// started on first use in a directory of its own on a free port
+/// (`initdb` + `pg_ctl`, as the `postgres` user when the tests run as root:
+/// Postgres refuses to run as root). Each test gets a database of its own
+/// ([`PostgresServer::database`]). A watcher process stops the server and
+/// removes its directory once the test process is gone, however it ended.
+pub struct PostgresServer {
+    port: u16,
+    bin: std::path::PathBuf,
+}
+
+/// Debian installs the server outside PATH, under its major version.
+fn postgres_bin() -> std::path::PathBuf {
+    let mut versions: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    versions.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    versions.pop().expect(
+        "PostgreSQL's server must be installed (Debian package `postgresql`; \
+         make test runs scripts/setup.sh)",
+    )
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// `program` from Postgres' bin directory, as the `postgres` user when root.
+fn postgres_command(bin: &std::path::Path, program: &str) -> Command {
+    let program = bin.join(program);
+    let mut command = if running_as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn run_ok(mut command: Command, what: &str) {
+    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl PostgresServer {
+    /// The server of this test process.
+    pub fn get() -> &'static PostgresServer {
+        static SERVER: std::sync::OnceLock<PostgresServer> = std::sync::OnceLock::new();
+        SERVER.get_or_init(Self::start)
+    }
+
+    // The watcher outlives this process on purpose: it is never waited for
+    // (it cannot end before this process does).
+    #[allow(clippy::zombie_processes)]
+    fn start() -> Self {
+        let bin = postgres_bin();
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("gatehouse-pg-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Owned by whoever runs the server (a no-op when that is us).
+        let _ = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&dir)
+            .stderr(Stdio::null())
+            .status();
+        let data = dir.join("data");
+        let mut initdb = postgres_command(&bin, "initdb");
+        initdb.arg("-D").arg(&data).args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
+        run_ok(initdb, "initdb");
+        let mut start = postgres_command(&bin, "pg_ctl");
+        start.arg("-D").arg(&data).arg("-l").arg(dir.join("log"));
+        start.arg("-o").arg(format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=500 \
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            dir.display()
+        ));
+        start.args(["-w", "-t", "60", "start"]);
+        run_ok(start, "pg_ctl start");
+        // Stops the server once this process is gone (tests never drop a
+        // static); its output goes nowhere, so nothing waits on it.
+        let runuser = if running_as_root() {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        };
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+                 {runuser}'{pg_ctl}' -D '{data}' -m immediate stop; rm -rf '{dir}'",
+                pid = std::process::id(),
+                pg_ctl = bin.join("pg_ctl").display(),
+                data = data.display(),
+                dir = dir.display(),
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sh");
+        Self { port, bin }
+    }
+
+    /// A new, empty database of this server: its URL.
+    pub fn database(&self) -> String {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let name = format!(
+            "t{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let mut create = postgres_command(&self.bin, "createdb");
+        create.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            &name,
+        ]);
+        run_ok(create, "createdb");
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Drops the database at `url` (and whatever is still connected to it).
+    fn drop_database(&self, url: &str) {
+        let Some(name) = url.rsplit('/').next() else {
+            return;
+        };
+        let mut drop = postgres_command(&self.bin, "dropdb");
+        drop.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            "--force",
+            "--if-exists",
+            name,
+        ]);
+        let _ = drop.status();
+    }
+}
+
 /// The session stores that store-backed tests run on, each one for real.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreKind {
     Memory,
     /// The default store: a SQLite file of the test's own.
     Sqlite,
     Redis,
+    /// A database of its own on the test process' Postgres server.
+    Postgres,
+}
+
+impl StoreKind {
+    /// Whether several instances may share it (each of the others belongs
+    /// to one process).
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn shared(self) -> bool {
+        matches!(self, StoreKind::Redis | StoreKind::Postgres)
+    }
 }
 
 /// One test's session store: its `SESSION_STORE` value, and what keeps it
-/// alive (a `redis-server`, a SQLite file removed on drop).
+/// alive (a `redis-server`, a SQLite file or Postgres database removed on
+/// drop).
 pub struct TestStore {
     pub url: String,
-    _redis: Option<Redis>,
+    redis: Option<Redis>,
     dir: Option<std::path::PathBuf>,
+    postgres: bool,
 }
 
 impl TestStore {
+    /// The `redis-server` behind it, if it is Redis.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn redis(&self) -> Option<&Redis> {
+        self.redis.as_ref()
+    }
+
     pub async fn start(kind: StoreKind) -> Self {
         match kind {
             StoreKind::Memory => Self {
                 url: "memory".into(),
-                _redis: None,
+                redis: None,
                 dir: None,
+                postgres: false,
             },
             StoreKind::Sqlite => {
                 let dir = std::env::temp_dir().join(format!(
@@ -853,16 +1048,29 @@ impl TestStore {
                 std::fs::create_dir_all(&dir).unwrap();
                 Self {
                     url: format!("sqlite://{}/sessions.db", dir.display()),
-                    _redis: None,
+                    redis: None,
                     dir: Some(dir),
+                    postgres: false,
                 }
             }
             StoreKind::Redis => {
                 let redis = Redis::start().await;
                 Self {
                     url: redis.url.clone(),
-                    _redis: Some(redis),
+                    redis: Some(redis),
                     dir: None,
+                    postgres: false,
+                }
+            }
+            StoreKind::Postgres => {
+                let url = tokio::task::spawn_blocking(|| PostgresServer::get().database())
+                    .await
+                    .unwrap();
+                Self {
+                    url,
+                    redis: None,
+                    dir: None,
+                    postgres: true,
                 }
             }
         }
@@ -874,11 +1082,14 @@ impl Drop for TestStore {
         if let Some(dir) = &self.dir {
             let _ = std::fs::remove_dir_all(dir);
         }
+        if self.postgres {
+            PostgresServer::get().drop_database(&self.url);
+        }
     }
 }
 
-/// Runs each named `async fn(StoreKind)` as three tests, one per store:
-/// `<name>::memory`, `<name>::sqlite`, `<name>::redis`.
+/// Runs each named `async fn(StoreKind)` as four tests, one per store:
+/// `<name>::memory`, `<name>::sqlite`, `<name>::redis`, `<name>::postgres`.
 #[macro_export]
 macro_rules! on_every_store {
     ($($test:ident),* $(,)?) => {$(
@@ -895,6 +1106,10 @@ macro_rules! on_every_store {
             #[tokio::test]
             async fn redis() {
                 super::$test(StoreKind::Redis).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$test(StoreKind::Postgres).await
             }
         }
     )*};

@@ -254,11 +254,12 @@ impl Config {
             .parse(
                 "SESSION_STORE",
                 "sqlite://data/sessions.db",
-                "memory, sqlite://PATH or redis://HOST:PORT",
+                "memory, sqlite://PATH, redis://HOST:PORT or postgres://USER@HOST/DB",
                 parse_store,
             )
             .map_err(|mut e| {
-                // A Redis URL may carry a password: never in a message or a log.
+                // A Redis or Postgres URL may carry a password: never in a
+                // message or a log.
                 e.value = without_password(&e.value);
                 e
             })?;
@@ -514,7 +515,7 @@ mod tests {
             ("OIDC_PROVIDERS", "a b a"),
             ("OIDC_PROVIDERS", "logto!"),
             ("OIDC_REFRESH_LEEWAY", "soon"),
-            ("SESSION_STORE", "postgres://db"),
+            ("SESSION_STORE", "mysql://db"),
             ("SESSION_IDLE_TIMEOUT", "0s"),
             ("SESSION_ABSOLUTE_TIMEOUT", "1m"),
             ("APP_DATABASE_URL", "postgres://db"),
@@ -729,6 +730,17 @@ mod tests {
         );
         let r = config(&[("SESSION_STORE", "redis://127.0.0.1:6379")]).unwrap();
         assert!(matches!(r.session.store, StoreUrl::Redis(_)));
+        for url in [
+            "postgres://gatehouse@db:5432/sessions",
+            "postgresql://gatehouse@db/sessions?sslmode=verify-full",
+        ] {
+            let p = config(&[("SESSION_STORE", url)]).unwrap();
+            assert!(matches!(p.session.store, StoreUrl::Postgres(_)), "{url}");
+        }
+        for hostless in ["postgres:///sessions", "postgres://"] {
+            let err = config(&[("SESSION_STORE", hostless)]).unwrap_err();
+            assert_eq!(err.var, "SESSION_STORE", "{hostless}");
+        }
     }
 
     #[test]
@@ -908,7 +920,7 @@ mod tests {
     }
 
     #[test]
-    fn a_redis_password_never_appears_in_an_error() {
+    fn a_store_password_never_appears_in_an_error() {
         for raw in [
             "redis://:hunter2@",
             "redis://user:hunter2@:6379",
@@ -921,6 +933,20 @@ mod tests {
         assert_eq!(
             without_password("redis://u:hunter2@cache:6379/0"),
             "redis://u:***@cache:6379/0"
+        );
+        for raw in [
+            "postgres://u:hunter2@db/sessions",
+            "postgres://u@db/sessions?sslmode=require&password=hunter2",
+            "postgresql://u@[::1/s?password=hunter2",
+            "postgres://u:hunter2@/sessions",
+        ] {
+            let err = config(&[("SESSION_STORE", raw)]).err();
+            assert!(!format!("{err:?}").contains("hunter2"), "{raw}: {err:?}");
+            assert!(!without_password(raw).contains("hunter2"), "{raw}");
+        }
+        assert_eq!(
+            without_password("postgres://u@db/s?sslmode=require&password=hunter2"),
+            "postgres://u@db/s?sslmode=require&password=***"
         );
     }
 

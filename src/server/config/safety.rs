@@ -9,22 +9,52 @@ use super::{
     ConfigError,
 };
 
-/// `raw` with the password of a URL's userinfo replaced by `***` (as is, if
-/// it is not a URL with a password).
+/// `raw` with the password of a URL (in its userinfo or a `password=`
+/// query parameter) replaced by `***`; as is, if it carries none.
 pub fn without_password(raw: &str) -> String {
     match Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        Ok(_) => raw.to_string(),
-        // Not parseable: hide whatever sits between "://" and the last "@".
-        Err(_) => match (raw.find("://"), raw.rfind('@')) {
-            (Some(start), Some(end)) if end > start => {
-                format!("{}***{}", &raw[..start + 3], &raw[end..])
+        Ok(mut url) => {
+            let mut hidden = false;
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+                hidden = true;
             }
-            _ => raw.to_string(),
-        },
+            // libpq and sqlx also take it as `?password=`.
+            if url.query_pairs().any(|(k, _)| k == "password") {
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k == "password" {
+                            "***".into()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                url.query_pairs_mut().clear().extend_pairs(pairs);
+                hidden = true;
+            }
+            if hidden {
+                url.to_string()
+            } else {
+                raw.to_string()
+            }
+        }
+        // Not parseable: hide whatever sits between "://" and the last "@",
+        // and everything after a `password=`.
+        Err(_) => {
+            let raw = match raw.find("password=") {
+                Some(at) => format!("{}password=***", &raw[..at]),
+                None => raw.to_string(),
+            };
+            match (raw.find("://"), raw.rfind('@')) {
+                (Some(start), Some(end)) if end > start => {
+                    format!("{}***{}", &raw[..start + 3], &raw[end..])
+                }
+                _ => raw,
+            }
+        }
     }
 }
 

@@ -26,6 +26,8 @@ pub enum StoreUrl {
     /// A sqlx SQLite URL, e.g. `sqlite://data/sessions.db`.
     Sqlite(String),
     Redis(Url),
+    /// `postgres://…` (or `postgresql://…`), as libpq and sqlx read it.
+    Postgres(Url),
 }
 
 /// The app's public origin. Parsing guarantees an http(s) URL with a host and no
@@ -217,6 +219,13 @@ pub(super) fn parse_store(raw: &str) -> Result<StoreUrl, String> {
             return Err("redis URL has no host".into());
         }
         return Ok(StoreUrl::Redis(url));
+    }
+    if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+        let url = Url::parse(raw).map_err(|e| e.to_string())?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("postgres URL has no host".into());
+        }
+        return Ok(StoreUrl::Postgres(url));
     }
     Err("unknown store kind".into())
 }

@@ -3,9 +3,9 @@
 //! in another tab, back-channel logout, revocation, a refused refresh, a
 //! rotated id), so an idle tab costs no store read and no timer tick.
 //!
-//! Across instances (Redis) the delete script publishes the id and every
-//! instance's subscriber calls [`Watchers::ended`]; when that subscription
-//! reconnects, messages may have been lost, so every watcher is asked to
+//! Across instances the delete publishes the id (Redis: the delete script;
+//! Postgres: `NOTIFY`) and every instance's listener calls
+//! [`Watchers::ended`]; when that listener reconnects, messages may have been lost, so every watcher is asked to
 //! re-check the store once ([`Watchers::recheck_all`]).
 
 use std::{

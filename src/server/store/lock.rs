@@ -1,10 +1,13 @@
 //! Per-session locks for the read-modify-write sequences that call out to
 //! the IdP (token refresh): in this process always, and across instances when
-//! the store is Redis. A Redis lock has a TTL so a crashed holder cannot block
-//! a session forever; while the guard lives, a watchdog extends that TTL, so a
-//! lock never expires under work that is still going on (an IdP answer may
-//! take longer than the TTL: two instances must never refresh one session at
-//! once, or the second presents a refresh token the first just rotated out).
+//! the store is Redis or Postgres. A Redis lock has a TTL so a crashed holder
+//! cannot block a session forever; while the guard lives, a watchdog extends
+//! that TTL, so a lock never expires under work that is still going on (an
+//! IdP answer may take longer than the TTL: two instances must never refresh
+//! one session at once, or the second presents a refresh token the first
+//! just rotated out). A Postgres lock is an advisory lock held by a
+//! connection kept for as long as the guard lives: it ends with the guard,
+//! or with the connection if the holder dies.
 
 use std::{
     collections::HashMap,
@@ -19,7 +22,16 @@ use fred::{
 use tokio::task::JoinHandle;
 use tower_sessions::{session::Id, session_store};
 
-use super::store_error;
+use super::{postgres::lock_key, store_error};
+
+/// Where a lock must also be taken so that other instances see it.
+#[derive(Clone, Copy)]
+pub(super) enum Across<'a> {
+    /// This process is the only one using the store.
+    Nothing,
+    Redis(&'a RedisPool),
+    Postgres(&'a sqlx::PgPool),
+}
 
 /// A Redis lock outlives a crashed holder by at most this long.
 pub(super) const LOCK_TTL: Duration = Duration::from_secs(10);
@@ -47,22 +59,42 @@ impl LocalLocks {
         lock
     }
 
-    /// One attempt: `None` if another request of this process holds it; with
-    /// `redis`, also `None` if another instance holds it.
+    /// One attempt: `None` if another request of this process holds it, or
+    /// (`across` a shared store) another instance.
     pub(super) async fn try_lock(
         &self,
         session_id: &str,
-        redis: Option<&RedisPool>,
+        across: Across<'_>,
         ttl: Duration,
     ) -> session_store::Result<Option<SessionLock>> {
         let Ok(local) = self.lock_for(session_id).try_lock_owned() else {
             return Ok(None);
         };
-        let Some(pool) = redis else {
-            return Ok(Some(SessionLock {
-                _local: local,
-                redis: None,
-            }));
+        let pool = match across {
+            Across::Nothing => {
+                return Ok(Some(SessionLock {
+                    _local: local,
+                    redis: None,
+                    _postgres: None,
+                }))
+            }
+            Across::Postgres(pool) => {
+                let mut connection = pool.acquire().await.map_err(store_error)?;
+                let granted: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(lock_key(session_id))
+                    .fetch_one(&mut *connection)
+                    .await
+                    .map_err(store_error)?;
+                return Ok(granted.then_some(SessionLock {
+                    _local: local,
+                    redis: None,
+                    _postgres: Some(PostgresLock {
+                        connection: Some(connection),
+                        key: lock_key(session_id),
+                    }),
+                }));
+            }
+            Across::Redis(pool) => pool,
         };
         let key = format!("gatehouse:lock:{session_id}");
         let token = Id::default().to_string();
@@ -105,6 +137,7 @@ impl LocalLocks {
         });
         Ok(Some(SessionLock {
             _local: local,
+            _postgres: None,
             redis: Some(RedisLock {
                 pool: pool.clone(),
                 key,
@@ -123,10 +156,42 @@ struct RedisLock {
 }
 
 /// Held while one request refreshes a session's tokens. Dropping it releases
-/// the lock (the Redis part only if it is still ours).
+/// the lock (the Redis part only if it is still ours; the Postgres part by
+/// handing its connection back to the pool, which unlocks it).
 pub struct SessionLock {
     _local: tokio::sync::OwnedMutexGuard<()>,
     redis: Option<RedisLock>,
+    _postgres: Option<PostgresLock>,
+}
+
+/// An advisory lock and the connection that holds it.
+struct PostgresLock {
+    connection: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    key: i64,
+}
+
+impl Drop for PostgresLock {
+    fn drop(&mut self) {
+        let Some(mut connection) = self.connection.take() else {
+            return;
+        };
+        let key = self.key;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // Closing the connection ends its Postgres session and its locks.
+            drop(connection.detach());
+            return;
+        };
+        runtime.spawn(async move {
+            let unlocked: Result<bool, _> = sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
+                .bind(key)
+                .fetch_one(&mut *connection)
+                .await;
+            if !matches!(unlocked, Ok(true)) {
+                // Never hand a connection that may still hold it back to the pool.
+                let _ = connection.close().await;
+            }
+        });
+    }
 }
 
 impl Drop for SessionLock {

@@ -1,4 +1,5 @@
-//! The session store chosen by `SESSION_STORE` (memory, SQLite, Redis) behind
+//! The session store chosen by `SESSION_STORE` (memory, SQLite, Redis,
+//! Postgres) behind
 //! one type, plus what several requests or several instances must agree on:
 //! - **compare-and-set writes.** Every stored session carries a revision.
 //!   A write names the revision it read and lands only if the session still
@@ -11,10 +12,10 @@
 //!   step as the record, so back-channel logout and session lists find a
 //!   user's sessions without scanning;
 //! - a per-session lock for token refresh (in-process always, and across
-//!   instances with Redis);
-//! - the logout-token replay cache (`jti`s seen), shared through Redis;
+//!   instances with Redis or Postgres);
+//! - the replay cache (`jti`s seen), shared through Redis or Postgres;
 //! - who waits for which session to end (`ended`): deleting a session wakes
-//!   its `/auth/events` streams, on every instance with Redis.
+//!   its `/auth/events` streams, on every instance with Redis or Postgres.
 
 mod cache;
 mod ended;
@@ -22,6 +23,7 @@ mod lease;
 mod listener;
 mod lock;
 mod memory;
+mod postgres;
 mod redis;
 mod sealed;
 mod sqlite;
@@ -127,6 +129,7 @@ enum Backend {
     Memory(Arc<memory::Memory>),
     Sqlite(sqlite::Sqlite),
     Redis(redis::Redis),
+    Postgres(postgres::Postgres),
 }
 
 #[derive(Clone, Debug)]
@@ -178,6 +181,9 @@ impl AnyStore {
             StoreUrl::Redis(url) => {
                 Backend::Redis(redis::Redis::open(url, ttl, watchers.clone()).await?)
             }
+            StoreUrl::Postgres(url) => {
+                Backend::Postgres(postgres::Postgres::open(url, watchers.clone()).await?)
+            }
         };
         Ok(Self {
             backend,
@@ -190,14 +196,15 @@ impl AnyStore {
         })
     }
 
-    /// The same store sealing what it keeps at rest with `sealer` (SQLite
-    /// and Redis; the memory store keeps nothing outside this process).
+    /// The same store sealing what it keeps at rest with `sealer` (every
+    /// store but memory, which keeps nothing outside this process).
     pub fn sealed_with(mut self, sealer: Sealer) -> Self {
         let sealer = Arc::new(sealer);
         match &mut self.backend {
             Backend::Memory(_) => {}
             Backend::Sqlite(sqlite) => sqlite.sealer = sealer,
             Backend::Redis(redis) => redis.sealer = sealer,
+            Backend::Postgres(postgres) => postgres.sealer = sealer,
         }
         self
     }
@@ -216,6 +223,7 @@ impl AnyStore {
             Backend::Memory(_) => AtRest::plain(id),
             Backend::Sqlite(sqlite) => sqlite.sealer.at_rest(id),
             Backend::Redis(redis) => redis.sealer.at_rest(id),
+            Backend::Postgres(postgres) => postgres.sealer.at_rest(id),
         }
     }
 
@@ -225,10 +233,12 @@ impl AnyStore {
         self.at_rest(id).key
     }
 
-    fn redis_pool(&self) -> Option<&fred::prelude::Pool> {
+    /// Where a refresh lock must be taken for other instances to see it.
+    fn across(&self) -> lock::Across<'_> {
         match &self.backend {
-            Backend::Redis(redis) => Some(&redis.pool),
-            _ => None,
+            Backend::Redis(redis) => lock::Across::Redis(&redis.pool),
+            Backend::Postgres(postgres) => lock::Across::Postgres(&postgres.pool),
+            Backend::Memory(_) | Backend::Sqlite(_) => lock::Across::Nothing,
         }
     }
 
@@ -247,6 +257,10 @@ impl AnyStore {
                 r.write(record, &r.sealer.at_rest(&record.id), base, owner)
                     .await
             }
+            Backend::Postgres(p) => {
+                p.write(record, &p.sealer.at_rest(&record.id), base, owner, now)
+                    .await
+            }
         };
         self.measured("write", started, &written);
         written
@@ -258,6 +272,7 @@ impl AnyStore {
             Backend::Memory(_) => "memory",
             Backend::Sqlite(_) => "sqlite",
             Backend::Redis(_) => "redis",
+            Backend::Postgres(_) => "postgres",
         }
     }
 
@@ -298,8 +313,8 @@ impl AnyStore {
         Err(store_error("too many concurrent writes to one session"))
     }
 
-    /// Locks `session_id` for a refresh: in this process, and with Redis
-    /// across every instance. Fails closed (an error, not an unlocked write)
+    /// Locks `session_id` for a refresh: in this process, and with Redis or
+    /// Postgres across every instance. Fails closed (an error, not an unlocked write)
     /// if the lock is not granted within the lock's TTL.
     pub async fn lock_session(&self, session_id: &str) -> session_store::Result<SessionLock> {
         let deadline = tokio::time::Instant::now() + self.lock_ttl;
@@ -326,22 +341,29 @@ impl AnyStore {
             Err(_) => session_id.to_string(),
         };
         self.locks
-            .try_lock(&name, self.redis_pool(), self.lock_ttl)
+            .try_lock(&name, self.across(), self.lock_ttl)
             .await
     }
 
     /// Whether a logout token with this `jti` from `issuer` was already
     /// carried out (Back-Channel Logout 1.0 §2.6 step 10), across instances
-    /// with Redis. Two issuers may use the same `jti`.
+    /// with Redis or Postgres. Two issuers may use the same `jti`.
     pub async fn jti_used(&self, issuer: &str, jti: &str) -> session_store::Result<bool> {
-        if let Some(pool) = self.redis_pool() {
-            let found: i64 = pool
-                .exists(jti_key(issuer, jti))
-                .await
-                .map_err(store_error)?;
-            return Ok(found > 0);
-        }
         let now = self.clock.unix_now();
+        match &self.backend {
+            Backend::Redis(redis) => {
+                let found: i64 = redis
+                    .pool
+                    .exists(jti_key(issuer, jti))
+                    .await
+                    .map_err(store_error)?;
+                return Ok(found > 0);
+            }
+            Backend::Postgres(postgres) => {
+                return postgres.jti_seen(&jti_key(issuer, jti), now).await;
+            }
+            Backend::Memory(_) | Backend::Sqlite(_) => {}
+        }
         let mut seen = self.seen.lock().expect("seen-token lock");
         seen.retain(|_, until| *until >= now - 60);
         // A flood of live tokens is refused rather than remembered without bound.
@@ -354,18 +376,25 @@ impl AnyStore {
     pub async fn burn_jti(&self, issuer: &str, jti: &str, exp: i64) -> session_store::Result<()> {
         let now = self.clock.unix_now();
         let until = exp.max(now) + 60;
-        if let Some(pool) = self.redis_pool() {
-            let _: Option<String> = pool
-                .set(
-                    jti_key(issuer, jti),
-                    "1",
-                    Some(Expiration::EXAT(until)),
-                    None,
-                    false,
-                )
-                .await
-                .map_err(store_error)?;
-            return Ok(());
+        match &self.backend {
+            Backend::Redis(redis) => {
+                let _: Option<String> = redis
+                    .pool
+                    .set(
+                        jti_key(issuer, jti),
+                        "1",
+                        Some(Expiration::EXAT(until)),
+                        None,
+                        false,
+                    )
+                    .await
+                    .map_err(store_error)?;
+                return Ok(());
+            }
+            Backend::Postgres(postgres) => {
+                return postgres.burn_jti(&jti_key(issuer, jti), until).await;
+            }
+            Backend::Memory(_) | Backend::Sqlite(_) => {}
         }
         self.seen
             .lock()
@@ -376,28 +405,38 @@ impl AnyStore {
 
     /// Records `jti` under `namespace` until `until` (Unix seconds) and says
     /// whether this was its first use — in one step, so two requests with
-    /// the same `jti` cannot both see it as new (on Redis `SET NX`, across
-    /// instances). For DPoP proofs (RFC 9449 §11.1).
+    /// the same `jti` cannot both see it as new (on Redis `SET NX`, on
+    /// Postgres `INSERT … ON CONFLICT`, across instances). For DPoP proofs
+    /// (RFC 9449 §11.1).
     pub async fn first_use_of_jti(
         &self,
         namespace: &str,
         jti: &str,
         until: i64,
     ) -> session_store::Result<bool> {
-        if let Some(pool) = self.redis_pool() {
-            let set: Option<String> = pool
-                .set(
-                    jti_key(namespace, jti),
-                    "1",
-                    Some(Expiration::EXAT(until)),
-                    Some(fred::types::SetOptions::NX),
-                    false,
-                )
-                .await
-                .map_err(store_error)?;
-            return Ok(set.is_some());
-        }
         let now = self.clock.unix_now();
+        match &self.backend {
+            Backend::Redis(redis) => {
+                let set: Option<String> = redis
+                    .pool
+                    .set(
+                        jti_key(namespace, jti),
+                        "1",
+                        Some(Expiration::EXAT(until)),
+                        Some(fred::types::SetOptions::NX),
+                        false,
+                    )
+                    .await
+                    .map_err(store_error)?;
+                return Ok(set.is_some());
+            }
+            Backend::Postgres(postgres) => {
+                return postgres
+                    .first_use(&jti_key(namespace, jti), until, now)
+                    .await;
+            }
+            Backend::Memory(_) | Backend::Sqlite(_) => {}
+        }
         let mut seen = self.seen.lock().expect("seen-token lock");
         seen.retain(|_, kept_until| *kept_until >= now);
         if seen.len() >= MAX_SEEN {
@@ -427,6 +466,7 @@ impl AnyStore {
         let signed_in = match &self.backend {
             Backend::Memory(m) => m.delete_expired(self.clock.now()).1,
             Backend::Sqlite(s) => s.delete_expired(self.clock.now()).await?,
+            Backend::Postgres(p) => p.delete_expired(self.clock.now()).await?,
             // Redis expires sessions, index entries and sets by TTL itself
             // (so its idle ends are not counted).
             Backend::Redis(_) => 0,
@@ -462,6 +502,7 @@ impl AnyStore {
             Backend::Memory(m) => Ok(m.signed_in(now)),
             Backend::Sqlite(s) => s.signed_in(now).await,
             Backend::Redis(r) => r.signed_in().await,
+            Backend::Postgres(p) => p.signed_in(now).await,
         }
     }
 
@@ -472,6 +513,7 @@ impl AnyStore {
             Backend::Memory(m) => Ok(m.sessions_of(owner, now)),
             Backend::Sqlite(s) => s.sessions_of(owner, now).await,
             Backend::Redis(r) => r.sessions_of(owner).await,
+            Backend::Postgres(p) => p.sessions_of(owner, now).await,
         }
     }
 
@@ -489,6 +531,7 @@ impl AnyStore {
                 }),
                 Backend::Sqlite(s) => s.listing(&key, now).await?,
                 Backend::Redis(r) => r.listing(&key).await?,
+                Backend::Postgres(p) => p.listing(&key, now).await?,
             };
             let Some(listing) = listing.filter(|l| l.expiry_date > now) else {
                 continue;
@@ -521,8 +564,9 @@ impl AnyStore {
                 Ok(())
             }
             Backend::Sqlite(s) => s.delete(key).await,
-            // The delete script also tells the other instances.
+            // Both also tell the other instances.
             Backend::Redis(r) => r.delete(key).await,
+            Backend::Postgres(p) => p.delete(key).await,
         };
         self.measured("delete", started, &deleted);
         deleted?;
@@ -575,6 +619,10 @@ impl SessionStore for AnyStore {
                     r.create(record, &r.sealer.at_rest(&record.id), owner.clone())
                         .await
                 }
+                Backend::Postgres(p) => {
+                    p.create(record, &p.sealer.at_rest(&record.id), owner.clone())
+                        .await
+                }
             };
             self.measured("create", started, &created);
             let created = created?;
@@ -612,6 +660,7 @@ impl SessionStore for AnyStore {
             Backend::Memory(m) => Ok(m.load(id, now)),
             Backend::Sqlite(s) => s.load(&s.sealer.at_rest(id), now).await,
             Backend::Redis(r) => r.load(&r.sealer.at_rest(id), now).await,
+            Backend::Postgres(p) => p.load(&p.sealer.at_rest(id), now).await,
         };
         self.measured("load", started, &loaded);
         loaded

@@ -6,7 +6,7 @@
 //! file beside it (`<file>.lock`) and refuses to start when another process
 //! holds it, because it keeps the sessions it reads in memory (`cache.rs`)
 //! and only its own writes tell it when a copy is stale. Several instances
-//! share sessions through Redis instead. Stores opened twice on one file
+//! share sessions through Redis or Postgres instead. Stores opened twice on one file
 //! in the same process (a restart inside a test) share one cache.
 //!
 //! The record is encoded as tower-sessions' own SQLite store encodes it
@@ -95,8 +95,8 @@ fn own(path: &Path) -> Result<Arc<Owned>, String> {
             };
             return Err(format!(
                 "{holder} is using this session store ({} is locked). A SQLite store \
-                 belongs to one Gatehouse process; run several instances on Redis \
-                 (SESSION_STORE=redis://…)",
+                 belongs to one Gatehouse process; run several instances on Redis or \
+                 Postgres (SESSION_STORE=redis://… or postgres://…)",
                 lock_path.display()
             ));
         }
