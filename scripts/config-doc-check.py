@@ -3,7 +3,9 @@
 variable the configuration reads (src/server/config/), so the docs cannot
 fall behind the code. Provider settings (`var("X")`) are checked as
 `OIDC_X`, the default provider's name; the table documents the per-provider
-form `OIDC_<NAME>_X` in one row."""
+form `OIDC_<NAME>_X` in one row. The log and trace settings, read before
+the configuration (src/server/telemetry/: `var("X")`), are checked as they
+are named."""
 
 import os
 import re
@@ -11,6 +13,7 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "src", "server", "config")
+TELEMETRY = os.path.join(REPO, "src", "server", "telemetry")
 
 
 def read_vars():
@@ -27,6 +30,13 @@ def read_vars():
         # A provider's setting: `var("X")` is OIDC_X for the default provider.
         for m in re.finditer(r'\bvar\("([A-Z][A-Z0-9_]+)"\)', code):
             found.add("OIDC_" + m.group(1))
+    for name in os.listdir(TELEMETRY):
+        if not name.endswith(".rs"):
+            continue
+        text = open(os.path.join(TELEMETRY, name), encoding="utf-8").read()
+        code = text.split("#[cfg(test)]")[0]
+        for m in re.finditer(r'\bvar\("([A-Z][A-Z0-9_]+)"\)', code):
+            found.add(m.group(1))
     return found
 
 

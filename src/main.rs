@@ -13,7 +13,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let _log = telemetry::init();
+    // `.env` first (as `Config::from_env` does), so the log and trace
+    // settings can come from it too.
+    let _ = dotenvy::dotenv();
+    // Held to the end: dropped after `serve` has shut down gracefully, it
+    // exports the last spans, then writes the last log lines.
+    let _log = match telemetry::init() {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

@@ -14,7 +14,7 @@
 use openidconnect::{AsyncHttpClient, HttpRequest, IssuerUrl};
 use url::Url;
 
-use crate::server::config::BaseUrl;
+use crate::server::{config::BaseUrl, telemetry::traces};
 
 #[derive(Clone, Debug)]
 pub struct IdpHttp {
@@ -49,12 +49,15 @@ impl IdpHttp {
         }
     }
 
+    /// A GET to the IdP, carrying the current span's `traceparent` when
+    /// traces are on (so build it inside the call's span).
     pub fn get(&self, url: &str) -> reqwest::RequestBuilder {
-        self.client.get(self.route(url))
+        traces::propagated(self.client.get(self.route(url)))
     }
 
+    /// A POST to the IdP, as [`IdpHttp::get`].
     pub fn post(&self, url: &str) -> reqwest::RequestBuilder {
-        self.client.post(self.route(url))
+        traces::propagated(self.client.post(self.route(url)))
     }
 }
 
@@ -72,7 +75,10 @@ impl<'c> AsyncHttpClient<'c> for IdpHttp {
     type Error = <reqwest::Client as AsyncHttpClient<'c>>::Error;
     type Future = <reqwest::Client as AsyncHttpClient<'c>>::Future;
 
+    /// Sends a request `openidconnect` built, with the current span's
+    /// `traceparent` when traces are on.
     fn call(&'c self, mut request: HttpRequest) -> Self::Future {
+        traces::inject(request.headers_mut());
         if self.rewrite.is_some() {
             let routed = self.route(&request.uri().to_string());
             if let Ok(uri) = routed.parse() {

@@ -17,7 +17,7 @@
 //! for a resource's token, which the IdP has just issued: then the API is what
 //! refuses, and the answer is 502 `upstream_token_unavailable`.
 
-use crate::server::telemetry::metrics;
+use crate::server::telemetry::{metrics, traces};
 use axum::{
     body::{to_bytes, Body, Bytes},
     extract::{Path, Request, State},
@@ -25,6 +25,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
+use tracing::Instrument;
 use url::Url;
 
 use super::state::AuthState;
@@ -143,6 +144,7 @@ async fn forward_to(
     .map_err(refresh_failed)?;
     let call = Upstream {
         state,
+        remote: &remote.name,
         method: &parts.method,
         url: &url,
         headers: &headers,
@@ -184,6 +186,8 @@ async fn forward_to(
 /// One relayed request, as it goes upstream.
 struct Upstream<'a> {
     state: &'a AuthState,
+    /// Its `API_REMOTES` name.
+    remote: &'a str,
     method: &'a Method,
     url: &'a Url,
     headers: &'a HeaderMap,
@@ -194,15 +198,25 @@ impl Upstream<'_> {
     /// Sends it with `credential`: as a bearer token, or a DPoP-bound token
     /// with a fresh proof for this method and URL (RFC 9449 §7.1), once more
     /// with the nonce the API asks for (§9). The API's latest nonce is kept
-    /// for the next call to the same URL.
+    /// for the next call to the same URL. In a span of its own (when traces
+    /// are on), whose `traceparent` the upstream gets.
     async fn send(&self, credential: &Credential) -> reqwest::Result<reqwest::Response> {
+        let span = traces::relay_span(self.remote, self.method);
+        let answer = self.send_in_span(credential).instrument(span.clone()).await;
+        traces::answered(&span, answer.as_ref().ok().map(|r| r.status().as_u16()));
+        answer
+    }
+
+    async fn send_in_span(&self, credential: &Credential) -> reqwest::Result<reqwest::Response> {
         let token = credential.token.secret();
         let request = || {
-            self.state
+            let request = self
+                .state
                 .relay_http
                 .request(self.method.clone(), self.url.clone())
                 .headers(self.headers.clone())
-                .body(self.body.clone())
+                .body(self.body.clone());
+            traces::propagated(request)
         };
         let Some(key) = &credential.dpop else {
             return request().bearer_auth(token).send().await;

@@ -1150,6 +1150,11 @@ impl Drop for Process {
 }
 
 impl Process {
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
     pub fn terminate(&self) {
         let sent = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])

@@ -33,3 +33,4 @@ mod sessions;
 mod shutdown;
 mod step_up;
 mod store_cas;
+mod traces;

@@ -2,7 +2,7 @@
 //! use while the IdP is down), the [`Discovered`] built from it (metadata, JWKS,
 //! client, accepted algorithms) and the JWKS re-fetch after a key rotation.
 
-use crate::server::telemetry::metrics;
+use crate::server::telemetry::{metrics, traces};
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -13,6 +13,7 @@ use openidconnect::{
     JwsSigningAlgorithm, RedirectUrl,
 };
 use tokio::sync::RwLock;
+use tracing::Instrument;
 
 use super::{
     types::{GhClient, ProviderMetadataWithExtras},
@@ -165,13 +166,15 @@ impl Idp {
             "{}/.well-known/openid-configuration",
             provider.issuer().trim_end_matches('/')
         );
-        let response = self
-            .http
-            .get(&url)
+        let span = traces::idp_span(&self.idp.name, "discovery");
+        let response = span
+            .in_scope(|| self.http.get(&url))
             .timeout(Duration::from_secs(3))
             .send()
-            .await
-            .map_err(|e| IdpError::Unreachable(e.to_string()))?;
+            .instrument(span.clone())
+            .await;
+        traces::answered(&span, response.as_ref().ok().map(|r| r.status().as_u16()));
+        let response = response.map_err(|e| IdpError::Unreachable(e.to_string()))?;
         if !response.status().is_success() {
             return Err(IdpError::Unreachable(format!(
                 "discovery answered {}",
@@ -200,10 +203,16 @@ impl Idp {
         // Discovery checks that the document's issuer equals ours exactly
         // (OIDC Discovery §4.3), which is what defeats issuer confusion.
         let started = std::time::Instant::now();
+        let span = traces::idp_span(&self.idp.name, "discovery");
         let metadata =
-            ProviderMetadataWithExtras::discover_async(self.idp.issuer.clone(), &self.http).await;
+            ProviderMetadataWithExtras::discover_async(self.idp.issuer.clone(), &self.http)
+                .instrument(span.clone())
+                .await;
         // The document and its key set, as one call.
         metrics::idp_call(&self.idp.name, "discovery", started.elapsed());
+        if metadata.is_err() {
+            traces::failed(&span);
+        }
         let metadata = metadata.map_err(|e| match e {
             openidconnect::DiscoveryError::Request(e) => IdpError::Unreachable(e.to_string()),
             openidconnect::DiscoveryError::Response(status, _, _) if status.is_server_error() => {
@@ -247,8 +256,14 @@ impl Idp {
             *last = Some(Instant::now());
         }
         let started = std::time::Instant::now();
-        let jwks = JsonWebKeySet::fetch_async(stale.metadata.jwks_uri(), &self.http).await;
+        let span = traces::idp_span(&self.idp.name, "jwks");
+        let jwks = JsonWebKeySet::fetch_async(stale.metadata.jwks_uri(), &self.http)
+            .instrument(span.clone())
+            .await;
         metrics::idp_call(&self.idp.name, "jwks", started.elapsed());
+        if jwks.is_err() {
+            traces::failed(&span);
+        }
         let jwks = jwks.map_err(|e| IdpError::Unreachable(format!("JWKS: {e}")))?;
         let metadata = stale.metadata.clone().set_jwks(jwks);
         let provider = Arc::new(Discovered::new(metadata, &self.config, &self.idp)?);

@@ -4,10 +4,11 @@
 //! nonce answers `use_dpop_nonce` with a `DPoP-Nonce` header; the call is
 //! made once more with it, and the nonce is kept for the next call there.
 
-use crate::server::telemetry::metrics;
+use crate::server::telemetry::{metrics, traces};
 use std::{future::Future, pin::Pin};
 
 use openidconnect::{http, AsyncHttpClient, HttpClientError, HttpRequest, HttpResponse};
+use tracing::Instrument;
 
 use super::Idp;
 use crate::auth::dpop::{asks_for_nonce, DpopKey};
@@ -30,12 +31,18 @@ impl<'c> AsyncHttpClient<'c> for Sender<'_> {
 
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         let started = std::time::Instant::now();
-        let call: Self::Future = match self.dpop {
-            Some(key) => Box::pin(self.idp.send_with_dpop(request, key, self.access_token)),
-            None => Box::pin(self.idp.http.call(request)),
-        };
+        // The request is built in the call's span, so it carries its
+        // `traceparent` (`IdpHttp::call`).
+        let span = traces::idp_span(&self.idp.config().name, self.endpoint);
+        let call: Self::Future = span.in_scope(|| -> Self::Future {
+            match self.dpop {
+                Some(key) => Box::pin(self.idp.send_with_dpop(request, key, self.access_token)),
+                None => Box::pin(self.idp.http.call(request)),
+            }
+        });
         Box::pin(async move {
-            let answer = call.await;
+            let answer = call.instrument(span.clone()).await;
+            traces::answered(&span, answer.as_ref().ok().map(|r| r.status().as_u16()));
             metrics::idp_call(&self.idp.config().name, self.endpoint, started.elapsed());
             answer
         })

@@ -3,7 +3,7 @@
 //! userinfo, and the end-session URL for RP-initiated logout; and token
 //! revocation (RFC 7009), sent with our own HTTP client.
 
-use crate::server::telemetry::metrics;
+use crate::server::telemetry::{metrics, traces};
 use std::sync::Arc;
 
 use openidconnect::{
@@ -14,6 +14,7 @@ use openidconnect::{
     StandardErrorResponse, SubjectIdentifier, TokenResponse, UserInfoError,
 };
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 use super::client_auth::ASSERTION_TYPE;
 use super::{
@@ -279,7 +280,13 @@ impl Idp {
                 .iter()
                 .map(|(name, value)| (*name, value.as_str())),
         );
-        let mut request = self.http.post(url.as_str());
+        let endpoint = match name {
+            "revocation_endpoint" => "revocation",
+            "pushed_authorization_request_endpoint" => "par",
+            _ => "other",
+        };
+        let span = traces::idp_span(&self.config().name, endpoint);
+        let mut request = span.in_scope(|| self.http.post(url.as_str()));
         if self.idp.client_auth == ClientAuth::SecretBasic {
             let encode =
                 |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
@@ -289,12 +296,8 @@ impl Idp {
             );
         }
         let started = std::time::Instant::now();
-        let response = request.form(&fields).send().await;
-        let endpoint = match name {
-            "revocation_endpoint" => "revocation",
-            "pushed_authorization_request_endpoint" => "par",
-            _ => "other",
-        };
+        let response = request.form(&fields).send().instrument(span.clone()).await;
+        traces::answered(&span, response.as_ref().ok().map(|r| r.status().as_u16()));
         metrics::idp_call(&self.config().name, endpoint, started.elapsed());
         response.map_err(|e| IdpError::Unreachable(e.without_url().to_string()))
     }

@@ -48,7 +48,11 @@ use tower_sessions::{
 pub use ended::{EndWatch, Wake};
 pub use lock::SessionLock;
 
-use super::{clock::Clock, config::StoreUrl, telemetry::metrics};
+use super::{
+    clock::Clock,
+    config::StoreUrl,
+    telemetry::{metrics, traces},
+};
 
 /// Where a stored session's revision sits in its data (the request's copy
 /// carries the revision it read, which its save names as the base).
@@ -163,6 +167,12 @@ fn store_error(e: impl std::fmt::Display) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
 }
 
+/// When a store operation began, and its span (ended when this is dropped).
+struct Begun {
+    at: std::time::Instant,
+    span: tracing::Span,
+}
+
 impl AnyStore {
     /// Opens (and for SQLite, creates and migrates) the configured store.
     /// `ttl` bounds how long index entries may outlive their session (the
@@ -246,7 +256,7 @@ impl AnyStore {
     pub async fn write(&self, record: &Record, base: u64) -> session_store::Result<Written> {
         let owner = (self.indexer)(&record.data);
         let now = self.clock.now();
-        let started = std::time::Instant::now();
+        let started = self.begin("write");
         let written = match &self.backend {
             Backend::Memory(m) => Ok(m.write(record, base, owner, now)),
             Backend::Sqlite(s) => {
@@ -262,7 +272,7 @@ impl AnyStore {
                     .await
             }
         };
-        self.measured("write", started, &written);
+        self.measured("write", &started, &written);
         written
     }
 
@@ -276,14 +286,20 @@ impl AnyStore {
         }
     }
 
+    /// The start of store operation `op`: when, and its span (`telemetry::traces`).
+    fn begin(&self, op: &'static str) -> Begun {
+        Begun {
+            at: std::time::Instant::now(),
+            span: traces::store_span(self.kind(), op),
+        }
+    }
+
     /// Counts one store operation begun at `started` (`telemetry::metrics`).
-    fn measured<T>(
-        &self,
-        op: &'static str,
-        started: std::time::Instant,
-        out: &session_store::Result<T>,
-    ) {
-        metrics::store_op(self.kind(), op, started.elapsed(), out.is_err());
+    fn measured<T>(&self, op: &'static str, started: &Begun, out: &session_store::Result<T>) {
+        metrics::store_op(self.kind(), op, started.at.elapsed(), out.is_err());
+        if out.is_err() {
+            traces::failed(&started.span);
+        }
     }
 
     /// Read-modify-write of one stored session: `change` is applied to the
@@ -557,7 +573,7 @@ impl AnyStore {
     /// Ends the session filed under `key` (a [`Listed::key`], not a cookie
     /// id), on every instance.
     pub async fn end_listed(&self, key: &Id) -> session_store::Result<()> {
-        let started = std::time::Instant::now();
+        let started = self.begin("delete");
         let deleted = match &self.backend {
             Backend::Memory(m) => {
                 m.delete(key);
@@ -568,7 +584,7 @@ impl AnyStore {
             Backend::Redis(r) => r.delete(key).await,
             Backend::Postgres(p) => p.delete(key).await,
         };
-        self.measured("delete", started, &deleted);
+        self.measured("delete", &started, &deleted);
         deleted?;
         self.watchers.ended(key);
         Ok(())
@@ -607,7 +623,7 @@ impl SessionStore for AnyStore {
         let owner = (self.indexer)(&record.data);
         // A new id until one is free (with sessions keyed by their cookie,
         // what must be free is its store key).
-        let started = std::time::Instant::now();
+        let started = self.begin("create");
         loop {
             let created = match &self.backend {
                 Backend::Memory(m) => Ok(m.create(record, owner.clone())),
@@ -624,7 +640,7 @@ impl SessionStore for AnyStore {
                         .await
                 }
             };
-            self.measured("create", started, &created);
+            self.measured("create", &started, &created);
             let created = created?;
             if created {
                 break;
@@ -655,14 +671,14 @@ impl SessionStore for AnyStore {
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let now = self.clock.now();
-        let started = std::time::Instant::now();
+        let started = self.begin("load");
         let loaded = match &self.backend {
             Backend::Memory(m) => Ok(m.load(id, now)),
             Backend::Sqlite(s) => s.load(&s.sealer.at_rest(id), now).await,
             Backend::Redis(r) => r.load(&r.sealer.at_rest(id), now).await,
             Backend::Postgres(p) => p.load(&p.sealer.at_rest(id), now).await,
         };
-        self.measured("load", started, &loaded);
+        self.measured("load", &started, &loaded);
         loaded
     }
 

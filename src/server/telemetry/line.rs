@@ -73,6 +73,9 @@ where
 impl<'writer> FormatFields<'writer> for Fields {
     fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
         let mut visitor = Visitor::new(writer, false);
+        // A span's `otel.*` fields (name, kind, when traces are on) are
+        // for OpenTelemetry (`traces.rs`), not for the line.
+        visitor.skip_otel = true;
         fields.record(&mut visitor);
         visitor.result
     }
@@ -83,6 +86,7 @@ impl<'writer> FormatFields<'writer> for Fields {
 struct Visitor<'w> {
     out: Writer<'w>,
     separate: bool,
+    skip_otel: bool,
     result: fmt::Result,
 }
 
@@ -91,6 +95,7 @@ impl<'w> Visitor<'w> {
         Self {
             out,
             separate: leading,
+            skip_otel: false,
             result: Ok(()),
         }
     }
@@ -111,6 +116,9 @@ impl<'w> Visitor<'w> {
     }
 
     fn field(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'w>) -> fmt::Result) {
+        if self.skip_otel && field.name().starts_with("otel.") {
+            return;
+        }
         if self.result.is_ok() {
             self.result = self.key(field).and_then(|()| value(&mut self.out));
         }
@@ -345,6 +353,22 @@ mod tests {
         assert!(text.contains(r#"value="a\nb\u{1b}[31mc\u{9b}d""#), "{text}");
         assert!(text.contains(r"shown=a\nb\u{1b}[31mc\u{9b}d"), "{text}");
         assert!(text.contains(r"x\na\nb"), "{text}");
+    }
+
+    #[test]
+    fn a_spans_otel_fields_stay_out_of_the_line() {
+        let text = logged(|| {
+            let span = tracing::info_span!(
+                "request",
+                id = "4b1c-9e",
+                otel.name = "GET auth",
+                otel.kind = "server"
+            );
+            let _in = span.enter();
+            tracing::info!(otel.note = "kept", "x");
+        });
+        assert!(text.contains(" INFO request{id=4b1c-9e}: "), "{text}");
+        assert!(text.ends_with(": x otel.note=kept\n"), "{text}");
     }
 
     #[test]

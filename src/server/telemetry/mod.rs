@@ -1,9 +1,11 @@
 //! Structured logs: one line per request with its request id, method, path
 //! (never the query string: it carries authorization codes), status and time.
-//! Tokens and cookie values are never logged anywhere.
+//! Tokens and cookie values are never logged anywhere. With an OTLP endpoint
+//! set, traces too (`traces.rs`).
 
 mod line;
 pub mod metrics;
+pub mod traces;
 
 use std::time::Instant;
 
@@ -13,44 +15,97 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Subscriber;
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::{fmt, prelude::*, registry::LookupSpan, EnvFilter, Layer};
 
-/// Keeps the log writer's thread running; dropping it writes out what is
-/// still queued. Hold it for the life of the process.
+/// Keeps the log writer's thread running, and the trace exporter's when
+/// traces are on; dropping it exports the spans still queued, then writes
+/// out the lines still queued. Hold it for the life of the process.
 #[must_use = "dropping the guard stops the log writer"]
-pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
+pub struct LogGuard {
+    traces: Option<SdkTracerProvider>,
+    _log: WorkerGuard,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.traces.take() {
+            traces::shut_down(provider);
+        }
+    }
+}
 
 /// `RUST_LOG` filters (default `info`); lines are text (`line.rs`), or
 /// JSON with `LOG_FORMAT=json`. Lines go to stdout through a thread of their
 /// own, so a request never waits on the terminal or the pipe (the synchronous write was about
 /// 8% of a signed-in request's CPU under `make bench`). Nothing is dropped:
 /// when that thread falls far behind, logging waits instead.
-pub fn init() -> LogGuard {
+///
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` (or `…_TRACES_ENDPOINT`) set, spans
+/// are exported too (`traces.rs`); `RUST_LOG` then filters the log lines
+/// only. A bad OpenTelemetry setting is an error here, naming the variable.
+pub fn init() -> Result<LogGuard, String> {
+    let traces = traces::Settings::from_env()?;
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("gatehouse-log")
         .finish(std::io::stdout());
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,tower_sessions=warn,sqlx=warn,hyper=warn"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let result = if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json");
+    let Some(settings) = traces else {
+        // Traces off: the subscriber as it always was, one filter for all.
+        let registry = tracing_subscriber::registry().with(filter);
+        let result = if json {
+            registry.with(json_lines(writer)).try_init()
+        } else {
+            registry.with(text_lines(writer)).try_init()
+        };
+        // A second init (tests start several apps in one process) is harmless.
+        let _ = result;
+        return Ok(LogGuard {
+            traces: None,
+            _log: guard,
+        });
+    };
+    // Traces on: the filter is the log lines' own, the spans have theirs.
+    let provider = traces::start(settings)?;
+    let registry = tracing_subscriber::registry();
+    let result = if json {
         registry
-            .with(fmt::layer().json().flatten_event(true).with_writer(writer))
+            .with(json_lines(writer).with_filter(filter))
+            .with(traces::layer(&provider))
             .try_init()
     } else {
         registry
-            .with(
-                fmt::layer()
-                    .fmt_fields(line::Fields)
-                    .event_format(line::Line)
-                    .with_writer(writer),
-            )
+            .with(text_lines(writer).with_filter(filter))
+            .with(traces::layer(&provider))
             .try_init()
     };
-    // A second init (tests start several apps in one process) is harmless.
     let _ = result;
-    LogGuard(guard)
+    Ok(LogGuard {
+        traces: Some(provider),
+        _log: guard,
+    })
+}
+
+fn text_lines<S>(writer: NonBlocking) -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fmt::layer()
+        .fmt_fields(line::Fields)
+        .event_format(line::Line)
+        .with_writer(writer)
+}
+
+fn json_lines<S>(writer: NonBlocking) -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fmt::layer().json().flatten_event(true).with_writer(writer)
 }
 
 /// The header carrying a request's id.
@@ -81,7 +136,11 @@ pub async fn log_request(mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     // A clone of the URI shares its bytes (no copy of the path).
     let uri = request.uri().clone();
-    let span = tracing::info_span!("request", id = id.to_str().unwrap_or("-"));
+    let span = if traces::on() {
+        traces::request_span(id.to_str().unwrap_or("-"), &method, uri.path())
+    } else {
+        tracing::info_span!("request", id = id.to_str().unwrap_or("-"))
+    };
     async move {
         let mut response = next.run(request).await;
         let took = start.elapsed();
@@ -93,6 +152,7 @@ pub async fn log_request(mut request: Request, next: Next) -> Response {
             "request"
         );
         metrics::request(uri.path(), response.status().as_u16(), took);
+        traces::request_answered(response.status().as_u16());
         response.headers_mut().entry(X_REQUEST_ID).or_insert(id);
         response
     }
