@@ -254,7 +254,7 @@ pub fn relay_span(remote: &str, method: &Method) -> Span {
 }
 
 /// A session-store operation `op` (`load`, `write`, `create`, `delete`) on
-/// `store` (`memory`, `sqlite`, `redis`).
+/// `store` (`memory`, `sqlite`, `redis`, `postgres`).
 pub fn store_span(store: &'static str, op: &'static str) -> Span {
     if !on() {
         return Span::none();
