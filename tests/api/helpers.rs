@@ -959,16 +959,8 @@ impl PostgresServer {
             "t{}",
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
-        let mut create = postgres_command(&self.bin, "createdb");
-        create.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &self.port.to_string(),
-            "-U",
-            "postgres",
-            &name,
-        ]);
+        let mut create = self.client("createdb");
+        create.arg(&name);
         run_ok(create, "createdb");
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
@@ -978,19 +970,24 @@ impl PostgresServer {
         let Some(name) = url.rsplit('/').next() else {
             return;
         };
-        let mut drop = postgres_command(&self.bin, "dropdb");
-        drop.args([
+        let mut drop = self.client("dropdb");
+        drop.args(["--force", "--if-exists", name]);
+        let _ = drop.status();
+    }
+
+    /// A client `program` (`createdb`, `dropdb`) addressed to this server
+    /// as its superuser.
+    fn client(&self, program: &str) -> Command {
+        let mut command = postgres_command(&self.bin, program);
+        command.args([
             "-h",
             "127.0.0.1",
             "-p",
             &self.port.to_string(),
             "-U",
             "postgres",
-            "--force",
-            "--if-exists",
-            name,
         ]);
-        let _ = drop.status();
+        command
     }
 }
 

@@ -95,6 +95,15 @@ pub struct Listed {
     pub record: Option<Record>,
 }
 
+/// The `sub` and `sid` index columns of a session's owner (SQLite and
+/// Postgres rows).
+fn owner_columns(owner: &Option<OwnerEntry>) -> (Option<&str>, Option<&str>) {
+    match owner {
+        Some(OwnerEntry { sub, sid, .. }) => (Some(sub), sid.as_deref()),
+        None => (None, None),
+    }
+}
+
 /// Reads a session's owner from its data (`None`: not signed in). Given by
 /// the auth core, which alone knows the record inside the data.
 pub type Indexer = fn(&HashMap<String, Value>) -> Option<OwnerEntry>;

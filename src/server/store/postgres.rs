@@ -41,7 +41,7 @@ use tower_sessions::{
 use super::{
     cache::Cache,
     ended::Watchers,
-    rev_of,
+    owner_columns, rev_of,
     sealed::{AtRest, Listing, Sealer},
     set_rev, store_error, Owner, OwnerEntry, Written,
 };
@@ -81,13 +81,6 @@ pub(super) struct Postgres {
     _listening: Arc<watch::Sender<()>>,
     /// Seals each record's bytes at rest.
     pub(super) sealer: Arc<Sealer>,
-}
-
-fn owner_columns(owner: &Option<OwnerEntry>) -> (Option<&str>, Option<&str>) {
-    match owner {
-        Some(OwnerEntry { sub, sid, .. }) => (Some(sub), sid.as_deref()),
-        None => (None, None),
-    }
 }
 
 /// The advisory-lock key of a lock name: 64 bits of its SHA-256. Two names

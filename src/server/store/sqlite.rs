@@ -36,6 +36,7 @@ use tower_sessions::{
 
 use super::{
     cache::Cache,
+    owner_columns,
     sealed::{AtRest, Listing, Sealer},
     set_rev, store_error, Indexer, Owner, OwnerEntry, Written,
 };
@@ -123,13 +124,6 @@ fn encode(record: &Record) -> session_store::Result<Vec<u8>> {
 
 fn decode(bytes: &[u8]) -> session_store::Result<Record> {
     rmp_serde::from_slice(bytes).map_err(|e| session_store::Error::Decode(e.to_string()))
-}
-
-fn owner_columns(owner: &Option<OwnerEntry>) -> (Option<&str>, Option<&str>) {
-    match owner {
-        Some(OwnerEntry { sub, sid, .. }) => (Some(sub), sid.as_deref()),
-        None => (None, None),
-    }
 }
 
 impl Sqlite {
