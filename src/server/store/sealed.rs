@@ -39,6 +39,7 @@
 //! The memory store keeps records in this process only and seals nothing.
 
 use std::borrow::Cow;
+use std::sync::Mutex;
 
 use chacha20poly1305::{
     aead::{Aead, AeadCore, KeyInit, Payload},
@@ -51,6 +52,7 @@ use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store;
 
+use super::{cache::CAPACITY, IdMap};
 use crate::server::config::EncryptionKey;
 
 const MAGIC: &[u8; 4] = b"gh1\0";
@@ -66,6 +68,14 @@ pub struct Sealer {
     /// Whether each session's record is sealed with its own key, derived
     /// from its cookie id.
     cookie_keyed: bool,
+    /// What [`Sealer::at_rest`] derived lately, by cookie id: its store key
+    /// and record key. HKDF is a pure function of the id, so a remembered
+    /// pair is never stale, and every signed-in request needs it before it
+    /// can even look in the store's cache (without SHA extensions, e.g.
+    /// under valgrind, deriving cost more than the rest of a cached read).
+    /// It holds nothing this process does not already see on each request
+    /// (the cookie) or keep in the store's cache (the opened record).
+    derived: Mutex<IdMap<(Id, [u8; 32])>>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -139,6 +149,7 @@ impl Sealer {
                     (id, XChaCha20Poly1305::new(key.bytes().into()))
                 })
                 .collect(),
+            derived: Mutex::default(),
         }
     }
 
@@ -154,16 +165,28 @@ impl Sealer {
         if !self.cookie_keyed {
             return AtRest::plain(id);
         }
-        let kdf = Hkdf::<Sha256>::new(Some(b"gatehouse session v1"), &id.0.to_be_bytes());
-        let mut key = [0; 16];
-        let mut record_key = [0; 32];
-        kdf.expand(b"store key", &mut key)
-            .and_then(|()| kdf.expand(b"record key", &mut record_key))
-            .expect("HKDF-SHA256 expands to 48 bytes");
+        let remembered = self.remembered().get(id).copied();
+        let (key, record_key) = remembered.unwrap_or_else(|| {
+            let derived = derive(id);
+            let mut remembered = self.remembered();
+            if remembered.len() >= CAPACITY {
+                // Any one makes room: it is derived again if it comes back.
+                if let Some(any) = remembered.keys().next().copied() {
+                    remembered.remove(&any);
+                }
+            }
+            remembered.insert(*id, derived);
+            derived
+        });
         AtRest {
-            key: Id(i128::from_be_bytes(key)),
+            key,
             cipher: Some(XChaCha20Poly1305::new(&record_key.into())),
         }
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, IdMap<(Id, [u8; 32])>> {
+        // A poisoned map still holds only correct derivations.
+        self.derived.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// `plain` sealed with the newest key for session `id` (the id is
@@ -278,6 +301,17 @@ impl Sealer {
     }
 }
 
+/// Session `id`'s store key and record key (see [`Sealer::at_rest`]).
+fn derive(id: &Id) -> (Id, [u8; 32]) {
+    let kdf = Hkdf::<Sha256>::new(Some(b"gatehouse session v1"), &id.0.to_be_bytes());
+    let mut key = [0; 16];
+    let mut record_key = [0; 32];
+    kdf.expand(b"store key", &mut key)
+        .and_then(|()| kdf.expand(b"record key", &mut record_key))
+        .expect("HKDF-SHA256 expands to 48 bytes");
+    (Id(i128::from_be_bytes(key)), record_key)
+}
+
 /// The facts part and the record part of a `gh2` layout.
 fn split_cookie_keyed(stored: &[u8]) -> Option<(&[u8], &[u8])> {
     let rest = stored.strip_prefix(COOKIE_KEYED.as_slice())?;
@@ -384,6 +418,26 @@ mod tests {
         assert_eq!(format!("{on:?}"), "Sealer(1 keys, cookie keyed: false)");
     }
 
+    /// Derivations are remembered for the sessions seen lately, at most
+    /// [`CAPACITY`] of them, and a remembered one is the derivation itself.
+    #[test]
+    fn derived_keys_are_remembered_within_bounds_and_never_differ() {
+        let sealer = Sealer::new(&[], true);
+        let first = Id::default();
+        let at = sealer.at_rest(&first);
+        for _ in 0..CAPACITY {
+            sealer.at_rest(&Id::default());
+        }
+        assert_eq!(sealer.remembered().len(), CAPACITY);
+        for id in [first, Id::default()] {
+            let (key, record_key) = derive(&id);
+            let at = sealer.at_rest(&id);
+            assert_eq!(at.key, key);
+            assert_eq!(sealer.remembered().get(&id), Some(&(key, record_key)));
+        }
+        assert_eq!(sealer.at_rest(&first).key, at.key);
+    }
+
     fn signed_in(id: Id) -> Record {
         Record {
             id,
@@ -405,6 +459,11 @@ mod tests {
             let at = sealer.at_rest(&id);
             assert_ne!(at.key, id, "filed under a key derived from the id");
             assert_eq!(sealer.at_rest(&id).key, at.key, "the same key every time");
+            assert_eq!(
+                Sealer::new(&deployment, true).at_rest(&id).key,
+                at.key,
+                "the same key in another process, or after a restart"
+            );
             let stored = sealer.seal_record(&record, &at, Some(&facts)).unwrap();
             let text = String::from_utf8_lossy(&stored);
             assert!(!text.contains("refresh-token-secret"));
