@@ -3,6 +3,7 @@
 //! Tokens and cookie values are never logged anywhere. With an OTLP endpoint
 //! set, traces too (`traces.rs`).
 
+mod batched;
 mod line;
 pub mod metrics;
 pub mod traces;
@@ -15,9 +16,9 @@ use axum::{
     middleware::Next,
     response::Response,
 };
+use batched::{Flushed, Lines};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Subscriber;
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::{fmt, prelude::*, registry::LookupSpan, EnvFilter, Layer};
 
 /// Keeps the log writer's thread running, and the trace exporter's when
@@ -26,7 +27,7 @@ use tracing_subscriber::{fmt, prelude::*, registry::LookupSpan, EnvFilter, Layer
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard {
     traces: Option<SdkTracerProvider>,
-    _log: WorkerGuard,
+    _log: Flushed,
 }
 
 impl Drop for LogGuard {
@@ -39,19 +40,16 @@ impl Drop for LogGuard {
 
 /// `RUST_LOG` filters (default `info`); lines are text (`line.rs`), or
 /// JSON with `LOG_FORMAT=json`. Lines go to stdout through a thread of their
-/// own, so a request never waits on the terminal or the pipe (the synchronous write was about
-/// 8% of a signed-in request's CPU under `make bench`). Nothing is dropped:
-/// when that thread falls far behind, logging waits instead.
+/// own, in batches (`batched.rs`), so a request never waits on the terminal
+/// or the pipe, nor wakes a thread for its line. Nothing is dropped: when
+/// that thread falls far behind, logging waits instead.
 ///
 /// With `OTEL_EXPORTER_OTLP_ENDPOINT` (or `…_TRACES_ENDPOINT`) set, spans
 /// are exported too (`traces.rs`); `RUST_LOG` then filters the log lines
 /// only. A bad OpenTelemetry setting is an error here, naming the variable.
 pub fn init() -> Result<LogGuard, String> {
     let traces = traces::Settings::from_env()?;
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("gatehouse-log")
-        .finish(std::io::stdout());
+    let (writer, guard) = batched::to_stdout();
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,tower_sessions=warn,sqlx=warn,hyper=warn"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json");
@@ -91,7 +89,7 @@ pub fn init() -> Result<LogGuard, String> {
     })
 }
 
-fn text_lines<S>(writer: NonBlocking) -> impl Layer<S>
+fn text_lines<S>(writer: Lines) -> impl Layer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -101,7 +99,7 @@ where
         .with_writer(writer)
 }
 
-fn json_lines<S>(writer: NonBlocking) -> impl Layer<S>
+fn json_lines<S>(writer: Lines) -> impl Layer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
