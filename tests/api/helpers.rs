@@ -68,6 +68,12 @@ pub struct Idp {
 }
 
 impl Idp {
+    /// The node process' id (`make bench` reads its CPU time).
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// On a free port.
     pub async fn start() -> Self {
         Self::start_with(&[]).await
