@@ -1,7 +1,7 @@
 //! Sessions end when they are ended, on every store, even while a request of
 //! that session is in flight; and no write puts older tokens back. Each test
 //! drives the real race: an upstream held open by the test (no sleeps), the
-//! ending action taken while the relayed call waits there, then the call
+//! ending action (sign-out, "end all others", an admin's end) taken while the relayed call waits there, then the call
 //! released. Twenty rounds each, on memory, SQLite, Redis and Postgres.
 
 use std::{
@@ -18,7 +18,7 @@ use axum::{
     routing::any,
     Router,
 };
-use gatehouse::pages::sessions::EndOtherSessions;
+use gatehouse::pages::{admin::AdminEndUserSessions, sessions::EndOtherSessions};
 use leptos::server_fn::ServerFn;
 use reqwest::StatusCode;
 use tokio::sync::{mpsc, oneshot};
@@ -111,29 +111,43 @@ async fn setup(kind: StoreKind) -> (TestStore, Idp, HeldUpstream, TestApp) {
     (store, idp, upstream, app)
 }
 
-/// Ended by its own sign-out or by the user's other session ("end all
-/// others") while a relayed call of it, which refreshed the tokens, waits at
-/// the upstream: once that call completes, the old cookie still gets 401.
+/// Ended by its own sign-out, by the user's other session ("end all
+/// others") or by an admin ending every session of the user, while a relayed
+/// call of it, which refreshed the tokens, waits at the upstream: once that
+/// call completes, the old cookie still gets 401.
 async fn an_ended_session_never_comes_back(kind: StoreKind) {
     let (_store, _idp, mut upstream, app) = setup(kind).await;
     for round in 0..ROUNDS {
+        let by_admin = round % 3 == 2;
         let browser = app.second_browser();
+        // alice is an admin of the dev IdP; bob is not.
         let other = app.second_browser();
-        browser.login("alice", "alice").await;
+        let user = if by_admin { "bob" } else { "alice" };
+        browser.login(user, user).await;
         other.login("alice", "alice").await;
         let cookie = browser.session_cookie().unwrap();
+        let sub: serde_json::Value = browser.get_json("/auth/user").await.json().await.unwrap();
+        let sub = sub["sub"].as_str().unwrap().to_string();
 
         let (call, release) = upstream
             .refreshing_call(&browser)
             .await
             .expect("the relayed call refreshes and is held");
-        if round % 2 == 0 {
-            assert_eq!(browser.logout().await.status(), StatusCode::SEE_OTHER);
-        } else {
-            let ended = other
-                .server_fn(<EndOtherSessions as ServerFn>::PATH, &[])
-                .await;
-            assert_eq!(ended.status(), StatusCode::OK);
+        match round % 3 {
+            0 => assert_eq!(browser.logout().await.status(), StatusCode::SEE_OTHER),
+            1 => {
+                let ended = other
+                    .server_fn(<EndOtherSessions as ServerFn>::PATH, &[])
+                    .await;
+                assert_eq!(ended.status(), StatusCode::OK);
+            }
+            _ => {
+                let ended = other
+                    .server_fn(<AdminEndUserSessions as ServerFn>::PATH, &[("sub", &sub)])
+                    .await;
+                assert_eq!(ended.status(), StatusCode::OK, "{kind:?} round {round}");
+                assert_eq!(ended.text().await.unwrap(), "1", "{kind:?} round {round}");
+            }
         }
         assert_eq!(
             app.get_json_with_cookie(&cookie, "/auth/user")
