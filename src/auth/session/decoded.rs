@@ -21,7 +21,7 @@ use tower_sessions::session::Id;
 
 use super::record::{split_tag, SessionRecord};
 use crate::{
-    server::store::IdMap,
+    server::store::{insert_bounded, IdMap},
     types::{SignedInUser, UserView},
 };
 
@@ -57,12 +57,9 @@ impl DecodedRecords {
         }
         let record = Arc::new(serde_json::from_str::<SessionRecord>(json).ok()?);
         let mut kept = self.kept();
-        if kept.len() >= CAPACITY && !kept.contains_key(&id) {
-            if let Some(any) = kept.keys().next().copied() {
-                kept.remove(&any);
-            }
-        }
-        kept.insert(
+        insert_bounded(
+            &mut kept,
+            CAPACITY,
             id,
             Kept {
                 same: same.to_string(),

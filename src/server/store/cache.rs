@@ -27,7 +27,7 @@ use std::sync::Mutex;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 
-use super::{rev_of, IdMap};
+use super::{insert_bounded, rev_of, IdMap};
 
 /// At most this many sessions are kept (about 5 KiB each for a signed-in
 /// session); past it, an arbitrary one makes room.
@@ -89,12 +89,7 @@ impl Cache {
         if inner.changes != before.0 {
             return;
         }
-        if inner.sessions.len() >= CAPACITY && !inner.sessions.contains_key(key) {
-            if let Some(any) = inner.sessions.keys().next().copied() {
-                inner.sessions.remove(&any);
-            }
-        }
-        inner.sessions.insert(*key, record.clone());
+        insert_bounded(&mut inner.sessions, CAPACITY, *key, record.clone());
     }
 
     /// Session `id` was changed or deleted in the store: forget it.

@@ -64,6 +64,18 @@ pub const REV_KEY: &str = "gatehouse.rev";
 /// collide, and hashes a 128-bit id in a fraction of the time.
 pub type IdMap<V> = HashMap<Id, V, foldhash::fast::RandomState>;
 
+/// Inserts into a map kept to at most `capacity` entries: a new key when
+/// it is full evicts any one entry (each of these maps only remembers what
+/// can be read or derived again, so any entry can go).
+pub fn insert_bounded<V>(map: &mut IdMap<V>, capacity: usize, key: Id, value: V) {
+    if map.len() >= capacity && !map.contains_key(&key) {
+        if let Some(any) = map.keys().next().copied() {
+            map.remove(&any);
+        }
+    }
+    map.insert(key, value);
+}
+
 /// Which sessions to find: those of one IdP session, or of one user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Owner {

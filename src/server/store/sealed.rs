@@ -52,7 +52,7 @@ use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store;
 
-use super::{cache::CAPACITY, IdMap};
+use super::{cache::CAPACITY, insert_bounded, IdMap};
 use crate::server::config::EncryptionKey;
 
 const MAGIC: &[u8; 4] = b"gh1\0";
@@ -168,14 +168,8 @@ impl Sealer {
         let remembered = self.remembered().get(id).copied();
         let (key, record_key) = remembered.unwrap_or_else(|| {
             let derived = derive(id);
-            let mut remembered = self.remembered();
-            if remembered.len() >= CAPACITY {
-                // Any one makes room: it is derived again if it comes back.
-                if let Some(any) = remembered.keys().next().copied() {
-                    remembered.remove(&any);
-                }
-            }
-            remembered.insert(*id, derived);
+            // An evicted one is derived again if it comes back.
+            insert_bounded(&mut self.remembered(), CAPACITY, *id, derived);
             derived
         });
         AtRest {

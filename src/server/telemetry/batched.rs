@@ -18,7 +18,7 @@
 
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -61,13 +61,10 @@ impl Shared {
     }
 
     fn append(&self, line: &[u8]) {
-        let mut waiting = self.lock();
-        while waiting.bytes.len() >= MAX_WAITING {
-            waiting = self
-                .written
-                .wait(waiting)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
+        let mut waiting = self
+            .written
+            .wait_while(self.lock(), |w| w.bytes.len() >= MAX_WAITING)
+            .unwrap_or_else(PoisonError::into_inner);
         let before = waiting.bytes.len();
         waiting.bytes.extend_from_slice(line);
         waiting.appended += line.len() as u64;
@@ -81,22 +78,14 @@ impl Shared {
 
     /// Waits until every line appended so far is written (or `timeout`).
     fn flush(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
         let mut waiting = self.lock();
         let target = waiting.appended;
         waiting.urgent = true;
         self.appended.notify_one();
-        while waiting.written < target {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            waiting = self
-                .written
-                .wait_timeout(waiting, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        let _ = self
+            .written
+            .wait_timeout_while(waiting, timeout, |w| w.written < target)
+            .unwrap_or_else(PoisonError::into_inner);
     }
 
     /// The writing thread: forever, waits for a line, lets more gather,
@@ -104,25 +93,14 @@ impl Shared {
     fn run(&self, mut out: impl Write) {
         let mut batch = Vec::new();
         loop {
-            let mut waiting = self.lock();
-            while waiting.bytes.is_empty() {
-                waiting = self
-                    .appended
-                    .wait(waiting)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-            let deadline = Instant::now() + GATHER;
-            while waiting.bytes.len() < HIGH_WATER && !waiting.urgent {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                waiting = self
-                    .appended
-                    .wait_timeout(waiting, left)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
+            let waiting = self
+                .appended
+                .wait_while(self.lock(), |w| w.bytes.is_empty())
+                .unwrap_or_else(PoisonError::into_inner);
+            let (mut waiting, _) = self
+                .appended
+                .wait_timeout_while(waiting, GATHER, |w| w.bytes.len() < HIGH_WATER && !w.urgent)
+                .unwrap_or_else(PoisonError::into_inner);
             // The two buffers trade places: each keeps its capacity.
             std::mem::swap(&mut batch, &mut waiting.bytes);
             waiting.urgent = false;
@@ -196,6 +174,7 @@ impl<'a> MakeWriter<'a> for Lines {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
 
     /// What the thread wrote, and how many writes it took.
     #[derive(Clone, Default)]
