@@ -376,6 +376,16 @@ async fn run() {
         }
         return;
     }
+    if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "login") {
+        // For chasing the login rate by hand (profile the dev IdP with
+        // NODE_OPTIONS=--cpu-prof): the login measure alone, three times.
+        let idp = Idp::start_with(&[("IDP_ACCESS_TOKEN_TTL", "3600")]).await;
+        let (process, app) = start_app(&idp.issuer, "memory").await;
+        for _ in 0..3 {
+            println!("{}", login_cost(&process, &app, &idp).await);
+        }
+        return;
+    }
     if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "refresh_storm") {
         // For chasing a miss by hand: the storm alone, five times.
         for _ in 0..5 {

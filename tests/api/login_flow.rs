@@ -409,11 +409,20 @@ async fn activity_extends_the_idle_deadline_and_inactivity_ends_the_session() {
     );
 }
 
+/// With a pushed request (the dev IdP has a PAR endpoint) the push is what
+/// notices; without one (`OIDC_PAR=off`), the discovery probe before the
+/// redirect.
 #[tokio::test]
 async fn an_idp_that_goes_down_after_discovery_is_noticed_at_login() {
+    for par in ["auto", "off"] {
+        a_dead_idp_is_noticed_at_login(par).await;
+    }
+}
+
+async fn a_dead_idp_is_noticed_at_login(par: &str) {
     let port = free_port();
     let idp = Idp::start_on(port, &[]).await;
-    let app = spawn_app(&idp.issuer).await;
+    let app = spawn_app_with(&idp.issuer, &[("OIDC_PAR", par)]).await;
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
     drop(idp);
     // The port stays ours while the IdP is down, refusing every connection:
@@ -435,7 +444,7 @@ async fn an_idp_that_goes_down_after_discovery_is_noticed_at_login() {
     assert_eq!(
         login.status(),
         StatusCode::SERVICE_UNAVAILABLE,
-        "never send the browser to a dead IdP"
+        "never send the browser to a dead IdP (OIDC_PAR={par})"
     );
     assert!(login.text().await.unwrap().contains("idp_unreachable"));
 

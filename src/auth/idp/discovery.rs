@@ -157,11 +157,19 @@ impl Idp {
     }
 
     /// The provider, but only if the IdP answers right now: the cached
-    /// discovery is reused, yet its document is fetched again (one small GET with
-    /// a short timeout) so a login never sends the browser to an IdP that went
-    /// down after start-up, and `/readyz` tells the truth.
+    /// discovery is reused, yet its document is fetched again (see
+    /// [`answers`](Self::answers)) so `/readyz` tells the truth.
     pub async fn reachable_provider(&self) -> Result<Arc<Discovered>, IdpError> {
         let provider = self.provider().await?;
+        self.answers(&provider).await?;
+        Ok(provider)
+    }
+
+    /// Whether the IdP answers right now: its discovery document fetched
+    /// again, one small GET with a short timeout, so a login without a
+    /// pushed request never sends the browser to an IdP that went down after
+    /// start-up.
+    pub async fn answers(&self, provider: &Discovered) -> Result<(), IdpError> {
         let url = format!(
             "{}/.well-known/openid-configuration",
             provider.issuer().trim_end_matches('/')
@@ -181,7 +189,7 @@ impl Idp {
                 response.status()
             )));
         }
-        Ok(provider)
+        Ok(())
     }
 
     /// The discovered provider, discovering it now if needed.
