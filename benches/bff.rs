@@ -377,8 +377,9 @@ async fn run() {
         return;
     }
     if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "login") {
-        // For chasing the login rate by hand (profile the dev IdP with
-        // NODE_OPTIONS=--cpu-prof): the login measure alone, three times.
+        // For chasing the login rate by hand: the login measure alone,
+        // three times. (To profile the dev IdP, put first on PATH a `node`
+        // script running `/usr/bin/node --prof "$@"`.)
         let idp = Idp::start_with(&[("IDP_ACCESS_TOKEN_TTL", "3600")]).await;
         let (process, app) = start_app(&idp.issuer, "memory").await;
         for _ in 0..3 {
