@@ -457,6 +457,47 @@ async fn a_dead_idp_is_noticed_at_login(par: &str) {
     );
 }
 
+/// An IdP that hangs after discovery (SIGSTOP: its socket still accepts,
+/// nothing answers) ends the login on the "unreachable" page within seconds,
+/// with a pushed request (5 s) or the probe (3 s) alike, instead of holding
+/// the browser for the IdP client's 15 s; and the next login after it is
+/// back goes through.
+#[tokio::test]
+async fn an_idp_that_hangs_is_given_up_on_within_seconds() {
+    let idp = Idp::start().await;
+    let signal = |name: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([name, &idp.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    for par in ["auto", "off"] {
+        let app = spawn_app_with(&idp.issuer, &[("OIDC_PAR", par)]).await;
+        signal("-STOP");
+        let asked = std::time::Instant::now();
+        let login =
+            tokio::time::timeout(std::time::Duration::from_secs(12), app.get("/auth/login")).await;
+        let took = asked.elapsed();
+        signal("-CONT");
+        let login = login.unwrap_or_else(|_| panic!("the login hung (OIDC_PAR={par})"));
+        assert_eq!(
+            login.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "OIDC_PAR={par}"
+        );
+        assert!(
+            took < std::time::Duration::from_secs(8),
+            "OIDC_PAR={par}: {took:?}"
+        );
+        assert!(login.text().await.unwrap().contains("idp_unreachable"));
+        assert_eq!(
+            app.login("bob", "bob").await.status(),
+            StatusCode::SEE_OTHER
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_sqlite_store_keeps_sessions_across_a_restart() {
     let idp = Idp::start().await;

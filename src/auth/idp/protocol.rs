@@ -44,6 +44,14 @@ impl Discovered {
     }
 }
 
+/// How long a login waits for the IdP to answer its pushed request: the
+/// push also stands in for the "does the IdP answer" probe a login without
+/// PAR makes (3 s, `Idp::answers`), so an IdP that hangs ends the login on
+/// the "unreachable" page within seconds too, not after the IdP client's
+/// 15 s. (The push does more than the probe, client authentication and a
+/// write at the IdP, hence a little longer.)
+const PAR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Idp {
     /// Exchanges the authorization code (with the PKCE verifier, RFC 7636) and
     /// verifies the ID token it returns. With a DPoP key, the request carries
@@ -322,11 +330,18 @@ impl Idp {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let response = self
-            .client_post("pushed_authorization_request_endpoint", endpoint, &form)
-            .await?;
-        let status = response.status();
-        let body: Option<Value> = response.json().await.ok();
+        let answer = async {
+            let response = self
+                .client_post("pushed_authorization_request_endpoint", endpoint, &form)
+                .await?;
+            let status = response.status();
+            Ok::<_, IdpError>((status, response.json::<Value>().await.ok()))
+        };
+        let (status, body) = tokio::time::timeout(PAR_TIMEOUT, answer)
+            .await
+            .map_err(|_| {
+                IdpError::Unreachable(format!("PAR: no answer within {} s", PAR_TIMEOUT.as_secs()))
+            })??;
         let field = |name: &str| {
             body.as_ref()
                 .and_then(|b| b.get(name))
