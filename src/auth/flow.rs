@@ -145,19 +145,6 @@ async fn send_to_idp(
         Ok(p) => p,
         Err(e) => return fail(LoginError::Idp(e), &return_to),
     };
-    let push = match pushes(oidc, &provider) {
-        Ok(push) => push,
-        Err(e) => return fail(LoginError::Idp(e), &return_to),
-    };
-    // Never send the browser to an IdP that went down after discovery. A
-    // pushed request (below) is itself a call to the IdP and ends the login
-    // on the same "unreachable" page when it fails, so only a login without
-    // one asks first: a second round trip per login would be for nothing.
-    if !push {
-        if let Err(e) = oidc.answers(&provider).await {
-            return fail(LoginError::Idp(e), &return_to);
-        }
-    }
     let (pkce_challenge, pkce_verifier) = PkceCodeChallenge::new_random_sha256();
     let mut request = provider
         .client
@@ -201,16 +188,10 @@ async fn send_to_idp(
         request = request.add_extra_param("resource", resource);
     }
     let (url, csrf_state, nonce) = request.url();
-    let url = if push {
-        match oidc.push_authorization_request(&provider, &url).await {
-            Ok(url) => url,
-            Err(IdpError::Rejected(why)) => {
-                return fail(LoginError::RequestRefused(why), &return_to)
-            }
-            Err(e) => return fail(LoginError::Idp(e), &return_to),
-        }
-    } else {
-        url
+    let url = match pushed_or_checked(oidc, &provider, url).await {
+        Ok(url) => url,
+        Err(IdpError::Rejected(why)) => return fail(LoginError::RequestRefused(why), &return_to),
+        Err(e) => return fail(LoginError::Idp(e), &return_to),
     };
     let pending = PendingLogin {
         idp: oidc.session_name(),
@@ -231,21 +212,37 @@ async fn send_to_idp(
     see_other(url.as_str())
 }
 
-/// Whether this login pushes its authorization request (RFC 9126; `OIDC_PAR`)
-/// and sends the browser with only the `request_uri` the IdP gave for it.
-/// `auto` pushes whenever discovery names a PAR endpoint; `required` pushes
-/// always (no endpoint: a configuration error), and an IdP that requires PAR
-/// (`require_pushed_authorization_requests`) under `off` is a configuration
-/// error too; both end the login on the error page.
-fn pushes(oidc: &Idp, provider: &Discovered) -> Result<bool, IdpError> {
-    match oidc.config().par {
-        ParMode::Auto => Ok(provider.par_endpoint().is_some()),
-        ParMode::Required => Ok(true),
-        ParMode::Off if provider.requires_par() => Err(IdpError::Misconfigured(
-            "the IdP requires pushed authorization requests, and OIDC_PAR=off".into(),
-        )),
-        ParMode::Off => Ok(false),
+/// Where the browser goes: `authorize` as it is, or, with pushed
+/// authorization requests (RFC 9126; `OIDC_PAR`), the authorization endpoint
+/// with the `request_uri` the IdP gave for the pushed request. `auto` pushes
+/// whenever discovery names a PAR endpoint; `required` and an IdP that
+/// requires PAR (`require_pushed_authorization_requests`) under `off` are
+/// configuration errors that end the login on the error page.
+///
+/// Never to an IdP that went down after discovery: a pushed request is
+/// itself a call to the IdP and fails as "unreachable" then; without one,
+/// the IdP is asked first ([`Idp::answers`]). (Asking before a push too
+/// would be a second round trip per login for nothing.)
+async fn pushed_or_checked(
+    oidc: &Idp,
+    provider: &Discovered,
+    authorize: url::Url,
+) -> Result<url::Url, IdpError> {
+    let push = match oidc.config().par {
+        ParMode::Auto => provider.par_endpoint().is_some(),
+        ParMode::Required => true,
+        ParMode::Off if provider.requires_par() => {
+            return Err(IdpError::Misconfigured(
+                "the IdP requires pushed authorization requests, and OIDC_PAR=off".into(),
+            ))
+        }
+        ParMode::Off => false,
+    };
+    if push {
+        return oidc.push_authorization_request(provider, &authorize).await;
     }
+    oidc.answers(provider).await?;
+    Ok(authorize)
 }
 
 /// The authorization response (RFC 6749 §4.1.2, RFC 9207 §2).

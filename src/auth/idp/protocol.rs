@@ -248,6 +248,7 @@ impl Idp {
                     ("token", token.secret().as_str()),
                     ("token_type_hint", "refresh_token"),
                 ],
+                None,
             )
             .await?;
         match response.status() {
@@ -265,12 +266,14 @@ impl Idp {
     /// `private_key_jwt` in the form (which then never carries a
     /// `client_id` of the caller's beside them). Only https, or http on a loopback host: the
     /// client secret and the request's content must not cross a network in
-    /// the clear (RFC 7009 §2, RFC 9126 §2).
+    /// the clear (RFC 7009 §2, RFC 9126 §2). `within` bounds the call, body
+    /// included, tighter than the IdP client's own timeout.
     async fn client_post(
         &self,
         name: &str,
         endpoint: &str,
         form: &[(&str, &str)],
+        within: Option<std::time::Duration>,
     ) -> Result<reqwest::Response, IdpError> {
         let misconfigured = |why: String| IdpError::Misconfigured(format!("{name}: {why}"));
         let url = url::Url::parse(endpoint).map_err(|e| misconfigured(e.to_string()))?;
@@ -295,6 +298,9 @@ impl Idp {
         };
         let span = traces::idp_span(&self.config().name, endpoint);
         let mut request = span.in_scope(|| self.http.post(url.as_str()));
+        if let Some(within) = within {
+            request = request.timeout(within);
+        }
         if self.idp.client_auth == ClientAuth::SecretBasic {
             let encode =
                 |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
@@ -330,18 +336,16 @@ impl Idp {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let answer = async {
-            let response = self
-                .client_post("pushed_authorization_request_endpoint", endpoint, &form)
-                .await?;
-            let status = response.status();
-            Ok::<_, IdpError>((status, response.json::<Value>().await.ok()))
-        };
-        let (status, body) = tokio::time::timeout(PAR_TIMEOUT, answer)
-            .await
-            .map_err(|_| {
-                IdpError::Unreachable(format!("PAR: no answer within {} s", PAR_TIMEOUT.as_secs()))
-            })??;
+        let response = self
+            .client_post(
+                "pushed_authorization_request_endpoint",
+                endpoint,
+                &form,
+                Some(PAR_TIMEOUT),
+            )
+            .await?;
+        let status = response.status();
+        let body: Option<Value> = response.json().await.ok();
         let field = |name: &str| {
             body.as_ref()
                 .and_then(|b| b.get(name))
