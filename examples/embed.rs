@@ -61,7 +61,7 @@ async fn main() -> Result<(), String> {
         // else needs the anti-forgery header. `/auth` brings its own policy.
         .route_layer(csrf::layer(&auth, Rule::Navigation))
         .merge(auth::routes(&auth))
-        .layer(auth.session_layer()?)
+        .layer(auth.session_layer())
         .with_state(App {
             auth,
             name: "embed",

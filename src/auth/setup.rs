@@ -3,13 +3,13 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tower_sessions::{cookie::SameSite, Expiry, SessionManagerLayer};
+use tower_sessions::Expiry;
 
 use super::{
     idp::IdpError,
     idps::Idps,
     limits::{LoginBudget, StreamLimits},
-    session::{index_entry, PENDING_LOGIN_TTL},
+    session::{index_entry, SessionLayer, PENDING_LOGIN_TTL},
     state::{AuthShared, AuthState},
 };
 use crate::server::{
@@ -83,16 +83,14 @@ impl AuthState {
     /// `Path=/` cookie without `Domain`, `Secure` and `__Host-` on https; the
     /// idle timeout renewed by activity. Every route that reads a session
     /// needs it.
-    pub fn session_layer(&self) -> Result<SessionManagerLayer<AnyStore>, String> {
+    pub fn session_layer(&self) -> SessionLayer {
         let config = &self.config;
-        let idle = config.session.idle_timeout;
-        Ok(SessionManagerLayer::new(self.store.clone())
-            .with_name(cookie_name(config))
-            .with_http_only(true)
-            .with_same_site(SameSite::Lax)
-            .with_path("/")
-            .with_secure(config.base_url.is_https())
-            .with_expiry(Expiry::OnInactivity(idle)))
+        SessionLayer::new(
+            self.store.clone(),
+            cookie_name(config),
+            config.base_url.is_https(),
+            Expiry::OnInactivity(config.session.idle_timeout),
+        )
     }
 }
 

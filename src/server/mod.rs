@@ -220,7 +220,7 @@ pub async fn build_with_clock(
             state,
             headers::security_headers,
         ))
-        .layer(auth.session_layer()?)
+        .layer(auth.session_layer())
         .service(routes);
     Ok(Built {
         router: Router::new().fallback_service(every_request),

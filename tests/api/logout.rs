@@ -144,3 +144,65 @@ async fn a_sign_out_without_a_session_goes_straight_to_a_same_origin_return_to()
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// A session cookie that names no live session is removed, with the
+/// attributes it was set with: after a sign-out, and when it is unknown or
+/// malformed (a stale tab, a forged value). On https the removal carries
+/// `Secure`, without which a browser refuses to let it remove a `__Host-`
+/// cookie.
+#[tokio::test]
+async fn a_cookie_naming_no_live_session_is_removed() {
+    let idp = Idp::start().await;
+    let app = spawn_app(&idp.issuer).await;
+    app.login("alice", "alice").await;
+    let ended = app.session_cookie().unwrap();
+    let out = app.logout().await;
+    assert!(
+        set_cookie_named(&out, "gatehouse_session").is_some_and(|c| c.contains("Max-Age=0")),
+        "the sign-out removes the session cookie: {:?}",
+        out.headers()
+    );
+    let https = spawn_app_with(
+        &idp.issuer,
+        &[
+            ("APP_BASE_URL", "https://app.example.com"),
+            ("OIDC_CLIENT_SECRET", "not-the-development-secret"),
+        ],
+    )
+    .await;
+    for (app, name, secure) in [
+        (&app, "gatehouse_session", false),
+        (&https, "__Host-gatehouse_session", true),
+    ] {
+        for value in [ended.as_str(), "AAAAAAAAAAAAAAAAAAAAAA", "not-an-id"] {
+            let response = reqwest::Client::new()
+                .get(app.url("/auth/user"))
+                .header(header::COOKIE, format!("other=1; {name}={value}"))
+                .header("X-CSRF", "1")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{name}={value}"
+            );
+            let removal = set_cookie_named(&response, name)
+                .unwrap_or_else(|| panic!("{name}={value} is not removed"));
+            assert!(removal.starts_with(&format!("{name}=;")), "{removal}");
+            for attribute in ["Max-Age=0", "Path=/", "HttpOnly", "SameSite=Lax"] {
+                assert!(removal.contains(attribute), "{removal} lacks {attribute}");
+            }
+            assert_eq!(removal.contains("Secure"), secure, "{removal}");
+            assert_eq!(
+                response
+                    .headers()
+                    .get_all(header::SET_COOKIE)
+                    .iter()
+                    .count(),
+                1,
+                "nothing else is set, and no session is made"
+            );
+        }
+    }
+}

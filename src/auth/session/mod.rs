@@ -15,18 +15,21 @@
 //! - `pending`: [`PendingLogin`] and beginning and taking a login;
 //! - `signed_in`: signing in, reading, refreshing, keeping alive, signing out;
 //! - `decoded`: records kept decoded, by the bytes they were decoded from;
+//! - `layer`: the layer that puts the session in each request, from its cookie;
 //! - `view`: the [`UserView`](crate::types::UserView) and session deadlines
 //!   the browser may see.
 //!
 //! Everything is re-exported here: callers name `session::X`.
 
 mod decoded;
+mod layer;
 mod pending;
 mod record;
 mod signed_in;
 mod view;
 
 pub use decoded::DecodedRecords;
+pub use layer::SessionLayer;
 pub use pending::{PendingLogin, StepUpAsk, MAX_PENDING_LOGINS, PENDING_LOGIN_TTL};
 #[cfg(test)]
 pub(crate) use record::sample_record;
