@@ -8,6 +8,7 @@ pub mod health;
 pub mod limits;
 pub mod notes;
 pub mod scrape;
+pub mod server_fns;
 pub mod state;
 pub mod store;
 pub mod telemetry;
@@ -15,17 +16,11 @@ pub mod telemetry;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use axum::{
-    body::Body,
-    extract::Request,
-    middleware,
-    routing::{get, on, MethodFilter},
-    Router,
-};
+use axum::{body::Body, extract::Request, middleware, routing::get, Router};
 use leptos::config::LeptosOptions;
 use leptos_axum::{
-    file_and_error_handler_with_context, generate_route_list_with_exclusions,
-    handle_server_fns_with_context, AxumRouteListing, LeptosRoutes,
+    file_and_error_handler_with_context, generate_route_list_with_exclusions, AxumRouteListing,
+    LeptosRoutes,
 };
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -36,7 +31,6 @@ use crate::{
     auth::{
         self,
         csrf::{self, Rule},
-        session::AuthSession,
         state::AuthState,
     },
 };
@@ -131,30 +125,7 @@ pub async fn build_with_clock(
 
     // Server functions are JSON endpoints under `/api`: registered here, in
     // the JSON group, rather than by `leptos_routes` beside the pages.
-    let server_fn_paths: Vec<_> = leptos::server_fn::axum::server_fn_paths().collect();
-    let server_fns = server_fn_paths
-        .iter()
-        .fold(Router::new(), |router, (path, method)| {
-            let filter = MethodFilter::try_from(method.clone())
-                .expect("server functions use GET, POST, PUT, PATCH or DELETE");
-            let provide_auth = provide_auth.clone();
-            router.route(
-                path,
-                on(filter, move |request: Request| {
-                    // The request's session as context, so a server function
-                    // need not clone the request's parts to extract it.
-                    let session = AuthSession::of_request(request.extensions());
-                    let provide_auth = provide_auth.clone();
-                    let context = move || {
-                        provide_auth();
-                        if let Some(session) = session.clone() {
-                            leptos::prelude::provide_context(session);
-                        }
-                    };
-                    handle_server_fns_with_context(context, request)
-                }),
-            )
-        });
+    let server_fns = server_fns::routes(&auth);
 
     let pages = Router::new()
         .leptos_routes_with_context(&state, page_routes(), provide_auth.clone(), {

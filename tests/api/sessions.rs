@@ -192,3 +192,38 @@ async fn ending_a_session_revokes_its_refresh_token_at_the_idp(kind: StoreKind) 
 }
 
 on_every_store!(ending_a_session_revokes_its_refresh_token_at_the_idp);
+
+/// The "sign out my other devices" form works before the page's script has
+/// loaded: the browser posts it as a plain form (same-origin, `Accept:
+/// text/html`), the sessions end, and the browser is sent back to the page
+/// it came from rather than shown the function's JSON.
+#[tokio::test]
+async fn a_form_posted_without_javascript_ends_the_sessions_and_goes_back() {
+    let idp = Idp::start().await;
+    let app = spawn_app(&idp.issuer).await;
+    app.login("alice", "alice").await;
+    let phone = app.second_browser();
+    phone.login("alice", "alice").await;
+    let page = app.url("/sessions");
+    let response = app
+        .http
+        .post(app.url(<EndOtherSessions as ServerFn>::PATH))
+        .header(reqwest::header::ORIGIN, app.url(""))
+        .header(reqwest::header::ACCEPT, "text/html,application/xhtml+xml")
+        .header(reqwest::header::REFERER, &page)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    // (server_fn clears a former error from the page's query: a bare `?`.)
+    assert_eq!(location(&response).trim_end_matches('?'), page);
+    assert_eq!(
+        phone.get_json("/auth/user").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.get_json("/auth/user").await.status(), StatusCode::OK);
+}
