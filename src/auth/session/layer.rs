@@ -148,15 +148,17 @@ impl CookieRules {
     /// one a cookie jar keeps, as tower-cookies did). Not percent-decoded:
     /// an id is base64url.
     fn value_in<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|line| line.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .filter(|(name, _)| *name == self.name)
-            .map(|(_, value)| value.trim_matches('"'))
-            .next_back()
+        let mut found = None;
+        for line in headers.get_all(header::COOKIE) {
+            let Ok(line) = line.to_str() else { continue };
+            for pair in line.split(';') {
+                let value = pair.trim_start().strip_prefix(self.name);
+                if let Some(value) = value.and_then(|rest| rest.strip_prefix('=')) {
+                    found = Some(value.trim_end().trim_matches('"'));
+                }
+            }
+        }
+        found
     }
 
     fn build(&self, value: String) -> Cookie<'static> {
