@@ -200,7 +200,17 @@ async fn start_app_with(issuer: &str, store: &str, env: &[(&str, &str)]) -> (Pro
         // The login benchmark signs in from one address many times a second.
         .env("AUTH_RATE_LIMIT_PER_MINUTE", "1000000")
         .envs(env.iter().copied())
-        .stdout(Stdio::null())
+        // `BENCH_APP_LOG=<file>`: the app's log lines (one per request, with
+        // its time in ms) appended there, to see which requests are slow.
+        .stdout(match std::env::var_os("BENCH_APP_LOG") {
+            Some(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+            None => Stdio::null(),
+        })
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{APP_BINARY}: {e} (make bench builds it)"));
