@@ -19,7 +19,13 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use tower_sessions::cookie::{time::Duration, Cookie, SameSite};
 
-use super::{flow::see_other, return_to::ReturnTo, revoke, session::AuthSession, state::AuthState};
+use super::{
+    flow::see_other,
+    return_to::ReturnTo,
+    revoke,
+    session::{set_cookie, AuthSession},
+    state::AuthState,
+};
 use crate::server::config::Config;
 
 /// Long enough for an IdP that asks "sign out of all apps?" first.
@@ -192,12 +198,6 @@ impl Pending {
             state: state.to_string(),
             return_to: ReturnTo::parse(Some(&return_to)),
         })
-    }
-}
-
-fn set_cookie(response: &mut Response, cookie: Cookie<'static>) {
-    if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
-        response.headers_mut().append(header::SET_COOKIE, value);
     }
 }
 

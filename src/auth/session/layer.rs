@@ -126,7 +126,7 @@ where
             // request ended it (`flush`); and nothing was put in since.
             let empty = session.is_empty().await;
             if had_cookie && empty {
-                cookie.send(&mut response, cookie.removal());
+                set_cookie(&mut response, cookie.removal());
             } else if modified && !empty && !response.status().is_server_error() {
                 if let Err(e) = session.save().await {
                     tracing::error!(error = %e, "failed to save session");
@@ -136,7 +136,7 @@ where
                     tracing::error!("a saved session without an id");
                     return Ok(server_error());
                 };
-                cookie.send(&mut response, cookie.carrying(id, session.expiry()));
+                set_cookie(&mut response, cookie.carrying(id, session.expiry()));
             }
             Ok(response)
         })
@@ -188,14 +188,16 @@ impl CookieRules {
         cookie.set_max_age(Duration::ZERO);
         cookie
     }
+}
 
-    fn send(&self, response: &mut Response, cookie: Cookie<'static>) {
-        match HeaderValue::from_str(&cookie.to_string()) {
-            Ok(value) => {
-                response.headers_mut().append(header::SET_COOKIE, value);
-            }
-            Err(_) => tracing::error!("a session cookie that is not a header value"),
+/// Adds `cookie` to the response's `Set-Cookie` headers (the session
+/// cookie here, the pending sign-out's in `logout.rs`).
+pub fn set_cookie(response: &mut Response, cookie: Cookie<'static>) {
+    match HeaderValue::from_str(&cookie.to_string()) {
+        Ok(value) => {
+            response.headers_mut().append(header::SET_COOKIE, value);
         }
+        Err(_) => tracing::error!(name = cookie.name(), "a cookie that is not a header value"),
     }
 }
 

@@ -29,7 +29,7 @@ mod signed_in;
 mod view;
 
 pub use decoded::DecodedRecords;
-pub use layer::SessionLayer;
+pub use layer::{set_cookie, SessionLayer};
 pub use pending::{PendingLogin, StepUpAsk, MAX_PENDING_LOGINS, PENDING_LOGIN_TTL};
 #[cfg(test)]
 pub(crate) use record::sample_record;
