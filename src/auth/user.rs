@@ -20,6 +20,7 @@ use super::{
     refresh::{refresh_if_needed, RefreshError},
     session::{AuthSession, SessionRecord},
 };
+use crate::types::SignedInUser;
 
 /// A signed-in session, or a 401 JSON rejection (503 when the session store
 /// or, for an expired access token, the IdP cannot be reached). Use it as a handler argument
@@ -58,13 +59,25 @@ where
 /// `GET /auth/user`: 200 with the user and the session's deadlines. The
 /// JSON is made once per record and idle deadline (`DecodedRecords`).
 pub async fn user(State(state): State<AuthState>, user: CurrentUser) -> Response {
-    let signed_in = user.session.user(&state, &user.record, user.idle_deadline);
-    let json = signed_in.json().expect("made on the server with its JSON");
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        Bytes::from_owner(JsonBody(json.clone())),
-    )
-        .into_response()
+    json_answer(Some(&user.session.user(
+        &state,
+        &user.record,
+        user.idle_deadline,
+    )))
+}
+
+/// A 200 with the user's JSON as it is kept (no copy, no serializing), or
+/// `null` for nobody: `GET /auth/user`'s answer, and `current_user`'s as
+/// server_fn's JSON encoding writes an `Ok(Option<SignedInUser>)`.
+pub fn json_answer(user: Option<&SignedInUser>) -> Response {
+    let body = match user {
+        Some(user) => {
+            let json = user.json().expect("made on the server with its JSON");
+            Bytes::from_owner(JsonBody(json.clone()))
+        }
+        None => Bytes::from_static(b"null"),
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// A kept JSON value as a response body, without copying it.

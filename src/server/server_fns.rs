@@ -9,6 +9,7 @@
 //! context instead ([`AuthState`], [`AuthSession`]), so they need not
 //! extract either from the request.
 
+use axum::body::{Body, HttpBody as _};
 use axum::{
     extract::Request,
     http::{header, Method, StatusCode},
@@ -16,13 +17,19 @@ use axum::{
     routing::{on, MethodFilter},
     Router,
 };
+use http_body_util::LengthLimitError;
 use leptos::{
     prelude::provide_context,
     reactive::{computed::ScopedFuture, owner::Owner},
+    server_fn::ServerFn,
 };
 use leptos_axum::ResponseOptions;
 
-use crate::auth::{session::AuthSession, state::AuthState};
+use super::limits::BODY_LIMIT;
+use crate::{
+    auth::{api_error::ApiError, session::AuthSession, state::AuthState},
+    components::current_user::CurrentUser,
+};
 
 /// Every server function, each at its own path and method.
 pub fn routes<S>(auth: &AuthState) -> Router<S>
@@ -33,13 +40,45 @@ where
         let filter = MethodFilter::try_from(method.clone())
             .expect("server functions use GET, POST, PUT, PATCH or DELETE");
         let auth = auth.clone();
+        let who_is_signed_in = path == <CurrentUser as ServerFn>::PATH;
         router.route(
             path,
             on(filter, move |request: Request| {
-                run(path, method.clone(), auth.clone(), request)
+                let (method, auth) = (method.clone(), auth.clone());
+                async move {
+                    if let Some(session) = who_is_signed_in.then(|| direct(&request)).flatten() {
+                        return current_user(&auth, session).await;
+                    }
+                    run(path, method, auth, request).await
+                }
             }),
         )
     })
+}
+
+/// `current_user` answered directly: every page load and every tab's
+/// session check asks it, and it needs nothing of leptos' server-function
+/// machinery (no arguments, no reactive owner, no `ResponseOptions`, an
+/// answer that is the user's kept JSON). Its answer is the one server_fn
+/// writes for the function's own body (`session.signed_in_user`, the same
+/// call): 200, `application/json`, the user or `null`
+/// (`api::policy::current_user_answers_as_the_server_function_would`
+/// decodes it with server_fn's own codec).
+async fn current_user(auth: &AuthState, session: AuthSession) -> Response {
+    let user = session.signed_in_user(auth).await;
+    crate::auth::user::json_answer(user.as_ref())
+}
+
+/// The request's session when `current_user` may be answered directly:
+/// only for the request the function's client sends, an empty body from a
+/// script. Anything else (a body to read and limit, a form posted without
+/// JavaScript to send back to its page, no session layer) takes the
+/// general path.
+fn direct(request: &Request) -> Option<AuthSession> {
+    if request.body().size_hint().exact() != Some(0) || accepts_html(request) {
+        return None;
+    }
+    AuthSession::of_request(request.extensions())
 }
 
 async fn run(path: &'static str, method: Method, auth: AuthState, request: Request) -> Response {
@@ -47,6 +86,16 @@ async fn run(path: &'static str, method: Method, auth: AuthState, request: Reque
         // Only registered paths are routed here.
         return StatusCode::NOT_FOUND.into_response();
     };
+    // The body read here, where a body over the limit can be told from
+    // others: server_fn reads it itself and makes any failure a 500
+    // ("error deserializing"), so a streamed body of unknown size over the
+    // limit was a 500 where a declared one is a 413.
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(e) => return unreadable(&e).into_response(),
+    };
+    let request = Request::from_parts(parts, Body::from(body));
     let session = AuthSession::of_request(request.extensions());
     // A form posted without JavaScript (an `ActionForm` before hydration)
     // goes back to its page, as leptos_axum does it.
@@ -82,6 +131,19 @@ async fn run(path: &'static str, method: Method, auth: AuthState, request: Reque
             })
         })
         .await
+}
+
+/// Why a server function's body could not be read: over the limit (413, as
+/// for a body that declares its length), or cut off or malformed (400).
+fn unreadable(e: &axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = source {
+        if error.is::<LengthLimitError>() {
+            return ApiError::PayloadTooLarge { limit: BODY_LIMIT };
+        }
+        source = error.source();
+    }
+    ApiError::InvalidRequest("the request body could not be read")
 }
 
 fn accepts_html(request: &Request) -> bool {

@@ -29,6 +29,7 @@ mod rendering;
 mod resources;
 mod roles;
 mod selfcheck;
+mod server_fns;
 mod sessions;
 mod shutdown;
 mod step_up;
