@@ -371,6 +371,15 @@ async fn run() {
         let user_json = app.get_json("/auth/user").await.bytes().await.unwrap();
         let ceiling = bare_ceiling(&user_json).requests_per_sec;
         let cookies = sign_in_many(&app, MANY_SESSIONS).await;
+        // `BENCH_MANY_PAUSE=<seconds>`: the sessions idle first, so that
+        // (past a minute) they all fall due for their idle renewal at the
+        // first round's start, as in the full run's many-sessions row.
+        if let Some(pause) = std::env::var("BENCH_MANY_PAUSE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            tokio::time::sleep(Duration::from_secs(pause)).await;
+        }
         let auth = [("Cookie", cookie.as_str()), ("X-CSRF", "1")];
         for round in 1..=3 {
             let one = wrk(&app.url("/auth/user"), &auth, false);

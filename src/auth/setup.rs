@@ -74,6 +74,7 @@ impl AuthState {
             login_budget: Arc::new(LoginBudget::new(&config.limits, pending_lifetime)),
             event_streams: Arc::new(StreamLimits::new(&config.limits)),
             decoded: Default::default(),
+            renewals: Default::default(),
             config,
             clock,
         }))

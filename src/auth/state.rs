@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{
     idps::Idps,
     limits::{LoginBudget, StreamLimits},
-    session::DecodedRecords,
+    session::{DecodedRecords, Renewals},
 };
 use crate::server::{clock::Clock, config::Config, db::AppDb, store::AnyStore};
 
@@ -35,6 +35,8 @@ pub struct AuthShared {
     pub event_streams: Arc<StreamLimits>,
     /// Session records already decoded, by the bytes they came from.
     pub decoded: DecodedRecords,
+    /// Which sessions' idle renewals a request of this process is storing.
+    pub renewals: Renewals,
 }
 
 impl AuthState {

@@ -25,6 +25,7 @@ mod decoded;
 mod layer;
 mod pending;
 mod record;
+mod renewals;
 mod signed_in;
 mod view;
 
@@ -37,6 +38,7 @@ pub use record::{
     decode_record, encode_record, index_entry, record_from_data, RawIdToken, ResourceToken,
     SessionFacts, SessionRecord, TokenSet, RECORD_KEY,
 };
+pub use renewals::Renewals;
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use tower_sessions::Session;

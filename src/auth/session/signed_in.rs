@@ -11,6 +11,7 @@ use tower_sessions::SessionStore;
 use super::{
     decoded::DecodedRecords,
     record::{decode_record, encode_record, record_from_data, SessionRecord, TokenSet, RECORD_KEY},
+    renewals::Renewals,
     AuthSession, SessionError,
 };
 use crate::{
@@ -20,7 +21,7 @@ use crate::{
 
 /// When the idle deadline was last pushed back (Unix seconds, with their
 /// fraction; a whole number, as sessions written before kept it, reads too).
-const ACTIVE_KEY: &str = "gatehouse.active_at";
+const ACTIVE_KEY: &str = crate::server::store::IDLE_STAMP_KEY;
 
 /// `at` as the idle stamp keeps it. Not in whole seconds: every session
 /// stamped within one second would fall due in the same instant a minute
@@ -172,9 +173,12 @@ impl AuthSession {
     /// timeout), push it back to now + idle. That is a change to this
     /// request's copy, saved with the response (and its cookie renewed) by a
     /// compare-and-set: if the session ended or another write landed while
-    /// the request ran, nothing is written back. Returns the idle deadline.
+    /// the request ran, nothing is written back. One request renews, the
+    /// others of the session meanwhile do not (`renewals`). Returns the idle
+    /// deadline.
     pub async fn keep_alive(
         &self,
+        renewals: &Renewals,
         idle: time::Duration,
         now: OffsetDateTime,
     ) -> Result<OffsetDateTime, SessionError> {
@@ -184,8 +188,12 @@ impl AuthSession {
             .await?
             .as_ref()
             .and_then(stamped);
-        if let Some(at) = active_at.filter(|at| now - *at < KEEP_ALIVE_EVERY.min(idle / 10)) {
-            return Ok(at + idle);
+        let every = KEEP_ALIVE_EVERY.min(idle / 10);
+        if let Some(at) = active_at {
+            let renewing = || self.0.id().is_none_or(|id| renewals.claim(id, now, every));
+            if now - at < every || !renewing() {
+                return Ok(at + idle);
+            }
         }
         self.0.insert_value(ACTIVE_KEY, stamp(now)).await?;
         Ok(now + idle)
@@ -212,7 +220,11 @@ impl AuthSession {
             }
         };
         let deadline = self
-            .keep_alive(state.config.session.idle_timeout, state.clock.now())
+            .keep_alive(
+                &state.renewals,
+                state.config.session.idle_timeout,
+                state.clock.now(),
+            )
             .await?;
         Ok(Some((record, deadline)))
     }

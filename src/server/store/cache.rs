@@ -6,13 +6,19 @@
 //! - **every change forgets.** A write, a delete or an expiry sweep first
 //!   changes the store, then removes the session from the cache and counts
 //!   one more change (`changes`);
-//! - **a fill proves nothing changed while it read.** A read that missed the
-//!   cache notes `changes` before it queries the store and puts what it read
-//!   into the cache only if `changes` is still the same. A change whose
-//!   store write came before the query is seen by the query; one that came
-//!   after it is counted before the fill (then the fill is refused) or
-//!   removes the filled entry after it. Either way no entry outlives a later
-//!   change.
+//! - **a fill proves its session did not change while it read.** A read
+//!   that missed the cache notes `changes` before it queries the store and
+//!   puts what it read into the cache only if its session's last change
+//!   was counted no later than that. A change whose store write came before
+//!   the query is seen by the query; one that came after it is counted
+//!   before the fill (then the fill is refused) or removes the filled entry
+//!   after it. Either way no entry outlives a later change. (Each session's
+//!   last change is remembered for the last [`CHANGED_CAPACITY`] sessions
+//!   changed; a change that is not, or that may concern any session, such
+//!   as an expiry sweep or a lost Redis connection, counts for all.
+//!   Counting every change against every fill, as before, refused all
+//!   fills while any session was being written: when 1,000 sessions renew
+//!   at once, every read of one already renewed went to the store.)
 //!
 //! With SQLite that holds only if every change goes through this process:
 //! the store takes a lock file so that no second process can open it
@@ -42,11 +48,30 @@ fn live(record: &Record, now: OffsetDateTime) -> bool {
 #[derive(Debug, Default)]
 pub(super) struct Cache(Mutex<Inner>);
 
+/// Sessions whose last change is remembered one by one (8 bytes and a key
+/// each); past it, all count as changed now.
+const CHANGED_CAPACITY: usize = 10_000;
+
 #[derive(Debug, Default)]
 struct Inner {
     /// Changes made so far (see the module comment).
     changes: u64,
+    /// The count at each session's last change, for the sessions changed
+    /// since `floor` was set.
+    changed: IdMap<u64>,
+    /// The count at the last change of every session not in `changed`, at
+    /// most.
+    floor: u64,
     sessions: IdMap<Record>,
+}
+
+impl Inner {
+    /// Counts a change of every session.
+    fn changed_all(&mut self) {
+        self.changes += 1;
+        self.floor = self.changes;
+        self.changed.clear();
+    }
 }
 
 /// What a read notes before it queries the store (see [`Cache::fill`]).
@@ -81,12 +106,13 @@ impl Cache {
         Before(self.inner().changes)
     }
 
-    /// Keeps `record`, as read from the store under `key`, unless a change
-    /// was made since `before` (then the read may be older than that
+    /// Keeps `record`, as read from the store under `key`, unless session
+    /// `key` changed since `before` (then the read may be older than that
     /// change). Kept by store key, which only the cookie id leads to.
     pub(super) fn fill(&self, key: &Id, record: &Record, before: Before) {
         let mut inner = self.inner();
-        if inner.changes != before.0 {
+        let last_change = inner.changed.get(key).copied().unwrap_or(inner.floor);
+        if last_change > before.0 {
             return;
         }
         insert_bounded(&mut inner.sessions, CAPACITY, *key, record.clone());
@@ -95,21 +121,27 @@ impl Cache {
     /// Session `id` was changed or deleted in the store: forget it.
     pub(super) fn forget(&self, id: &Id) {
         let mut inner = self.inner();
-        inner.changes += 1;
+        if inner.changed.len() >= CHANGED_CAPACITY && !inner.changed.contains_key(id) {
+            inner.changed_all();
+        } else {
+            inner.changes += 1;
+            let at = inner.changes;
+            inner.changed.insert(*id, at);
+        }
         inner.sessions.remove(id);
     }
 
     /// Changes may have been missed (a Redis connection broke): forget all.
     pub(super) fn forget_all(&self) {
         let mut inner = self.inner();
-        inner.changes += 1;
+        inner.changed_all();
         inner.sessions.clear();
     }
 
     /// Expired sessions were deleted from the store: forget them all.
     pub(super) fn forget_expired(&self, now: OffsetDateTime) {
         let mut inner = self.inner();
-        inner.changes += 1;
+        inner.changed_all();
         inner.sessions.retain(|_, r| live(r, now));
     }
 
@@ -150,6 +182,52 @@ mod tests {
         assert!(cache.get(&stored.id, OffsetDateTime::now_utc()).is_some());
         cache.forget(&stored.id);
         assert!(cache.get(&stored.id, OffsetDateTime::now_utc()).is_none());
+    }
+
+    /// A change of another session does not hold a fill back; a change
+    /// that may concern every session does, and so does a change of a
+    /// session no longer remembered one by one.
+    #[test]
+    fn a_fill_is_refused_only_for_a_change_that_may_be_its_own() {
+        let now = OffsetDateTime::now_utc();
+        let cache = Cache::default();
+        let (mine, other) = (record(1), record(1));
+        let before = cache.before_read();
+        cache.forget(&other.id);
+        cache.fill(&mine.id, &mine, before);
+        assert!(
+            cache.get(&mine.id, now).is_some(),
+            "another session changed"
+        );
+        cache.forget(&mine.id);
+        // Its own change before the read: seen by the read, so kept.
+        let before = cache.before_read();
+        cache.fill(&mine.id, &mine, before);
+        assert!(cache.get(&mine.id, now).is_some());
+
+        for everyone in [Cache::forget_all as fn(&Cache), |c: &Cache| {
+            c.forget_expired(OffsetDateTime::now_utc())
+        }] {
+            cache.forget(&mine.id);
+            let before = cache.before_read();
+            everyone(&cache);
+            cache.fill(&mine.id, &mine, before);
+            assert!(
+                cache.get(&mine.id, now).is_none(),
+                "a change of every session"
+            );
+        }
+
+        let before = cache.before_read();
+        for _ in 0..CHANGED_CAPACITY {
+            cache.forget(&Id::default());
+        }
+        cache.forget(&other.id); // past what is remembered: counts for all
+        cache.fill(&mine.id, &mine, before);
+        assert!(
+            cache.get(&mine.id, now).is_none(),
+            "changes forgotten one by one"
+        );
     }
 
     #[test]

@@ -137,6 +137,11 @@ pub enum Written {
     Gone,
 }
 
+/// The session data's idle stamp (written by the auth core's keep-alive):
+/// a write that changes nothing else is a renewal, which SQLite commits
+/// without waiting for the disk (`sqlite.rs`).
+pub const IDLE_STAMP_KEY: &str = "gatehouse.active_at";
+
 fn rev_of(record: &Record) -> u64 {
     record
         .data
