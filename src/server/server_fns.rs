@@ -62,7 +62,7 @@ where
 /// answer that is the user's kept JSON). Its answer is the one server_fn
 /// writes for the function's own body (`session.signed_in_user`, the same
 /// call): 200, `application/json`, the user or `null`
-/// (`api::policy::current_user_answers_as_the_server_function_would`
+/// (`api::server_fns::current_user_answers_as_the_server_function_would`
 /// decodes it with server_fn's own codec).
 async fn current_user(auth: &AuthState, session: AuthSession) -> Response {
     let user = session.signed_in_user(auth).await;
