@@ -1,8 +1,11 @@
 //! Sessions end when they are ended, on every store, even while a request of
-//! that session is in flight; and no write puts older tokens back. Each test
-//! drives the real race: an upstream held open by the test (no sleeps), the
-//! ending action (sign-out, "end all others", an admin's end) taken while the relayed call waits there, then the call
-//! released. Twenty rounds each, on memory, SQLite, Redis and Postgres.
+//! that session is in flight; no write puts older tokens back; and a session
+//! idle for a while is renewed by one request, not by each. Each test drives
+//! the real race: an upstream held open by the test (no sleeps), the other
+//! action (sign-out, "end all others", an admin's end, another refresh, the
+//! session's other requests) taken while the relayed call waits there, then
+//! the call released. Twenty rounds each, on memory, SQLite, Redis and
+//! Postgres.
 
 use std::{
     sync::{
@@ -12,12 +15,7 @@ use std::{
     time::Duration,
 };
 
-use axum::{
-    http::StatusCode as AxumStatus,
-    response::{IntoResponse, Response},
-    routing::any,
-    Router,
-};
+use axum::{http::StatusCode as AxumStatus, response::IntoResponse, routing::any, Router};
 use gatehouse::pages::{admin::AdminEndUserSessions, sessions::EndOtherSessions};
 use leptos::server_fn::ServerFn;
 use reqwest::StatusCode;
@@ -29,13 +27,19 @@ const ROUNDS: usize = 20;
 
 /// An API upstream that answers 401 once when asked to (so the relay
 /// refreshes the token and retries), and otherwise holds every request until
-/// the test releases it.
+/// the test releases it with the status to answer.
 struct HeldUpstream {
     base: String,
     reject_next: Arc<AtomicBool>,
     /// One release handle per request now waiting at the upstream.
-    arrivals: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
+    arrivals: mpsc::UnboundedReceiver<Release>,
 }
+
+/// Lets a held upstream request go, answering with this status.
+type Release = oneshot::Sender<AxumStatus>;
+
+/// A relayed call of the test's, running.
+type Call = tokio::task::JoinHandle<StatusCode>;
 
 impl HeldUpstream {
     async fn start() -> Self {
@@ -53,10 +57,10 @@ impl HeldUpstream {
                         if reject_next.swap(false, Ordering::SeqCst) {
                             return AxumStatus::UNAUTHORIZED.into_response();
                         }
-                        let (release, released) = oneshot::channel::<()>();
+                        let (release, released) = oneshot::channel();
                         tx.send(release).unwrap();
-                        let _ = released.await;
-                        Response::new("{\"ok\":true}".into())
+                        let status = released.await.unwrap_or(AxumStatus::OK);
+                        (status, "{\"ok\":true}").into_response()
                     }
                 }
             }),
@@ -73,11 +77,19 @@ impl HeldUpstream {
     /// refreshes the session's tokens) and whose retry is then held here.
     /// `Err(status)` when the call ended without reaching the upstream again
     /// (the refresh was refused and the session ended).
-    async fn refreshing_call(
-        &mut self,
-        browser: &TestApp,
-    ) -> Result<(tokio::task::JoinHandle<StatusCode>, oneshot::Sender<()>), StatusCode> {
+    async fn refreshing_call(&mut self, browser: &TestApp) -> Result<(Call, Release), StatusCode> {
         self.reject_next.store(true, Ordering::SeqCst);
+        self.call(browser).await
+    }
+
+    /// A relayed call through `browser` held here (no refresh on the way).
+    async fn held_call(&mut self, browser: &TestApp) -> (Call, Release) {
+        self.call(browser)
+            .await
+            .expect("the relayed call reaches the upstream")
+    }
+
+    async fn call(&mut self, browser: &TestApp) -> Result<(Call, Release), StatusCode> {
         let client = browser.same_browser();
         let mut call =
             tokio::spawn(async move { client.get_json("/api/remote/held/x").await.status() });
@@ -156,7 +168,7 @@ async fn an_ended_session_never_comes_back(kind: StoreKind) {
             StatusCode::UNAUTHORIZED,
             "{kind:?} round {round}: ended"
         );
-        release.send(()).unwrap();
+        release.send(AxumStatus::OK).unwrap();
         call.await.unwrap();
         assert_eq!(
             app.get_json_with_cookie(&cookie, "/auth/user")
@@ -189,14 +201,14 @@ async fn no_write_puts_older_tokens_back(kind: StoreKind) {
         let (a, release_a) = upstream.refreshing_call(&browser).await.expect("A");
         // B refreshes again (tokens 3: refresh token 2 is now spent) and completes.
         let (b, release_b) = upstream.refreshing_call(&browser).await.expect("B");
-        release_b.send(()).unwrap();
+        release_b.send(AxumStatus::OK).unwrap();
         assert_eq!(
             b.await.unwrap(),
             StatusCode::OK,
             "{kind:?} round {round}: B"
         );
         // A completes with its older copy of the session.
-        release_a.send(()).unwrap();
+        release_a.send(AxumStatus::OK).unwrap();
         assert_eq!(
             a.await.unwrap(),
             StatusCode::OK,
@@ -205,7 +217,7 @@ async fn no_write_puts_older_tokens_back(kind: StoreKind) {
         // C refreshes once more: with refresh token 3, not the spent 2.
         match upstream.refreshing_call(&browser).await {
             Ok((c, release_c)) => {
-                release_c.send(()).unwrap();
+                release_c.send(AxumStatus::OK).unwrap();
                 assert_eq!(
                     c.await.unwrap(),
                     StatusCode::OK,
@@ -260,7 +272,107 @@ async fn a_state_is_spent_even_when_the_callback_fails(kind: StoreKind) {
     );
 }
 
+/// Long enough without activity that the session's next request renews its
+/// idle deadline (once a minute, `auth/session/signed_in.rs`), and short of
+/// the access token's expiry (the dev IdP's 300 s): no refresh on the way.
+const DUE: Duration = Duration::from_secs(90);
+
+/// The idle deadline the app reports for `browser`'s session.
+async fn idle_deadline(browser: &TestApp) -> i64 {
+    let response = browser.get_json("/auth/user").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let user: serde_json::Value = response.json().await.unwrap();
+    user["session"]["idle_expires_at"].as_i64().unwrap()
+}
+
+/// One request renews a session that has been idle; the session's other
+/// requests meanwhile neither renew nor report a deadline that is not
+/// stored (`auth/session/renewals.rs`). Held: a relayed call that has
+/// renewed its copy of the session and waits at the upstream before its
+/// response saves it. Released, its renewal is the one stored; if its
+/// response is a 5xx (never saved), the session's next request after the
+/// claim's second renews instead.
+async fn one_request_renews_while_the_others_keep_the_stored_deadline(kind: StoreKind) {
+    let (_store, _idp, mut upstream, app) = setup(kind).await;
+    for round in 0..ROUNDS {
+        let fails = round % 2 == 1;
+        let browser = app.second_browser();
+        browser.login("alice", "alice").await;
+        let stored = idle_deadline(&browser).await;
+        app.wait(DUE);
+
+        let (call, release) = upstream.held_call(&browser).await;
+        for other in 0..3 {
+            assert_eq!(
+                idle_deadline(&browser).await,
+                stored,
+                "{kind:?} round {round}: request {other} renewed while another held the renewal"
+            );
+        }
+        release
+            .send(match fails {
+                true => AxumStatus::BAD_GATEWAY,
+                false => AxumStatus::OK,
+            })
+            .unwrap();
+        let status = call.await.unwrap();
+        let renewed = idle_deadline(&browser).await;
+        let due = DUE.as_secs() as i64;
+        if fails {
+            assert_eq!(status, StatusCode::BAD_GATEWAY, "{kind:?} round {round}");
+            assert_eq!(
+                renewed, stored,
+                "{kind:?} round {round}: a 5xx's renewal was stored, or another request renewed within the claim's second"
+            );
+            app.wait(Duration::from_secs(1));
+            let renewed = idle_deadline(&browser).await;
+            assert!(
+                (stored + due..=stored + due + 3).contains(&renewed),
+                "{kind:?} round {round}: after the failed renewal's claim lapsed, {renewed} (stored {stored})"
+            );
+            assert_eq!(
+                idle_deadline(&browser).await,
+                renewed,
+                "{kind:?} round {round}: that renewal was stored"
+            );
+        } else {
+            assert_eq!(status, StatusCode::OK, "{kind:?} round {round}");
+            assert!(
+                (stored + due..=stored + due + 2).contains(&renewed),
+                "{kind:?} round {round}: the held request's renewal, {renewed} (stored {stored})"
+            );
+        }
+    }
+}
+
+/// A renewal in flight (a relayed call that renewed its copy of the session
+/// and waits at the upstream) when the session is signed out: its save never
+/// brings the session back. On SQLite this write is the renewal-only kind,
+/// committed on its own pool (`server/store/sqlite.rs`).
+async fn a_renewal_in_flight_never_brings_an_ended_session_back(kind: StoreKind) {
+    let (_store, _idp, mut upstream, app) = setup(kind).await;
+    for round in 0..ROUNDS {
+        let browser = app.second_browser();
+        browser.login("alice", "alice").await;
+        let cookie = browser.session_cookie().unwrap();
+        app.wait(DUE);
+        let (call, release) = upstream.held_call(&browser).await;
+        assert_eq!(browser.logout().await.status(), StatusCode::SEE_OTHER);
+        release.send(AxumStatus::OK).unwrap();
+        call.await.unwrap();
+        assert_eq!(
+            app.get_json_with_cookie(&cookie, "/auth/user")
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED,
+            "{kind:?} round {round}: the renewal in flight brought the ended session back"
+        );
+    }
+}
+
 on_every_store!(
+    one_request_renews_while_the_others_keep_the_stored_deadline,
+    a_renewal_in_flight_never_brings_an_ended_session_back,
     an_ended_session_never_comes_back,
     no_write_puts_older_tokens_back,
     a_state_is_spent_even_when_the_callback_fails,
