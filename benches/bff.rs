@@ -467,11 +467,12 @@ async fn run() {
         let page = [("Cookie", cookie.as_str()), ("Accept", "text/html")];
         eprintln!("bench: {name} store");
         let cookies = sign_in_many(&app, MANY_SESSIONS).await;
+        let mut bracket = Bracketed::new(&bare_url);
         let results = json!({
-            "auth_user": paired(&bare_url, || wrk(&app.url("/auth/user"), &auth, false)),
-            "server_fn": paired(&bare_url, || wrk(&app.url(current_user), &auth, true)),
-            "ssr_profile": paired(&bare_url, || wrk(&app.url("/profile"), &page, false)),
-            "auth_user_many": paired(&bare_url, || {
+            "auth_user": bracket.row(|| wrk(&app.url("/auth/user"), &auth, false)),
+            "server_fn": bracket.row(|| wrk(&app.url(current_user), &auth, true)),
+            "ssr_profile": bracket.row(|| wrk(&app.url("/profile"), &page, false)),
+            "auth_user_many": bracket.row(|| {
                 wrk_spread(&app.url("/auth/user"), &[("X-CSRF", "1")], &cookies)
             }),
         });
@@ -761,16 +762,44 @@ fn bare_ceiling(body: &[u8]) -> Load {
     wrk(&format!("http://127.0.0.1:{port}/auth/user"), &[], false)
 }
 
-/// `row`, measured right after the ceiling (the bare handler at
-/// `bare_url`, kept running): its ratio is taken to that ceiling run. The
-/// machine's speed drifts over a run (the ceiling measured last has come out
-/// 20–25% below the first), so a row compared with a ceiling measured ten
-/// minutes away says as much about the drift as about the row.
-fn paired(bare_url: &str, row: impl FnOnce() -> Load) -> Value {
-    let ceiling = wrk(bare_url, &[], false);
-    let mut load = json!(row());
-    load["paired_ceiling"] = json!(ceiling.requests_per_sec);
-    load
+/// Rows measured between runs of the ceiling (the bare handler at
+/// `bare_url`, kept running): bare, row, bare, row, …, bare. Each row's
+/// ratio is to the mean of the ceiling runs just before and just after it.
+/// The machine's speed drifts over a run (the ceiling measured last has
+/// come out 20–25% below the first), so a row compared with a ceiling
+/// measured ten minutes away says as much about the drift as about the row;
+/// and one 10 s run of the bare handler alone varies by ±10% from the next
+/// (87–116k/s in one run), so a row's ratio to that one run varied as much.
+/// Two runs around the row follow the drift and halve that noise's weight,
+/// for one run more per store (each run after a row is the next one's
+/// before).
+struct Bracketed<'a> {
+    bare_url: &'a str,
+    last: Option<f64>,
+}
+
+impl<'a> Bracketed<'a> {
+    fn new(bare_url: &'a str) -> Self {
+        Self {
+            bare_url,
+            last: None,
+        }
+    }
+
+    fn ceiling(&self) -> f64 {
+        wrk(self.bare_url, &[], false).requests_per_sec
+    }
+
+    fn row(&mut self, row: impl FnOnce() -> Load) -> Value {
+        let before = self.last.take().unwrap_or_else(|| self.ceiling());
+        let mut load = json!(row());
+        let after = self.ceiling();
+        self.last = Some(after);
+        load["ceiling_before"] = json!(before);
+        load["ceiling_after"] = json!(after);
+        load["paired_ceiling"] = json!((before + after) / 2.0);
+        load
+    }
 }
 
 /// `/profile` rendered by [`bare_pages`] for the user `/auth/user` answered.
@@ -1236,7 +1265,7 @@ fn report(r: &Value) -> (String, Vec<String>) {
     let ceiling = r["ceiling"]["requests_per_sec"].as_f64().unwrap();
     let mut misses = Vec::new();
     let mut md = format!(
-        "Measured {} on {} by `make bench`; wrk, {} connections, {} s per row, all on loopback. Each row's ratio is to the bare handler measured just before it (the ceiling rows: the first and last such run).\n\n",
+        "Measured {} on {} by `make bench`; wrk, {} connections, {} s per row, all on loopback. Each row's ratio is to the mean of the bare handler's runs just before and just after it (the ceiling rows: the first and last of all runs).\n\n",
         r["date"].as_str().unwrap(),
         r["machine"].as_str().unwrap(),
         CONNECTIONS,
@@ -1274,14 +1303,14 @@ fn report(r: &Value) -> (String, Vec<String>) {
             let Some(rps) = load["requests_per_sec"].as_f64() else {
                 continue;
             };
-            // Against the ceiling run just before the row (`paired`), and
+            // Against the ceiling runs around the row (`Bracketed`), and
             // against the run's average ceiling.
             let (ratio, shown) = match load["paired_ceiling"].as_f64() {
-                Some(just_before) => (
-                    rps / just_before,
+                Some(around) => (
+                    rps / around,
                     format!(
-                        "{:.0}% of {just_before:.0} just before ({:.0}% of the average)",
-                        rps / just_before * 100.0,
+                        "{:.0}% of {around:.0} around it ({:.0}% of the average)",
+                        rps / around * 100.0,
                         rps / ceiling * 100.0
                     ),
                 ),
@@ -1316,7 +1345,7 @@ fn report(r: &Value) -> (String, Vec<String>) {
                 let budget = if store == "memory" { 0.6 } else { 0.5 };
                 if ratio < budget {
                     misses.push(format!(
-                        "{label} ({store}) at {:.0}% of the bare-axum ceiling run just before it (budget ≥ {:.0}%)",
+                        "{label} ({store}) at {:.0}% of the bare-axum ceiling runs around it (budget ≥ {:.0}%)",
                         ratio * 100.0,
                         budget * 100.0
                     ));

@@ -25,6 +25,7 @@ mod lock;
 mod memory;
 mod postgres;
 mod redis;
+mod renewer;
 mod sealed;
 mod sqlite;
 

@@ -37,6 +37,7 @@ use tower_sessions::{
 use super::{
     cache::Cache,
     owner_columns,
+    renewer::{Renewal, Renewer},
     sealed::{AtRest, Listing, Sealer},
     set_rev, store_error, Indexer, Owner, OwnerEntry, Written, IDLE_STAMP_KEY, REV_KEY,
 };
@@ -44,19 +45,20 @@ use super::{
 #[derive(Clone, Debug)]
 pub(super) struct Sqlite {
     pool: SqlitePool,
-    /// For renewals: writes that change nothing but a session's idle stamp
-    /// ([`IDLE_STAMP_KEY`]) and expiry. Their commits do not wait for the
-    /// disk (`synchronous=NORMAL`): a renewal costs a WAL append, not an
-    /// fsync. Sessions that come back together after an idle minute (1,000
-    /// in `make bench`) renew together, and at an fsync each (0.5 ms here)
-    /// that stopped the process for half a second. What this gives up: at a
-    /// power loss (not a crash of the process), the last renewals may roll
-    /// back, and a session then ends earlier. Every other write (a sign-in,
-    /// a sign-out, new tokens, new roles) commits on `pool`, whose fsync
-    /// also makes every renewal before it durable: the WAL is one file,
-    /// replayed in order, so nothing else can roll back, and an ended
-    /// session never comes back.
-    renewals: SqlitePool,
+    /// Writes renewals: writes that change nothing but a session's idle
+    /// stamp ([`IDLE_STAMP_KEY`]) and expiry, as many in one statement as
+    /// are waiting (`renewer.rs`), on a connection whose commits do not
+    /// wait for the disk (`synchronous=NORMAL`): a renewal costs a WAL
+    /// append, not an fsync. Sessions that come back together after an idle
+    /// minute (1,000 in `make bench`) renew together, and at an fsync each
+    /// (0.5 ms here) that stopped the process for half a second. What this
+    /// gives up: at a power loss (not a crash of the process), the last
+    /// renewals may roll back, and a session then ends earlier. Every other
+    /// write (a sign-in, a sign-out, new tokens, new roles) commits on
+    /// `pool`, whose fsync also makes every renewal before it durable: the
+    /// WAL is one file, replayed in order, so nothing else can roll back,
+    /// and an ended session never comes back.
+    renewer: Renewer,
     owned: Arc<Owned>,
     /// Seals each record's bytes at rest (`SESSION_ENCRYPTION_KEY`).
     pub(super) sealer: Arc<Sealer>,
@@ -67,6 +69,16 @@ pub(super) struct Sqlite {
 #[derive(Debug, Default)]
 struct Owned {
     cache: Cache,
+    /// Held by each write for its statement. SQLite lets one connection
+    /// write at a time; another that tries meanwhile is refused (`BUSY`)
+    /// and waits in SQLite's busy handler, which sleeps 1, 2, 5, 10, 15 …
+    /// ms between tries instead of being woken when the write before it
+    /// ends (`sqliteDefaultBusyCallback`). With 1,000 sessions renewing at
+    /// once that was the 9–26 ms tail of `make bench`'s SQLite row over
+    /// 1,000 sessions. Queued here, each write starts as the one before it
+    /// ends, and SQLite never sees two writers from this process (nor from
+    /// another: the lock file keeps them out).
+    writing: Arc<tokio::sync::Mutex<()>>,
     /// Held open (and locked) for as long as a store uses the file.
     _lock: Option<File>,
 }
@@ -124,8 +136,8 @@ fn own(path: &Path) -> Result<Arc<Owned>, String> {
         .and_then(|()| lock.rewind())
         .and_then(|()| write!(lock, "{}", std::process::id()));
     let this = Arc::new(Owned {
-        cache: Cache::default(),
         _lock: Some(lock),
+        ..Default::default()
     });
     owned.insert(key, Arc::downgrade(&this));
     Ok(this)
@@ -155,7 +167,7 @@ impl Sqlite {
         }
         let owned = own(options.get_filename()).map_err(|e| format!("SESSION_STORE={url}: {e}"))?;
         let renewals = SqlitePoolOptions::new()
-            .max_connections(2)
+            .max_connections(1)
             .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
             .await
             .map_err(|e| format!("SESSION_STORE={url}: {e}"))?;
@@ -166,7 +178,10 @@ impl Sqlite {
             .map_err(|e| format!("SESSION_STORE={url}: {e}"))?;
         let this = Self {
             pool,
-            renewals,
+            renewer: Renewer::start(renewals, owned.writing.clone(), {
+                let owned = owned.clone();
+                move |id| owned.cache.forget(id)
+            }),
             owned,
             sealer: Default::default(),
         };
@@ -177,6 +192,7 @@ impl Sqlite {
     }
 
     async fn migrate(&self, indexer: Indexer) -> Result<(), sqlx::Error> {
+        let _writing = self.owned.writing.lock().await;
         let mut tx = self.pool.begin().await?;
         for statement in [
             "CREATE TABLE IF NOT EXISTS gatehouse_sessions (
@@ -303,15 +319,16 @@ impl Sqlite {
         owner: Option<OwnerEntry>,
     ) -> session_store::Result<bool> {
         let (sub, sid) = owner_columns(&owner);
+        let sealed = self
+            .sealer
+            .seal_record(record, at, owner.as_ref().map(|o| &o.facts))?;
+        let _writing = self.owned.writing.lock().await;
         let done = sqlx::query(
             "INSERT OR IGNORE INTO gatehouse_sessions (id, data, expiry_date, rev, sub, sid)
              VALUES (?, ?, ?, 0, ?, ?)",
         )
         .bind(at.key.to_string())
-        .bind(
-            self.sealer
-                .seal_record(record, at, owner.as_ref().map(|o| &o.facts))?,
-        )
+        .bind(sealed)
         .bind(record.expiry_date.unix_timestamp())
         .bind(sub)
         .bind(sid)
@@ -330,32 +347,45 @@ impl Sqlite {
         now: OffsetDateTime,
     ) -> session_store::Result<Written> {
         let (sub, sid) = owner_columns(&owner);
-        let pool = match self.only_renews(record, at, base, now) {
-            true => &self.renewals,
-            false => &self.pool,
-        };
+        let renews = self.only_renews(record, at, base, now);
         let now = now.unix_timestamp();
         let key = at.key.to_string();
-        let done = sqlx::query(
-            "UPDATE gatehouse_sessions SET data = ?, expiry_date = ?, rev = rev + 1, sub = ?, sid = ?
-             WHERE id = ? AND rev = ? AND expiry_date > ?",
-        )
-        .bind(
-            self.sealer
-                .seal_record(record, at, owner.as_ref().map(|o| &o.facts))?,
-        )
-        .bind(record.expiry_date.unix_timestamp())
-        .bind(sub)
-        .bind(sid)
-        .bind(&key)
-        .bind(base as i64)
-        .bind(now)
-        .execute(pool)
-        .await;
-        // Whatever happened (even an error: the write may have landed).
-        self.owned.cache.forget(&at.key);
-        let done = done.map_err(store_error)?;
-        if done.rows_affected() == 1 {
+        let sealed = self
+            .sealer
+            .seal_record(record, at, owner.as_ref().map(|o| &o.facts))?;
+        let landed = if renews {
+            let renewal = Renewal {
+                id: at.key,
+                data: sealed,
+                expiry: record.expiry_date.unix_timestamp(),
+                sub: sub.map(str::to_owned),
+                sid: sid.map(str::to_owned),
+                base: base as i64,
+                now,
+            };
+            // The renewer forgets the cached copy, whatever happened.
+            self.renewer.renew(renewal).await.map_err(store_error)?
+        } else {
+            let writing = self.owned.writing.lock().await;
+            let done = sqlx::query(
+                "UPDATE gatehouse_sessions SET data = ?, expiry_date = ?, rev = rev + 1, sub = ?, sid = ?
+                 WHERE id = ? AND rev = ? AND expiry_date > ?",
+            )
+            .bind(sealed)
+            .bind(record.expiry_date.unix_timestamp())
+            .bind(sub)
+            .bind(sid)
+            .bind(&key)
+            .bind(base as i64)
+            .bind(now)
+            .execute(&self.pool)
+            .await;
+            drop(writing);
+            // Whatever happened (even an error: the write may have landed).
+            self.owned.cache.forget(&at.key);
+            done.map_err(store_error)?.rows_affected() == 1
+        };
+        if landed {
             return Ok(Written::Yes);
         }
         let exists: Option<i64> =
@@ -390,10 +420,12 @@ impl Sqlite {
     }
 
     pub(super) async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        let writing = self.owned.writing.lock().await;
         let done = sqlx::query("DELETE FROM gatehouse_sessions WHERE id = ?")
             .bind(id.to_string())
             .execute(&self.pool)
             .await;
+        drop(writing);
         self.owned.cache.forget(id);
         done.map_err(store_error)?;
         Ok(())
@@ -441,12 +473,14 @@ impl Sqlite {
 
     /// Deletes every expired session; how many of them were signed in.
     pub(super) async fn delete_expired(&self, now: OffsetDateTime) -> session_store::Result<usize> {
+        let writing = self.owned.writing.lock().await;
         let owners: Result<Vec<Option<String>>, _> = sqlx::query_scalar(
             "DELETE FROM gatehouse_sessions WHERE expiry_date <= ? RETURNING sub",
         )
         .bind(now.unix_timestamp())
         .fetch_all(&self.pool)
         .await;
+        drop(writing);
         self.owned.cache.forget_expired(now);
         Ok(owners.map_err(store_error)?.iter().flatten().count())
     }
@@ -598,6 +632,83 @@ mod tests {
         // The same renewal again, from revision 0: stale, refused.
         let again = store.write(&renewed, &at, 0, None, now).await.unwrap();
         assert_eq!(again, Written::Conflict);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Renewals written together (`renewer.rs`) keep each its own
+    /// compare-and-set: of 100 at once, each lands at its revision; of two
+    /// of one session from the same revision, one lands; one from a stale
+    /// revision, or of a session deleted or expired, does not; and each
+    /// row holds exactly what its renewal wrote.
+    #[tokio::test]
+    async fn renewals_written_together_each_keep_their_compare_and_set() {
+        let (store, dir) = open_new().await;
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let ids: Vec<Id> = (0..100).map(|_| Id::default()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO gatehouse_sessions (id, data, expiry_date, rev) VALUES (?, ?, ?, 0)",
+            )
+            .bind(id.to_string())
+            .bind(vec![0u8])
+            // The last session expired a second ago.
+            .bind(if i == 99 { now - 1 } else { now + 300 })
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query("DELETE FROM gatehouse_sessions WHERE id = ?")
+            .bind(ids[98].to_string())
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let renewal = |id: Id, byte: u8, base: i64| Renewal {
+            id,
+            data: vec![byte; 5000],
+            expiry: now + 600,
+            sub: Some("alice".into()),
+            sid: None,
+            base,
+            now,
+        };
+        let mut renewals: Vec<Renewal> = ids.iter().map(|id| renewal(*id, 1, 0)).collect();
+        // Session 1 from a stale revision; session 0 twice from revision 0,
+        // one after the other (in one batch, but for the rule against it).
+        renewals[1].base = 7;
+        renewals.insert(1, renewal(ids[0], 2, 0));
+        let outcomes =
+            futures::future::join_all(renewals.into_iter().map(|r| store.renewer.renew(r))).await;
+        let mut landed: Vec<bool> = outcomes.into_iter().map(Result::unwrap).collect();
+        let second = landed.remove(1);
+        assert!(landed[0] ^ second, "one of session 0's two renewals lands");
+        assert!(!landed[1], "a stale revision");
+        assert!(
+            !landed[98] && !landed[99],
+            "a deleted and an expired session"
+        );
+        assert!(landed[2..98].iter().all(|l| *l));
+        for (i, id) in ids.iter().enumerate().take(98) {
+            let row = sqlx::query(
+                "SELECT data, rev, sub, expiry_date FROM gatehouse_sessions WHERE id = ?",
+            )
+            .bind(id.to_string())
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+            let (data, rev) = (row.get::<Vec<u8>, _>(0), row.get::<i64, _>(1));
+            match i {
+                1 => assert_eq!((data, rev), (vec![0u8], 0), "the stale renewal wrote"),
+                0 => {
+                    let byte = if landed[0] { 1 } else { 2 };
+                    assert_eq!((data, rev), (vec![byte; 5000], 1), "session 0");
+                }
+                _ => {
+                    assert_eq!((data, rev), (vec![1; 5000], 1), "session {i}");
+                    assert_eq!(row.get::<String, _>(2), "alice");
+                    assert_eq!(row.get::<i64, _>(3), now + 600);
+                }
+            }
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
