@@ -334,6 +334,7 @@ pub async fn spawn_app_with(issuer: &str, overrides: &[(&str, &str)]) -> TestApp
         .expect("app builds")
         .router;
     tokio::spawn(async move {
+        use axum::ServiceExt as _;
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
