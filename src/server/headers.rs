@@ -134,36 +134,35 @@ pub async fn page_headers(
     response
 }
 
-/// The layer around everything: headers every response gets, and the
-/// strictest defaults where a group set nothing (a policy that runs no
-/// script, a referrer policy). Groups that need more set it themselves:
-/// `no-store` on `/auth` and `/api`, `no-referrer` on `/auth`, the page
-/// policy on pages.
-pub async fn security_headers(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers
-        .entry(header::CONTENT_SECURITY_POLICY)
-        .or_insert(HeaderValue::from_static(STRICT_POLICY));
-    headers
-        .entry(header::REFERRER_POLICY)
-        .or_insert(HeaderValue::from_static("strict-origin-when-cross-origin"));
-    if state.auth.config.base_url.is_https() {
+/// The headers every response gets, and the strictest defaults where a
+/// group set nothing (a policy that runs no script, a referrer policy).
+/// Groups that need more set it themselves: `no-store` on `/auth` and
+/// `/api`, `no-referrer` on `/auth`, the page policy on pages. `https`:
+/// the app's base URL is `https://` (then HSTS too). A plain function of
+/// the response, for `ServiceBuilder::map_response` around everything (a
+/// `from_fn` middleware boxed a clone of the whole stack per request).
+pub fn security_headers(https: bool) -> impl Fn(Response) -> Response + Clone {
+    move |mut response| {
+        let headers = response.headers_mut();
         headers.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
         );
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers
+            .entry(header::CONTENT_SECURITY_POLICY)
+            .or_insert(HeaderValue::from_static(STRICT_POLICY));
+        headers
+            .entry(header::REFERRER_POLICY)
+            .or_insert(HeaderValue::from_static("strict-origin-when-cross-origin"));
+        if https {
+            headers.insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+            );
+        }
+        response
     }
-    response
 }
 
 /// Called by the Leptos shell on the server: replaces the nonce leptos_axum

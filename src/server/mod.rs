@@ -194,13 +194,10 @@ pub async fn build_with_clock(
     // counted 61 boxed-service clones and 75 allocations per `/auth/user`.)
     let every_request = ServiceBuilder::new()
         .layer(middleware::from_fn(telemetry::log_request))
-        .layer(middleware::from_fn(limits::explain_too_large))
+        .map_response(limits::explain_too_large)
         .layer(RequestBodyLimitLayer::new(limits::BODY_LIMIT))
         .map_request(|request: Request<_>| request.map(Body::new))
-        .layer(middleware::from_fn_with_state(
-            state,
-            headers::security_headers,
-        ))
+        .map_response(headers::security_headers(config.base_url.is_https()))
         .layer(auth.session_layer())
         .service(routes);
     Ok(Built {
