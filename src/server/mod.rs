@@ -193,7 +193,7 @@ pub async fn build_with_clock(
     // and axum clones a route's whole boxed stack for each request: callgrind
     // counted 61 boxed-service clones and 75 allocations per `/auth/user`.)
     let every_request = ServiceBuilder::new()
-        .layer(middleware::from_fn(telemetry::log_request))
+        .layer(telemetry::LogRequests)
         .map_response(limits::explain_too_large)
         .layer(RequestBodyLimitLayer::new(limits::BODY_LIMIT))
         .map_request(|request: Request<_>| request.map(Body::new))

@@ -8,12 +8,17 @@ mod line;
 pub mod metrics;
 pub mod traces;
 
-use std::time::Instant;
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Instant,
+};
 
 use axum::{
     extract::Request,
     http::{HeaderName, HeaderValue},
-    middleware::Next,
     response::Response,
 };
 use batched::{Flushed, Lines};
@@ -118,42 +123,77 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// (This is tower-http's `SetRequestId` + `PropagateRequestId` folded into
 /// the layer that logs: two layers fewer on every request was 4% of a
 /// signed-in `GET /auth/user`'s instructions.)
-pub async fn log_request(mut request: Request, next: Next) -> Response {
-    use tracing::Instrument;
-    let start = Instant::now();
-    let id = match request.headers().get(&X_REQUEST_ID) {
-        Some(id) => id.clone(),
-        None => {
-            let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-            let fresh = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-            let id = HeaderValue::from_str(fresh).expect("a UUID is a header value");
-            request.headers_mut().insert(X_REQUEST_ID, id.clone());
-            id
-        }
-    };
-    let method = request.method().clone();
-    // A clone of the URI shares its bytes (no copy of the path).
-    let uri = request.uri().clone();
-    let span = if traces::on() {
-        traces::request_span(id.to_str().unwrap_or("-"), &method, uri.path())
-    } else {
-        tracing::info_span!("request", id = id.to_str().unwrap_or("-"))
-    };
-    async move {
-        let mut response = next.run(request).await;
-        let took = start.elapsed();
-        tracing::info!(
-            method = method.as_str(),
-            path = uri.path(),
-            status = response.status().as_u16(),
-            ms = took.as_secs_f64() * 1000.0,
-            "request"
-        );
-        metrics::request(uri.path(), response.status().as_u16(), took);
-        traces::request_answered(response.status().as_u16());
-        response.headers_mut().entry(X_REQUEST_ID).or_insert(id);
-        response
+/// As a layer of its own, not a `from_fn` middleware: that boxed a clone of
+/// the whole stack beneath it on every request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogRequests;
+
+impl<S> tower::Layer<S> for LogRequests {
+    type Service = LoggedRequests<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        LoggedRequests(inner)
     }
-    .instrument(span)
-    .await
+}
+
+/// The service [`LogRequests`] makes.
+#[derive(Clone, Debug)]
+pub struct LoggedRequests<S>(S);
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl<S> tower::Service<Request> for LoggedRequests<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = tracing::instrument::Instrumented<Answer>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        use tracing::Instrument;
+        let start = Instant::now();
+        let id = match request.headers().get(&X_REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                let fresh = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+                let id = HeaderValue::from_str(fresh).expect("a UUID is a header value");
+                request.headers_mut().insert(X_REQUEST_ID, id.clone());
+                id
+            }
+        };
+        let method = request.method().clone();
+        // A clone of the URI shares its bytes (no copy of the path).
+        let uri = request.uri().clone();
+        let span = if traces::on() {
+            traces::request_span(id.to_str().unwrap_or("-"), &method, uri.path())
+        } else {
+            tracing::info_span!("request", id = id.to_str().unwrap_or("-"))
+        };
+        // The service made ready is the one called (tower's contract); what
+        // it logs while it starts carries the request's id too.
+        let answer = span.in_scope(|| self.0.call(request));
+        let logged: Answer = Box::pin(async move {
+            let Ok(mut response) = answer.await;
+            let took = start.elapsed();
+            tracing::info!(
+                method = method.as_str(),
+                path = uri.path(),
+                status = response.status().as_u16(),
+                ms = took.as_secs_f64() * 1000.0,
+                "request"
+            );
+            metrics::request(uri.path(), response.status().as_u16(), took);
+            traces::request_answered(response.status().as_u16());
+            response.headers_mut().entry(X_REQUEST_ID).or_insert(id);
+            Ok(response)
+        });
+        logged.instrument(span)
+    }
 }
