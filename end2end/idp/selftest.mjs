@@ -184,13 +184,17 @@ async function main() {
   const exited = new Promise((r) => { child.on('exit', (code, signal) => r({ code, signal })); });
 
   try {
+    // Up to 30 s: a fresh machine's first start of node and oidc-provider
+    // (modules read from a cold disk) took over 10 s once. Every try that
+    // is not a 200 waits, whether refused or answered.
     let healthy = false;
-    for (let i = 0; i < 100 && !healthy; i += 1) {
+    for (let i = 0; i < 300 && !healthy; i += 1) {
       try {
         healthy = (await fetch(`${base}/dev/health`)).status === 200;
       } catch {
-        await sleep(100);
+        // not listening yet
       }
+      if (!healthy) await sleep(100);
     }
     must('server starts and /dev/health is 200', healthy, output);
     check('banner says it is a development IdP, not for production', /DEVELOPMENT IDENTITY PROVIDER/.test(output) && /NOT FOR PRODUCTION/.test(output));
