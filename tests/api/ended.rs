@@ -277,14 +277,6 @@ async fn a_state_is_spent_even_when_the_callback_fails(kind: StoreKind) {
 /// the access token's expiry (the dev IdP's 300 s): no refresh on the way.
 const DUE: Duration = Duration::from_secs(90);
 
-/// The idle deadline the app reports for `browser`'s session.
-async fn idle_deadline(browser: &TestApp) -> i64 {
-    let response = browser.get_json("/auth/user").await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let user: serde_json::Value = response.json().await.unwrap();
-    user["session"]["idle_expires_at"].as_i64().unwrap()
-}
-
 /// One request renews a session that has been idle; the session's other
 /// requests meanwhile neither renew nor report a deadline that is not
 /// stored (`auth/session/renewals.rs`). Held: a relayed call that has
@@ -298,13 +290,13 @@ async fn one_request_renews_while_the_others_keep_the_stored_deadline(kind: Stor
         let fails = round % 2 == 1;
         let browser = app.second_browser();
         browser.login("alice", "alice").await;
-        let stored = idle_deadline(&browser).await;
+        let stored = idle_deadline(&browser, &app).await;
         app.wait(DUE);
 
         let (call, release) = upstream.held_call(&browser).await;
         for other in 0..3 {
             assert_eq!(
-                idle_deadline(&browser).await,
+                idle_deadline(&browser, &app).await,
                 stored,
                 "{kind:?} round {round}: request {other} renewed while another held the renewal"
             );
@@ -316,7 +308,7 @@ async fn one_request_renews_while_the_others_keep_the_stored_deadline(kind: Stor
             })
             .unwrap();
         let status = call.await.unwrap();
-        let renewed = idle_deadline(&browser).await;
+        let renewed = idle_deadline(&browser, &app).await;
         let due = DUE.as_secs() as i64;
         if fails {
             assert_eq!(status, StatusCode::BAD_GATEWAY, "{kind:?} round {round}");
@@ -325,13 +317,13 @@ async fn one_request_renews_while_the_others_keep_the_stored_deadline(kind: Stor
                 "{kind:?} round {round}: a 5xx's renewal was stored, or another request renewed within the claim's second"
             );
             app.wait(Duration::from_secs(1));
-            let renewed = idle_deadline(&browser).await;
+            let renewed = idle_deadline(&browser, &app).await;
             assert!(
                 (stored + due..=stored + due + 3).contains(&renewed),
                 "{kind:?} round {round}: after the failed renewal's claim lapsed, {renewed} (stored {stored})"
             );
             assert_eq!(
-                idle_deadline(&browser).await,
+                idle_deadline(&browser, &app).await,
                 renewed,
                 "{kind:?} round {round}: that renewal was stored"
             );
@@ -348,7 +340,7 @@ async fn one_request_renews_while_the_others_keep_the_stored_deadline(kind: Stor
 /// A renewal in flight (a relayed call that renewed its copy of the session
 /// and waits at the upstream) when the session is signed out: its save never
 /// brings the session back. On SQLite this write is the renewal-only kind,
-/// committed on its own pool (`server/store/sqlite.rs`).
+/// written in a batch by the renewer (`server/store/renewer.rs`).
 async fn a_renewal_in_flight_never_brings_an_ended_session_back(kind: StoreKind) {
     let (_store, _idp, mut upstream, app) = setup(kind).await;
     for round in 0..ROUNDS {

@@ -1218,3 +1218,11 @@ pub async fn start_gatehouse(idp: &Idp, settings: &[(&str, &str)]) -> (Process, 
     }
     panic!("gatehouse did not start");
 }
+
+/// The idle deadline `app` reports for `browser`'s session.
+pub async fn idle_deadline(browser: &TestApp, app: &TestApp) -> i64 {
+    let response = browser.get_json_at(app, "/auth/user").await;
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let user: serde_json::Value = response.json().await.unwrap();
+    user["session"]["idle_expires_at"].as_i64().unwrap()
+}

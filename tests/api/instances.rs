@@ -204,14 +204,6 @@ async fn a_sign_out_on_one_instance_reaches_the_tabs_another_holds(kind: StoreKi
     );
 }
 
-/// The idle deadline `app` reports for `browser`'s session.
-async fn idle_deadline(browser: &TestApp, app: &TestApp) -> i64 {
-    let response = browser.get_json_at(app, "/auth/user").await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let user: Value = response.json().await.unwrap();
-    user["session"]["idle_expires_at"].as_i64().unwrap()
-}
-
 /// Instance `a` has read (and keeps) a session; instance `b` rewrites it.
 /// `a` must then serve `b`'s revision (on Redis `b`'s write returns only
 /// once `a` has heard of it, `lease.rs`; on Postgres every read asks for
