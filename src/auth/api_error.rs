@@ -98,6 +98,21 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// Why a request body could not be read within `limit` bytes: over the
+    /// limit (413, as for a body that declares its length), or cut off or
+    /// malformed on the wire (400: the client's upload failed, it is not too
+    /// large, and retrying it smaller would not help).
+    pub fn unreadable_body(e: &axum::Error, limit: usize) -> Self {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(error) = source {
+            if error.is::<http_body_util::LengthLimitError>() {
+                return Self::PayloadTooLarge { limit };
+            }
+            source = error.source();
+        }
+        Self::InvalidRequest("the request body could not be read")
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NotSignedIn
@@ -633,5 +648,43 @@ mod tests {
                 assert_eq!(code, e.code(), "{e:?}");
             }
         }
+    }
+
+    /// Read as the relay and server functions read a body (`to_bytes` within
+    /// a limit): over the limit is a 413, whether the body declared its
+    /// length or was streamed; a body that breaks off on the wire is a 400,
+    /// not "too large".
+    #[tokio::test]
+    async fn an_unreadable_body_is_too_large_only_when_it_is() {
+        use axum::body::{to_bytes, Body, Bytes};
+        let declared = to_bytes(Body::from(vec![b'x'; 65]), 64).await.unwrap_err();
+        let streamed_chunks: Vec<Result<Bytes, std::io::Error>> =
+            (0..5).map(|_| Ok(Bytes::from(vec![b'y'; 16]))).collect();
+        let streamed = to_bytes(
+            Body::from_stream(futures::stream::iter(streamed_chunks)),
+            64,
+        )
+        .await
+        .unwrap_err();
+        for (what, e) in [("declared", declared), ("streamed", streamed)] {
+            assert_eq!(
+                ApiError::unreadable_body(&e, 64),
+                ApiError::PayloadTooLarge { limit: 64 },
+                "{what}"
+            );
+        }
+        let cut_off_chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+            Ok(Bytes::from_static(b"{\"q\":")),
+            Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed before message completed",
+            )),
+        ];
+        let cut_off = to_bytes(Body::from_stream(futures::stream::iter(cut_off_chunks)), 64)
+            .await
+            .unwrap_err();
+        let error = ApiError::unreadable_body(&cut_off, 64);
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error.code(), "invalid_request");
     }
 }

@@ -134,7 +134,7 @@ async fn forward_to(
     let (parts, body) = request.into_parts();
     let body = to_bytes(body, MAX_BODY)
         .await
-        .map_err(|_| ApiError::PayloadTooLarge { limit: MAX_BODY })?;
+        .map_err(|e| ApiError::unreadable_body(&e, MAX_BODY))?;
     let headers = forwarded_headers(&parts.headers);
 
     let credential = match &remote.resource {

@@ -17,7 +17,6 @@ use axum::{
     routing::{on, MethodFilter},
     Router,
 };
-use http_body_util::LengthLimitError;
 use leptos::{
     prelude::provide_context,
     reactive::{computed::ScopedFuture, owner::Owner},
@@ -93,7 +92,7 @@ async fn run(path: &'static str, method: Method, auth: AuthState, request: Reque
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(body) => body,
-        Err(e) => return unreadable(&e).into_response(),
+        Err(e) => return ApiError::unreadable_body(&e, BODY_LIMIT).into_response(),
     };
     let request = Request::from_parts(parts, Body::from(body));
     let session = AuthSession::of_request(request.extensions());
@@ -131,19 +130,6 @@ async fn run(path: &'static str, method: Method, auth: AuthState, request: Reque
             })
         })
         .await
-}
-
-/// Why a server function's body could not be read: over the limit (413, as
-/// for a body that declares its length), or cut off or malformed (400).
-fn unreadable(e: &axum::Error) -> ApiError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(error) = source {
-        if error.is::<LengthLimitError>() {
-            return ApiError::PayloadTooLarge { limit: BODY_LIMIT };
-        }
-        source = error.source();
-    }
-    ApiError::InvalidRequest("the request body could not be read")
 }
 
 fn accepts_html(request: &Request) -> bool {

@@ -269,3 +269,50 @@ async fn an_upstream_that_refuses_a_fresh_token_ends_the_session() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// A body the relay cannot read is not relayed, and the answer says why:
+/// streamed past 64 KiB without a declared length, a 413; broken off on the
+/// wire (a chunk size that is not one), a 400 `invalid_request`, not "too
+/// large". The upstream sees neither, and the session stays.
+#[tokio::test]
+async fn a_body_the_relay_cannot_read_is_not_relayed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_idp, app, up) = setup().await;
+    app.login("bob", "bob").await;
+
+    let chunks: Vec<Result<String, std::io::Error>> =
+        (0..100).map(|_| Ok("y".repeat(1024))).collect();
+    let too_large = app
+        .http
+        .post(app.url("/api/remote/echo/upload"))
+        .header("X-CSRF", "1")
+        .header("Content-Type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = too_large.json().await.unwrap();
+    assert_eq!(body["error"], "payload_too_large");
+
+    let addr = app
+        .base
+        .trim_start_matches("http://")
+        .replace("localhost", "127.0.0.1");
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let cookie = app.session_cookie().unwrap();
+    let request = format!(
+        "POST /api/remote/echo/upload HTTP/1.1\r\nHost: {addr}\r\nCookie: gatehouse_session={cookie}\r\nX-CSRF: 1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{{\"q\":\r\nzz\r\n"
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("\"invalid_request\""), "{answer}");
+
+    assert!(
+        up.tokens.lock().unwrap().is_empty(),
+        "nothing reached the upstream"
+    );
+    assert_eq!(app.get_json("/auth/user").await.status(), StatusCode::OK);
+}
