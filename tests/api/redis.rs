@@ -2,15 +2,17 @@
 //! does is in `instances.rs`): a password kept out of every message, one
 //! error code for a store that refuses commands, and a sign-out that waits
 //! out an instance that stopped hearing (Redis instances serve kept copies
-//! under a lease).
+//! under a lease), and a read that straddles a sign-out, never kept.
 
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::Duration,
 };
+
+use tokio::sync::Notify;
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -130,10 +132,23 @@ async fn a_failing_store_is_one_code_on_every_path() {
 /// A TCP relay to Redis that can hold back Redis' answers on subscription
 /// connections (those that sent SUBSCRIBE) while every other connection
 /// goes on: a network that silently stops delivering to one connection,
-/// which stays open.
+/// which stays open. It can also hold back the answers on the one
+/// connection that next sends a given command ([`Self::hold_next`]).
 struct StallingRelay {
     url: String,
     stalled: Arc<AtomicBool>,
+    held: Arc<Held>,
+}
+
+/// [`StallingRelay::hold_next`]'s state.
+#[derive(Default)]
+struct Held {
+    /// The command to catch, until a connection sends it.
+    command: Mutex<Option<&'static str>>,
+    /// Told when a connection sent it (its answers are held from then on).
+    caught: Notify,
+    /// While true, the connection that sent it gets nothing back.
+    holding: AtomicBool,
 }
 
 impl StallingRelay {
@@ -144,6 +159,8 @@ impl StallingRelay {
         let url = format!("redis://{}", listener.local_addr().unwrap());
         let stalled = Arc::new(AtomicBool::new(false));
         let stall = stalled.clone();
+        let held = Arc::new(Held::default());
+        let hold = held.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let server = tokio::net::TcpStream::connect(&target).await.unwrap();
@@ -151,6 +168,12 @@ impl StallingRelay {
                 let (mut from_server, mut to_server) = server.into_split();
                 let subscriber = Arc::new(AtomicBool::new(false));
                 let marks = subscriber.clone();
+                // This connection sent the command caught: its answers wait
+                // (marked before the command goes on, so its answer cannot
+                // slip through first).
+                let caught_here = Arc::new(AtomicBool::new(false));
+                let catches = caught_here.clone();
+                let hold_in = hold.clone();
                 tokio::spawn(async move {
                     let mut buf = vec![0; 16 * 1024];
                     while let Ok(n @ 1..) = from_client.read(&mut buf).await {
@@ -158,16 +181,31 @@ impl StallingRelay {
                         if sent.contains("SUBSCRIBE") {
                             marks.store(true, Ordering::SeqCst);
                         }
+                        let caught = {
+                            let mut command = hold_in.command.lock().unwrap();
+                            command
+                                .is_some_and(|c| sent.contains(c))
+                                .then(|| command.take())
+                                .is_some()
+                        };
+                        if caught {
+                            catches.store(true, Ordering::SeqCst);
+                            hold_in.caught.notify_one();
+                        }
                         if to_server.write_all(&buf[..n]).await.is_err() {
                             break;
                         }
                     }
                 });
                 let stall = stall.clone();
+                let hold_out = hold.clone();
                 tokio::spawn(async move {
                     let mut buf = vec![0; 16 * 1024];
                     while let Ok(n @ 1..) = from_server.read(&mut buf).await {
-                        while subscriber.load(Ordering::SeqCst) && stall.load(Ordering::SeqCst) {
+                        while (subscriber.load(Ordering::SeqCst) && stall.load(Ordering::SeqCst))
+                            || (caught_here.load(Ordering::SeqCst)
+                                && hold_out.holding.load(Ordering::SeqCst))
+                        {
                             tokio::time::sleep(Duration::from_millis(2)).await;
                         }
                         if to_client.write_all(&buf[..n]).await.is_err() {
@@ -177,12 +215,79 @@ impl StallingRelay {
                 });
             }
         });
-        Self { url, stalled }
+        Self { url, stalled, held }
     }
 
     fn stall(&self, on: bool) {
         self.stalled.store(on, Ordering::SeqCst);
     }
+
+    /// The next connection to send `command` (`"MGET"`: a session read
+    /// that missed the instance's cache) gets no answer until [`Self::release`].
+    fn hold_next(&self, command: &'static str) {
+        self.held.holding.store(true, Ordering::SeqCst);
+        *self.held.command.lock().unwrap() = Some(command);
+    }
+
+    /// Waits until the command [`Self::hold_next`] named has been sent.
+    async fn caught(&self) {
+        tokio::time::timeout(Duration::from_secs(10), self.held.caught.notified())
+            .await
+            .expect("the command to hold was never sent");
+    }
+
+    fn release(&self) {
+        self.held.holding.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The cache-fill rule on Redis, on the wire: instance `b` reads a session
+/// it does not keep, and Redis' answer (the live record) is held on its way
+/// back while `a` signs the session out. The held request read the session
+/// before the sign-out, so it may still be served; but what it read must
+/// not be kept: `b` holds a lease and serves kept sessions without asking
+/// Redis, so a copy kept from that read would serve the ended session.
+#[tokio::test]
+async fn a_read_that_straddles_a_sign_out_is_not_kept() {
+    let redis = Redis::start().await;
+    let idp = Idp::start().await;
+    let relay = StallingRelay::start(&redis.url).await;
+    let a = spawn_app_with(&idp.issuer, &[("SESSION_STORE", redis.url.as_str())]).await;
+    let b = spawn_app_with(&idp.issuer, &[("SESSION_STORE", relay.url.as_str())]).await;
+    // b takes its lease serving another session.
+    let other = TestApp::at(&a.base);
+    other.login("bob", "bob").await;
+    for _ in 0..3 {
+        assert_eq!(user_status(&other, &b).await, StatusCode::OK);
+    }
+    a.login("alice", "alice").await;
+    let cookie = a.session_cookie().expect("signed in");
+
+    relay.hold_next("MGET");
+    let held = tokio::spawn({
+        let (b, cookie) = (TestApp::at(&b.base), cookie.clone());
+        async move { b.get_json_with_cookie(&cookie, "/auth/user").await.status() }
+    });
+    relay.caught().await;
+    assert_eq!(a.logout().await.status(), StatusCode::SEE_OTHER);
+    relay.release();
+    let status = held.await.unwrap();
+    assert!(
+        status == StatusCode::OK || status == StatusCode::UNAUTHORIZED,
+        "the straddling read: {status}"
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            b.get_json_with_cookie(&cookie, "/auth/user").await.status(),
+            StatusCode::UNAUTHORIZED,
+            "b kept what it read while the session was signed out"
+        );
+    }
+    assert_eq!(
+        user_status(&other, &b).await,
+        StatusCode::OK,
+        "the other session stays"
+    );
 }
 
 /// The hard case of serving kept sessions without asking Redis: instance
