@@ -4,7 +4,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 use time::OffsetDateTime;
@@ -24,8 +24,9 @@ struct Maps {
 
 #[derive(Debug)]
 struct Stored {
-    /// The record as written, its revision in its data.
-    record: Record,
+    /// The record as written, its revision in its data. Shared, so that a
+    /// load copies it after letting go of the lock (see `cache.rs`).
+    record: Arc<Record>,
     owner: Option<OwnerEntry>,
 }
 
@@ -66,7 +67,7 @@ impl Maps {
         }
     }
 
-    fn put(&mut self, record: Record, owner: Option<OwnerEntry>) {
+    fn put(&mut self, record: Arc<Record>, owner: Option<OwnerEntry>) {
         let id = record.id;
         self.remove(&id);
         self.index(id, &owner);
@@ -80,17 +81,19 @@ impl Memory {
     }
 
     pub(super) fn load(&self, id: &Id, now: OffsetDateTime) -> Option<Record> {
-        self.maps().live(id, now).map(|s| s.record.clone())
+        let stored = self.maps().live(id, now).map(|s| s.record.clone());
+        stored.map(Arc::unwrap_or_clone)
     }
 
     /// Stores a new session; `false` when its id is taken.
     pub(super) fn create(&self, record: &Record, owner: Option<OwnerEntry>) -> bool {
+        let mut stored = record.clone();
+        set_rev(&mut stored, 0);
+        let stored = Arc::new(stored);
         let mut maps = self.maps();
         if maps.sessions.contains_key(&record.id) {
             return false;
         }
-        let mut stored = record.clone();
-        set_rev(&mut stored, 0);
         maps.put(stored, owner);
         true
     }
@@ -102,6 +105,9 @@ impl Memory {
         owner: Option<OwnerEntry>,
         now: OffsetDateTime,
     ) -> Written {
+        let mut stored = record.clone();
+        set_rev(&mut stored, base + 1);
+        let stored = Arc::new(stored);
         let mut maps = self.maps();
         let Some(current) = maps.live(&record.id, now) else {
             return Written::Gone;
@@ -109,8 +115,6 @@ impl Memory {
         if rev_of(&current.record) != base {
             return Written::Conflict;
         }
-        let mut stored = record.clone();
-        set_rev(&mut stored, base + 1);
         maps.put(stored, owner);
         Written::Yes
     }
