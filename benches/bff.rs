@@ -90,19 +90,27 @@ fn main() {
 
 /// The ceiling: axum alone, the same JSON, no session, no layers.
 fn bare_server(port: u16, body: Vec<u8>) {
-    use axum::{http::header, routing::get, Router};
+    use axum::{
+        http::header,
+        routing::{get, post},
+        Router,
+    };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap()
         .block_on(async move {
-            let app = Router::new().route(
-                "/auth/user",
-                get(move || {
-                    let body = body.clone();
-                    async move { ([(header::CONTENT_TYPE, "application/json")], body) }
-                }),
-            );
+            let answer = move || {
+                let body = body.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+            };
+            // `/auth/user`, and the same JSON at the other rows' paths, so
+            // each row's bare runs send exactly its requests (`Bracketed`).
+            let current_user = <gatehouse::components::current_user::CurrentUser as ServerFn>::PATH;
+            let app = Router::new()
+                .route("/auth/user", get(answer.clone()))
+                .route(current_user, post(answer.clone()))
+                .route("/profile", get(answer));
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .unwrap();
@@ -367,9 +375,9 @@ async fn run() {
     if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "many") {
         // For chasing the one-session / many-sessions gap by hand: on one
         // store (`BENCH_STORE`: memory, sqlite, redis or postgres; memory
-        // if unset),
-        // the ceiling, then one session and 1,000 in turn, three times, so
-        // a change can be compared within one run.
+        // if unset), one session and 1,000 in turn, each after the bare
+        // handler under the same wrk job, three times, so a change can be
+        // compared within one run.
         let store = std::env::var("BENCH_STORE").unwrap_or_else(|_| "memory".into());
         let idp = Idp::start_with(&[("IDP_ACCESS_TOKEN_TTL", "3600")]).await;
         let redis = Redis::start().await;
@@ -387,7 +395,8 @@ async fn run() {
             app.session_cookie().expect("signed in")
         );
         let user_json = app.get_json("/auth/user").await.bytes().await.unwrap();
-        let ceiling = bare_ceiling(&user_json).requests_per_sec;
+        let (_bare, bare_port) = start_baseline("--bare", &user_json);
+        let bare_url = format!("http://127.0.0.1:{bare_port}/auth/user");
         let cookies = sign_in_many(&app, MANY_SESSIONS).await;
         // `BENCH_MANY_PAUSE=<seconds>`: the sessions idle first, so that
         // (past a minute) they all fall due for their idle renewal at the
@@ -399,19 +408,19 @@ async fn run() {
             tokio::time::sleep(Duration::from_secs(pause)).await;
         }
         let auth = [("Cookie", cookie.as_str()), ("X-CSRF", "1")];
+        let spread = |url: &str| wrk_spread(DURATION_SECS, url, &[("X-CSRF", "1")], &cookies);
         for round in 1..=3 {
+            // Each against the bare handler sent the same requests by the
+            // same wrk job (`Bracketed`), measured just before it.
+            let bare_one = wrk(&bare_url, &auth, false).requests_per_sec;
             let one = wrk(&app.url("/auth/user"), &auth, false);
-            let many = wrk_spread(
-                DURATION_SECS,
-                &app.url("/auth/user"),
-                &[("X-CSRF", "1")],
-                &cookies,
-            );
+            let bare_many = spread(&bare_url).requests_per_sec;
+            let many = spread(&app.url("/auth/user"));
             println!(
-                "{store} round {round}: one session {:.0}% (p99 {:.2} ms), {MANY_SESSIONS} sessions {:.0}% (p99 {:.2} ms, {} non-2xx) of the ceiling {ceiling:.0}/s",
-                one.requests_per_sec * 100.0 / ceiling,
+                "{store} round {round}: one session {:.0}% of {bare_one:.0}/s (p99 {:.2} ms), {MANY_SESSIONS} sessions {:.0}% of {bare_many:.0}/s (p99 {:.2} ms, {} non-2xx)",
+                one.requests_per_sec * 100.0 / bare_one,
                 one.p99_ms,
-                many.requests_per_sec * 100.0 / ceiling,
+                many.requests_per_sec * 100.0 / bare_many,
                 many.p99_ms,
                 many.non_2xx,
             );
@@ -474,7 +483,7 @@ async fn run() {
             ceiling_runs.push(bare_ceiling(&user_json));
             bare = Some(start_baseline("--bare", &user_json));
         }
-        let bare_url = format!("http://127.0.0.1:{}/auth/user", bare.as_ref().unwrap().1);
+        let bare_base = format!("http://127.0.0.1:{}", bare.as_ref().unwrap().1);
         if std::env::var("BENCH_PROFILE").is_ok_and(|only| only == *name) {
             // For profiling by hand: the signed-in app stays up for a few
             // minutes; drive it with `wrk` and record it with `perf -p`.
@@ -490,13 +499,14 @@ async fn run() {
         let page = [("Cookie", cookie.as_str()), ("Accept", "text/html")];
         eprintln!("bench: {name} store");
         let cookies = sign_in_many(&app, MANY_SESSIONS).await;
-        let mut bracket = Bracketed::new(&bare_url);
+        let bracket = Bracketed::new(&app.base, &bare_base);
+        let to = |base: &str, path: &str| format!("{base}{path}");
         let results = json!({
-            "auth_user": bracket.row(|secs| wrk_for(secs, &app.url("/auth/user"), &auth, false)),
-            "server_fn": bracket.row(|secs| wrk_for(secs, &app.url(current_user), &auth, true)),
-            "ssr_profile": bracket.row(|secs| wrk_for(secs, &app.url("/profile"), &page, false)),
-            "auth_user_many": bracket.row(|secs| {
-                wrk_spread(secs, &app.url("/auth/user"), &[("X-CSRF", "1")], &cookies)
+            "auth_user": bracket.row(|base, secs| wrk_for(secs, &to(base, "/auth/user"), &auth, false)),
+            "server_fn": bracket.row(|base, secs| wrk_for(secs, &to(base, current_user), &auth, true)),
+            "ssr_profile": bracket.row(|base, secs| wrk_for(secs, &to(base, "/profile"), &page, false)),
+            "auth_user_many": bracket.row(|base, secs| {
+                wrk_spread(secs, &to(base, "/auth/user"), &[("X-CSRF", "1")], &cookies)
             }),
         });
         per_store.insert(name.to_string(), results);
@@ -650,13 +660,25 @@ async fn instructions_per(program: &Program, user: Option<&str>, path: &str, pos
         return Value::Null;
     }
     eprintln!("bench: counting instructions of {}", program.path.display());
+    // `BENCH_CACHESIM_SESSIONS=<n>` (with `BENCH_ONLY=instructions`): the
+    // counted requests spread over n signed-in sessions, and callgrind's
+    // cache simulation on, to see which reads miss the caches when the
+    // sessions do not all fit in them (`callgrind_annotate` on the kept
+    // dumps: D1mr, DLmr).
+    let cache_sim = std::env::var("BENCH_CACHESIM_SESSIONS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|_| user.is_some());
     let dir = tempdir("callgrind");
     let child = Command::new("valgrind")
         .args(["--tool=callgrind", "-q"])
+        .args(cache_sim.map(|_| "--cache-sim=yes"))
         .arg(format!("--callgrind-out-file={}/out", dir.display()))
         .arg(&program.path)
         .args(&program.args)
         .envs(program.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        // The many sessions sign in from one address in a burst.
+        .envs(cache_sim.map(|_| ("AUTH_RATE_LIMIT_PER_MINUTE", "1000000")))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -682,16 +704,22 @@ async fn instructions_per(program: &Program, user: Option<&str>, path: &str, pos
     // The request wrk sends: the session cookie alone. (The login's client
     // also holds the dev IdP's cookies, which a browser would send here
     // too, since cookies ignore the port: parsing them was 8% of the count.)
-    let cookie = app
+    let mut cookies: Vec<String> = app
         .session_cookie()
-        .map(|id| format!("gatehouse_session={id}"));
+        .map(|id| format!("gatehouse_session={id}"))
+        .into_iter()
+        .collect();
+    if let Some(n) = cache_sim {
+        cookies.extend(sign_in_many(&app, n.saturating_sub(1)).await);
+    }
     let http = reqwest::Client::new();
     let send = |n: usize| {
         let http = &http;
         let url = &url;
-        let cookie = &cookie;
+        let cookies = &cookies;
         async move {
-            for _ in 0..n {
+            for i in 0..n {
+                let cookie = (!cookies.is_empty()).then(|| &cookies[i % cookies.len()]);
                 let mut request = if post {
                     http.post(url)
                         .header("Content-Type", "application/x-www-form-urlencoded")
@@ -709,7 +737,8 @@ async fn instructions_per(program: &Program, user: Option<&str>, path: &str, pos
             }
         }
     };
-    send(50).await;
+    // Every session read once before counting (its decoded record kept).
+    send(cookies.len().max(50)).await;
     let control = |flag: &str| {
         let done = Command::new("callgrind_control")
             .arg(flag)
@@ -788,10 +817,15 @@ fn bare_ceiling(body: &[u8]) -> Load {
 }
 
 /// Rows measured between runs of the ceiling (the bare handler at
-/// `bare_url`, kept running), each as [`ROUNDS`] short runs: bare, row,
-/// bare, row, …, bare. Each round's ratio is to the mean of the ceiling
-/// runs just before and just after it; the row's result is its median round
-/// (its requests/s, latencies and ratio all from that one run), with every
+/// `bare_base`, kept running), each as [`ROUNDS`] short runs: bare, row,
+/// bare, row, …, bare. The bare runs send the row's own requests (same
+/// path, method, headers and, for the many-sessions row, the same wrk
+/// script handing out 1,000 cookies), so a ratio compares the servers under
+/// the same load generator: wrk shares the 2 cores, and its per-request Lua
+/// (`wrk_spread`) costs it more than a fixed request (see README,
+/// Performance). Each round's ratio is to the mean of the ceiling runs just
+/// before and just after it; the row's result is its median round (its
+/// requests/s, latencies and ratio all from that one run), with every
 /// round kept in the JSON and every round's errors counted.
 ///
 /// Why: the machine's speed drifts over a run (the ceiling measured last has
@@ -803,8 +837,8 @@ fn bare_ceiling(body: &[u8]) -> Load {
 /// code. The median of three bracketed rounds follows the drift and does not
 /// let one unlucky run decide a budget.
 struct Bracketed<'a> {
-    bare_url: &'a str,
-    last: Option<f64>,
+    app_base: &'a str,
+    bare_base: &'a str,
 }
 
 struct Round {
@@ -824,25 +858,24 @@ impl Round {
 }
 
 impl<'a> Bracketed<'a> {
-    fn new(bare_url: &'a str) -> Self {
+    fn new(app_base: &'a str, bare_base: &'a str) -> Self {
         Self {
-            bare_url,
-            last: None,
+            app_base,
+            bare_base,
         }
     }
 
-    fn ceiling(&self) -> f64 {
-        wrk_for(ROUND_SECS, self.bare_url, &[], false).requests_per_sec
-    }
-
-    /// `row(secs)` runs the row's load for `secs` seconds.
-    fn row(&mut self, row: impl Fn(u32) -> Load) -> Value {
+    /// `job(base, secs)` sends the row's load to the server at `base` for
+    /// `secs` seconds: the app's for the row, the bare handler's around it.
+    fn row(&self, job: impl Fn(&str, u32) -> Load) -> Value {
+        let ceiling = || job(self.bare_base, ROUND_SECS).requests_per_sec;
+        let mut last = None;
         let mut rounds: Vec<Round> = (0..ROUNDS)
             .map(|_| {
-                let ceiling_before = self.last.take().unwrap_or_else(|| self.ceiling());
-                let load = row(ROUND_SECS);
-                let ceiling_after = self.ceiling();
-                self.last = Some(ceiling_after);
+                let ceiling_before = last.take().unwrap_or_else(ceiling);
+                let load = job(self.app_base, ROUND_SECS);
+                let ceiling_after = ceiling();
+                last = Some(ceiling_after);
                 Round {
                     load,
                     ceiling_before,
@@ -1355,7 +1388,7 @@ fn report(r: &Value) -> (String, Vec<String>) {
     let ceiling = r["ceiling"]["requests_per_sec"].as_f64().unwrap();
     let mut misses = Vec::new();
     let mut md = format!(
-        "Measured {} on {} by `make bench`; wrk, {} connections, all on loopback. The rows of each store (a, b, c, many sessions) are {} rounds of {} s each, every round between two {} s runs of the bare handler; a row shows its median round (by ratio to the mean of the bare runs just before and after it) and the range of the rounds' ratios. The other rows are one {} s run; the ceiling rows are the first and last of all runs.\n\n",
+        "Measured {} on {} by `make bench`; wrk, {} connections, all on loopback. The rows of each store (a, b, c, many sessions) are {} rounds of {} s each, every round between two {} s runs of the bare handler sent the row's own requests by the same wrk job (path, method, headers, and for many sessions the same script handing out the cookies); a row shows its median round (by ratio to the mean of the bare runs just before and after it) and the range of the rounds' ratios. The other rows are one {} s run; the ceiling rows (plain `GET /auth/user`, no headers) are the first and last of all runs, and \"the average\" is theirs.\n\n",
         r["date"].as_str().unwrap(),
         r["machine"].as_str().unwrap(),
         CONNECTIONS,

@@ -128,6 +128,13 @@ fn expired(tokens: &TokenSet, now: OffsetDateTime) -> bool {
     tokens.access_token_expires_at.is_some_and(|at| now >= at)
 }
 
+/// Whether [`current_claims`] would answer the record as it is at `now`:
+/// its access token has not expired, or there is no refresh token to renew
+/// the claims with.
+pub fn claims_current(tokens: &TokenSet, now: OffsetDateTime) -> bool {
+    tokens.refresh_token.is_none() || !expired(tokens, now)
+}
+
 /// The record with claims no older than one access-token lifetime: once the
 /// access token has expired, it is refreshed (single-flight) and the roles
 /// are taken from the new ID token, so a role removed at the IdP stops
@@ -140,7 +147,7 @@ pub async fn current_claims(
     session: &AuthSession,
     record: Arc<SessionRecord>,
 ) -> Result<Arc<SessionRecord>, RefreshError> {
-    if record.tokens.refresh_token.is_none() || !expired(&record.tokens, state.clock.now()) {
+    if claims_current(&record.tokens, state.clock.now()) {
         return Ok(record);
     }
     // Boxed: the refresh (IdP call, locks, store writes) is a future many

@@ -362,7 +362,83 @@ async fn a_renewal_in_flight_never_brings_an_ended_session_back(kind: StoreKind)
     }
 }
 
+/// A signed-in read that changes nothing is answered from the store's copy,
+/// shared, without loading the request's own (`signed_in_unchanged` in
+/// `auth/session/signed_in.rs`); every read whose answer changes the
+/// session still takes the full path. Here, on each store: reads that
+/// change nothing send no cookie (nothing saved) and report the stored
+/// deadline; the first read after the renewal falls due renews it; the
+/// next read finds that renewal; and past the absolute lifetime (the idle
+/// deadline still ahead, no renewal due) the session ends, cookie removed,
+/// and stays ended.
+async fn reads_that_change_nothing_save_nothing_and_the_others_still_do(kind: StoreKind) {
+    let store = TestStore::start(kind).await;
+    // Tokens outliving the test's clock: no refresh on the way.
+    let idp = Idp::start_with(&[("IDP_ACCESS_TOKEN_TTL", "3600")]).await;
+    let app = spawn_app_with(
+        &idp.issuer,
+        &[
+            ("SESSION_STORE", store.url.as_str()),
+            ("SESSION_IDLE_TIMEOUT", "5m"),
+            ("SESSION_ABSOLUTE_TIMEOUT", "10m"),
+        ],
+    )
+    .await;
+    app.login("alice", "alice").await;
+    // (whether the read sent a cookie, the idle deadline it reported, the
+    // absolute one: the idle deadline never passes it)
+    let read = || async {
+        let response = app.get_json("/auth/user").await;
+        assert_eq!(response.status(), StatusCode::OK, "{kind:?}");
+        let sent_cookie = response.headers().get("set-cookie").is_some();
+        let user: serde_json::Value = response.json().await.unwrap();
+        let at = |deadline: &str| user["session"][deadline].as_i64().unwrap();
+        (
+            sent_cookie,
+            at("idle_expires_at"),
+            at("absolute_expires_at"),
+        )
+    };
+    let (sent_cookie, first, absolute) = read().await;
+    assert!(!sent_cookie, "{kind:?}: a read that changes nothing saved");
+    for _ in 0..3 {
+        assert_eq!(read().await, (false, first, absolute), "{kind:?}");
+    }
+    // Renewed 4 minutes after sign-in (to 9), then 8 (to 13, shown as 10).
+    for _ in 0..2 {
+        let (_, before, _) = read().await;
+        app.wait(Duration::from_secs(4 * 60));
+        let (sent_cookie, renewed, _) = read().await;
+        assert!(sent_cookie, "{kind:?}: the renewal due was not saved");
+        assert!(
+            (before + 240..=before + 242).contains(&renewed) || renewed == absolute,
+            "{kind:?}: renewed to {renewed} from {before}"
+        );
+        assert_eq!(
+            read().await,
+            (false, renewed, absolute),
+            "{kind:?}: the next read did not find the renewal"
+        );
+    }
+    // Renewed again 20 s before the absolute lifetime ends, then read 20 s
+    // after it: the idle stamp is fresh (no renewal due), the session
+    // still in the store (its idle deadline ahead), yet it has ended.
+    app.wait(Duration::from_secs(110));
+    assert_eq!(read().await, (true, absolute, absolute), "{kind:?}");
+    app.wait(Duration::from_secs(20));
+    for _ in 0..2 {
+        let response = app.get_json("/auth/user").await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{kind:?}: served past its absolute lifetime"
+        );
+    }
+    assert_eq!(app.session_cookie(), None, "{kind:?}: cookie not removed");
+}
+
 on_every_store!(
+    reads_that_change_nothing_save_nothing_and_the_others_still_do,
     one_request_renews_while_the_others_keep_the_stored_deadline,
     a_renewal_in_flight_never_brings_an_ended_session_back,
     an_ended_session_never_comes_back,

@@ -48,6 +48,11 @@ fn stamped(value: &serde_json::Value) -> Option<OffsetDateTime> {
 /// not one per request.
 const KEEP_ALIVE_EVERY: time::Duration = time::Duration::minutes(1);
 
+/// How often a session idling out after `idle` is renewed.
+fn keep_alive_every(idle: time::Duration) -> time::Duration {
+    KEEP_ALIVE_EVERY.min(idle / 10)
+}
+
 impl AuthSession {
     /// Signs the session in. The session id is rotated first, so an id an
     /// attacker planted before login is worthless after it (session fixation,
@@ -188,7 +193,7 @@ impl AuthSession {
             .await?
             .as_ref()
             .and_then(stamped);
-        let every = KEEP_ALIVE_EVERY.min(idle / 10);
+        let every = keep_alive_every(idle);
         if let Some(at) = active_at {
             let renewing = || self.0.id().is_none_or(|id| renewals.claim(id, now, every));
             if now - at < every || !renewing() {
@@ -205,6 +210,9 @@ impl AuthSession {
         &self,
         state: &AuthState,
     ) -> Result<Option<(Arc<SessionRecord>, OffsetDateTime)>, SessionError> {
+        if let Some(unchanged) = self.signed_in_unchanged(state).await? {
+            return Ok(Some(unchanged));
+        }
         let Some(record) = self.record(&state.decoded, state.clock.now()).await? else {
             return Ok(None);
         };
@@ -227,6 +235,63 @@ impl AuthSession {
             )
             .await?;
         Ok(Some((record, deadline)))
+    }
+}
+
+impl AuthSession {
+    /// [`Self::signed_in`] when the answer changes nothing: read from the
+    /// store's copy of the session, shared rather than copied
+    /// ([`AnyStore::load_shared`]: the same read, the same rules for the
+    /// copy this process keeps), the record found by its tag in `decoded`
+    /// and the idle deadline from its stamp. A signed-in request used to
+    /// copy the whole record twice (tower-sessions' load hands out its own
+    /// copy, and each value read is cloned again); over 1,000 sessions the
+    /// first copy reads 5 KiB that is not in the CPU's cache.
+    ///
+    /// `None` whenever the answer would change the session (no record, past
+    /// its absolute lifetime, claims due for a refresh, the idle renewal
+    /// due) or this request has changed its own copy: then the full path
+    /// loads the request's copy and decides everything from it, as if this
+    /// had not looked. What is answered here is what the full path would
+    /// have answered from a load at the same moment; the request's own copy
+    /// stays unloaded, so nothing is saved.
+    async fn signed_in_unchanged(
+        &self,
+        state: &AuthState,
+    ) -> Result<Option<(Arc<SessionRecord>, OffsetDateTime)>, SessionError> {
+        let Some(id) = self.0.id().filter(|_| !self.0.is_modified()) else {
+            return Ok(None);
+        };
+        let Some(stored) = state
+            .store
+            .load_shared(&id)
+            .await
+            .map_err(tower_sessions::session::Error::Store)?
+        else {
+            return Ok(None);
+        };
+        let Some(record) = stored
+            .data
+            .get(RECORD_KEY)
+            .and_then(|v| v.as_str())
+            .and_then(|encoded| state.decoded.decode(id, encoded))
+        else {
+            return Ok(None);
+        };
+        let now = state.clock.now();
+        if now >= record.absolute_expires_at
+            || !crate::auth::refresh::claims_current(&record.tokens, now)
+        {
+            return Ok(None);
+        }
+        let idle = state.config.session.idle_timeout;
+        let Some(at) = stored.data.get(ACTIVE_KEY).and_then(stamped) else {
+            return Ok(None);
+        };
+        if now - at >= keep_alive_every(idle) {
+            return Ok(None);
+        }
+        Ok(Some((record, at + idle)))
     }
 }
 

@@ -62,10 +62,9 @@ struct Inner {
     /// The count at the last change of every session not in `changed`, at
     /// most.
     floor: u64,
-    /// Shared, so that a read copies a record after letting go of the lock,
-    /// not under it: with 1,000 sessions read in turn the 5 KiB copy reads
-    /// memory that is not in the CPU's cache, and every other request
-    /// would wait for it.
+    /// Shared: a read takes a reference, not a copy (`AnyStore::load_shared`;
+    /// with 1,000 sessions read in turn a 5 KiB copy reads memory that is
+    /// not in the CPU's cache).
     sessions: IdMap<Arc<Record>>,
 }
 
@@ -88,25 +87,21 @@ impl Cache {
     }
 
     /// The cached copy of session `id`, if it has not expired at `now`.
-    pub(super) fn get(&self, id: &Id, now: OffsetDateTime) -> Option<Record> {
-        let kept = self
-            .inner()
+    pub(super) fn get(&self, id: &Id, now: OffsetDateTime) -> Option<Arc<Record>> {
+        self.inner()
             .sessions
             .get(id)
             .filter(|r| live(r, now))
-            .cloned();
-        kept.map(Arc::unwrap_or_clone)
+            .cloned()
     }
 
     /// The cached copy of session `id` if it is at revision `rev`.
-    pub(super) fn get_at(&self, id: &Id, rev: u64, now: OffsetDateTime) -> Option<Record> {
-        let kept = self
-            .inner()
+    pub(super) fn get_at(&self, id: &Id, rev: u64, now: OffsetDateTime) -> Option<Arc<Record>> {
+        self.inner()
             .sessions
             .get(id)
             .filter(|r| live(r, now) && rev_of(r) == rev)
-            .cloned();
-        kept.map(Arc::unwrap_or_clone)
+            .cloned()
     }
 
     /// Noted before a read of the store that may fill the cache.
@@ -117,8 +112,8 @@ impl Cache {
     /// Keeps `record`, as read from the store under `key`, unless session
     /// `key` changed since `before` (then the read may be older than that
     /// change). Kept by store key, which only the cookie id leads to.
-    pub(super) fn fill(&self, key: &Id, record: &Record, before: Before) {
-        let record = Arc::new(record.clone());
+    pub(super) fn fill(&self, key: &Id, record: &Arc<Record>, before: Before) {
+        let record = record.clone();
         let mut inner = self.inner();
         let last_change = inner.changed.get(key).copied().unwrap_or(inner.floor);
         if last_change > before.0 {
@@ -165,14 +160,14 @@ mod tests {
     use super::*;
     use crate::server::store::set_rev;
 
-    fn record(rev: u64) -> Record {
+    fn record(rev: u64) -> Arc<Record> {
         let mut record = Record {
             id: Id::default(),
             data: Default::default(),
             expiry_date: OffsetDateTime::now_utc() + time::Duration::minutes(5),
         };
         set_rev(&mut record, rev);
-        record
+        Arc::new(record)
     }
 
     /// A read that started before a delete and finishes after it must not

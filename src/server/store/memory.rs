@@ -24,8 +24,8 @@ struct Maps {
 
 #[derive(Debug)]
 struct Stored {
-    /// The record as written, its revision in its data. Shared, so that a
-    /// load copies it after letting go of the lock (see `cache.rs`).
+    /// The record as written, its revision in its data. Shared: a load
+    /// takes a reference, not a copy (`AnyStore::load_shared`).
     record: Arc<Record>,
     owner: Option<OwnerEntry>,
 }
@@ -80,9 +80,8 @@ impl Memory {
         self.0.lock().expect("memory store poisoned")
     }
 
-    pub(super) fn load(&self, id: &Id, now: OffsetDateTime) -> Option<Record> {
-        let stored = self.maps().live(id, now).map(|s| s.record.clone());
-        stored.map(Arc::unwrap_or_clone)
+    pub(super) fn load(&self, id: &Id, now: OffsetDateTime) -> Option<Arc<Record>> {
+        self.maps().live(id, now).map(|s| s.record.clone())
     }
 
     /// Stores a new session; `false` when its id is taken.

@@ -123,7 +123,7 @@ impl Postgres {
         &self,
         at: &AtRest,
         now: OffsetDateTime,
-    ) -> session_store::Result<Option<Record>> {
+    ) -> session_store::Result<Option<Arc<Record>>> {
         let id = &at.key;
         let kept = self.cache.get(id, now);
         // -1: no copy, send the bytes whatever the revision.
@@ -158,6 +158,7 @@ impl Postgres {
                     return Ok(None);
                 };
                 set_rev(&mut record, rev as u64);
+                let record = Arc::new(record);
                 self.cache.fill(id, &record, before);
                 Ok(Some(record))
             }

@@ -221,7 +221,7 @@ impl Redis {
         &self,
         at: &AtRest,
         now: OffsetDateTime,
-    ) -> session_store::Result<Option<Record>> {
+    ) -> session_store::Result<Option<Arc<Record>>> {
         let id = &at.key;
         // The revision key lives and dies with the record (same EXAT, same
         // scripts); a session written before revisions existed has none and
@@ -258,6 +258,7 @@ impl Redis {
             return Ok(None);
         }
         set_rev(&mut record, rev);
+        let record = Arc::new(record);
         cache.fill(id, &record, before);
         Ok(Some(record))
     }

@@ -256,7 +256,7 @@ impl Sqlite {
         &self,
         at: &AtRest,
         now: OffsetDateTime,
-    ) -> session_store::Result<Option<Record>> {
+    ) -> session_store::Result<Option<Arc<Record>>> {
         self.load_then(at, now, async {}).await
     }
 
@@ -267,7 +267,7 @@ impl Sqlite {
         at: &AtRest,
         now: OffsetDateTime,
         between: impl std::future::Future<Output = ()>,
-    ) -> session_store::Result<Option<Record>> {
+    ) -> session_store::Result<Option<Arc<Record>>> {
         let id = &at.key;
         if let Some(record) = self.owned.cache.get(id, now) {
             return Ok(Some(record));
@@ -289,6 +289,7 @@ impl Sqlite {
             return Ok(None);
         };
         set_rev(&mut record, row.get::<i64, _>("rev") as u64);
+        let record = Arc::new(record);
         between.await;
         self.owned.cache.fill(id, &record, before);
         Ok(Some(record))
