@@ -48,6 +48,16 @@ fn stamped(value: &serde_json::Value) -> Option<OffsetDateTime> {
 /// not one per request.
 const KEEP_ALIVE_EVERY: time::Duration = time::Duration::minutes(1);
 
+/// The record that session `id`'s data holds under [`RECORD_KEY`] (`value`),
+/// decoded through `decoded`; `None` when there is none.
+fn decode_in(
+    decoded: &DecodedRecords,
+    id: tower_sessions::session::Id,
+    value: Option<&serde_json::Value>,
+) -> Option<Arc<SessionRecord>> {
+    decoded.decode(id, value?.as_str()?)
+}
+
 /// How often a session idling out after `idle` is renewed.
 fn keep_alive_every(idle: time::Duration) -> time::Duration {
     KEEP_ALIVE_EVERY.min(idle / 10)
@@ -84,11 +94,7 @@ impl AuthSession {
         let Some(id) = self.0.id() else {
             return Ok(None);
         };
-        let Some(record) = value
-            .as_ref()
-            .and_then(|v| v.as_str())
-            .and_then(|encoded| decoded.decode(id, encoded))
-        else {
+        let Some(record) = decode_in(decoded, id, value.as_ref()) else {
             return Ok(None);
         };
         if now >= record.absolute_expires_at {
@@ -270,12 +276,7 @@ impl AuthSession {
         else {
             return Ok(None);
         };
-        let Some(record) = stored
-            .data
-            .get(RECORD_KEY)
-            .and_then(|v| v.as_str())
-            .and_then(|encoded| state.decoded.decode(id, encoded))
-        else {
+        let Some(record) = decode_in(&state.decoded, id, stored.data.get(RECORD_KEY)) else {
             return Ok(None);
         };
         let now = state.clock.now();
