@@ -85,7 +85,9 @@ async fn main() -> ExitCode {
         }
     }
     tracing::info!(%addr, "Gatehouse listening; open {public}");
-    println!("Gatehouse is running: {public}");
+    // On stderr, with the other words for a person: stdout holds log lines
+    // only, so that with `LOG_FORMAT=json` every line of it is JSON.
+    eprintln!("Gatehouse is running: {public}");
     match server::serve(listener, built).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

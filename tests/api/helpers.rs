@@ -1183,6 +1183,15 @@ impl Process {
 /// `gatehouse` itself, as `make dev` runs it, on a free port, with the
 /// memory store and `settings` on top; returns once `/healthz` answers.
 pub async fn start_gatehouse(idp: &Idp, settings: &[(&str, &str)]) -> (Process, TestApp, u16) {
+    start_gatehouse_to(idp, settings, Stdio::null()).await
+}
+
+/// [`start_gatehouse`] with its stdout (its log lines) to `stdout`.
+pub async fn start_gatehouse_to(
+    idp: &Idp,
+    settings: &[(&str, &str)],
+    stdout: Stdio,
+) -> (Process, TestApp, u16) {
     let port = free_port();
     let base = format!("http://localhost:{port}");
     let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
@@ -1194,7 +1203,7 @@ pub async fn start_gatehouse(idp: &Idp, settings: &[(&str, &str)]) -> (Process, 
         .env("APP_DATABASE_URL", "sqlite::memory:")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
-        .stdout(Stdio::null());
+        .stdout(stdout);
     for (name, value) in settings {
         command.env(name, value);
     }

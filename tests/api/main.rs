@@ -18,6 +18,7 @@ mod instances;
 mod limits;
 mod login_flow;
 mod logout;
+mod logs;
 mod metrics;
 mod policy;
 mod postgres;

@@ -118,6 +118,13 @@ impl Shared {
 #[derive(Clone)]
 pub struct Lines(Arc<Shared>);
 
+impl Lines {
+    /// Appends one whole line (`access.rs`' request line).
+    pub fn append(&self, line: &[u8]) {
+        self.0.append(line);
+    }
+}
+
 /// Dropped, waits until every line logged before has been written (at most
 /// [`FLUSH_TIMEOUT`], for a stdout that does not drain). Hold it for the
 /// life of the process.

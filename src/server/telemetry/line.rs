@@ -12,6 +12,7 @@
 
 use std::fmt::{self, Write};
 
+use super::request;
 use tracing::{
     field::{Field, Visit},
     Event, Level, Subscriber,
@@ -49,6 +50,11 @@ where
             Level::DEBUG => " DEBUG ",
             Level::TRACE => " TRACE ",
         })?;
+        // A request whose span `access.rs` leaves out (traces off): the
+        // same `request{id=…}` the span would have written.
+        if let Some(id) = request::current_request() {
+            request_prefix(&mut writer, id.to_str().unwrap_or("-"))?;
+        }
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
                 writer.write_str(span.name())?;
@@ -128,25 +134,7 @@ impl<'w> Visitor<'w> {
 impl Visit for Visitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         let message = field.name() == "message";
-        self.field(field, |out| {
-            // A value a reader could split (a space, a quote, an `=`) or
-            // that holds a control character is quoted and escaped. (Bytes
-            // from 0x80 on are checked as characters: C1 codes are two.)
-            let plain = !value.is_empty()
-                && value.bytes().all(|b| match b {
-                    0..=0x1f | 0x7f => false,
-                    b' ' | b'"' | b'=' => message,
-                    0x80.. => !value.chars().any(char::is_control),
-                    _ => true,
-                });
-            if plain {
-                out.write_str(value)
-            } else if message {
-                Escaped(out).write_str(value)
-            } else {
-                write!(out, "{value:?}")
-            }
-        });
+        self.field(field, |out| write_str(out, value, message));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
@@ -154,12 +142,7 @@ impl Visit for Visitor<'_> {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.field(field, |out| {
-            if value < 0 {
-                out.write_char('-')?;
-            }
-            out.write_str(Digits::new(value.unsigned_abs()).as_str())
-        });
+        self.field(field, |out| write_i64(out, value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -168,19 +151,8 @@ impl Visit for Visitor<'_> {
         });
     }
 
-    /// Two decimals, by integer arithmetic where the value allows it
-    /// (durations in ms are the common case).
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.field(field, |out| {
-            if (0.0..1e12).contains(&value) {
-                let hundredths = (value * 100.0).round() as u64;
-                out.write_str(Digits::new(hundredths / 100).as_str())?;
-                out.write_char('.')?;
-                out.write_str(Digits::padded(hundredths % 100, 2).as_str())
-            } else {
-                write!(out, "{value}")
-            }
-        });
+        self.field(field, |out| write_f64(out, value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
@@ -188,11 +160,80 @@ impl Visit for Visitor<'_> {
     }
 }
 
+/// The start of a line logged while request `id` is answered:
+/// `request{id=…}: `, as its span's fields are written.
+pub(super) fn request_prefix(out: &mut impl Write, id: &str) -> fmt::Result {
+    out.write_str("request{id=")?;
+    write_str(out, id, false)?;
+    out.write_str("}: ")
+}
+
+/// The line `access.rs` writes for each request: what the event
+/// `info!(method, path, status, ms, "request")` in the request's span,
+/// target `target`, would be written as by [`Line`].
+pub(super) fn request_line(out: &mut String, request: &request::Answered<'_>) -> fmt::Result {
+    out.write_str(Timestamp::at(request.at).as_str())?;
+    out.write_str("  INFO ")?;
+    request_prefix(out, request.id)?;
+    out.write_str(request::TARGET)?;
+    out.write_str(": request method=")?;
+    write_str(out, request.method, false)?;
+    out.write_str(" path=")?;
+    write_str(out, request.path, false)?;
+    out.write_str(" status=")?;
+    out.write_str(Digits::new(request.status.into()).as_str())?;
+    out.write_str(" ms=")?;
+    write_f64(out, request.ms)?;
+    out.write_char('\n')
+}
+
+/// A string value: as it is, or, when a reader could split it (a space, a
+/// quote, an `=`) or it holds a control character, quoted and escaped. An
+/// event's `message` is written bare, its control characters escaped.
+/// (Bytes from 0x80 on are checked as characters: C1 codes are two.)
+fn write_str(out: &mut impl Write, value: &str, message: bool) -> fmt::Result {
+    let plain = !value.is_empty()
+        && value.bytes().all(|b| match b {
+            0..=0x1f | 0x7f => false,
+            b' ' | b'"' | b'=' => message,
+            0x80.. => !value.chars().any(char::is_control),
+            _ => true,
+        });
+    if plain {
+        out.write_str(value)
+    } else if message {
+        Escaped(out).write_str(value)
+    } else {
+        write!(out, "{value:?}")
+    }
+}
+
+/// A signed number's digits.
+pub(super) fn write_i64(out: &mut impl Write, value: i64) -> fmt::Result {
+    if value < 0 {
+        out.write_char('-')?;
+    }
+    out.write_str(Digits::new(value.unsigned_abs()).as_str())
+}
+
+/// Two decimals, by integer arithmetic where the value allows it
+/// (durations in ms are the common case).
+pub(super) fn write_f64(out: &mut impl Write, value: f64) -> fmt::Result {
+    if (0.0..1e12).contains(&value) {
+        let hundredths = (value * 100.0).round() as u64;
+        out.write_str(Digits::new(hundredths / 100).as_str())?;
+        out.write_char('.')?;
+        out.write_str(Digits::padded(hundredths % 100, 2).as_str())
+    } else {
+        write!(out, "{value}")
+    }
+}
+
 /// `2026-12-03T08:42:01.123456Z`, the UTC time of the line (RFC 3339).
-struct Timestamp([u8; 27]);
+pub(super) struct Timestamp([u8; 27]);
 
 impl Timestamp {
-    fn at(now: time::OffsetDateTime) -> Self {
+    pub(super) fn at(now: time::OffsetDateTime) -> Self {
         let mut text = *b"0000-00-00T00:00:00.000000Z";
         let (year, month, day) = now.to_calendar_date();
         let (hour, minute, second, micro) = now.to_hms_micro();
@@ -216,24 +257,24 @@ impl Timestamp {
         Self(text)
     }
 
-    fn as_str(&self) -> &str {
+    pub(super) fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("ASCII digits")
     }
 }
 
 /// A number's decimal digits, made without the formatting machinery.
-struct Digits {
+pub(super) struct Digits {
     buf: [u8; 20],
     start: usize,
 }
 
 impl Digits {
-    fn new(n: u64) -> Self {
+    pub(super) fn new(n: u64) -> Self {
         Self::padded(n, 1)
     }
 
     /// At least `width` digits, zeros in front.
-    fn padded(mut n: u64, width: usize) -> Self {
+    pub(super) fn padded(mut n: u64, width: usize) -> Self {
         let mut buf = [b'0'; 20];
         let mut start = buf.len();
         while n > 0 || buf.len() - start < width {
@@ -244,16 +285,16 @@ impl Digits {
         Self { buf, start }
     }
 
-    fn as_str(&self) -> &str {
+    pub(super) fn as_str(&self) -> &str {
         std::str::from_utf8(&self.buf[self.start..]).expect("ASCII digits")
     }
 }
 
 /// Passes text through with every control character escaped (`\n`,
 /// `\u{1b}`, …), so a value never breaks or recolours the line.
-struct Escaped<'a, 'w>(&'a mut Writer<'w>);
+struct Escaped<'a, W>(&'a mut W);
 
-impl Write for Escaped<'_, '_> {
+impl<W: Write> Write for Escaped<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         if !s.chars().any(char::is_control) {
             return self.0.write_str(s);
@@ -271,44 +312,8 @@ impl Write for Escaped<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use tracing_subscriber::{fmt::MakeWriter, prelude::*};
-
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Captured {
-        type Writer = Self;
-        fn make_writer(&'a self) -> Self {
-            self.clone()
-        }
-    }
-
-    fn logged(log: impl FnOnce()) -> String {
-        let out = Captured::default();
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_subscriber::fmt::layer()
-                .fmt_fields(Fields)
-                .event_format(Line)
-                .with_writer(out.clone()),
-        );
-        tracing::subscriber::with_default(subscriber, log);
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        text
-    }
+    use crate::server::telemetry::captured::logged_text as logged;
 
     #[test]
     fn a_request_line_names_its_span_fields_and_values() {

@@ -3,15 +3,19 @@
 //! Tokens and cookie values are never logged anywhere. With an OTLP endpoint
 //! set, traces too (`traces.rs`).
 
+mod access;
 mod batched;
+#[cfg(test)]
+mod captured;
+mod json;
 mod line;
 pub mod metrics;
+mod request;
 pub mod traces;
 
 use std::{
     convert::Infallible,
     future::Future,
-    pin::Pin,
     task::{Context, Poll},
     time::Instant,
 };
@@ -21,10 +25,15 @@ use axum::{
     http::{HeaderName, HeaderValue},
     response::Response,
 };
-use batched::{Flushed, Lines};
+use batched::Flushed;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Subscriber;
-use tracing_subscriber::{fmt, prelude::*, registry::LookupSpan, EnvFilter, Layer};
+use tracing_subscriber::{
+    fmt::{self, format::JsonFields, MakeWriter},
+    prelude::*,
+    registry::LookupSpan,
+    EnvFilter, Layer,
+};
 
 /// Keeps the log writer's thread running, and the trace exporter's when
 /// traces are on; dropping it exports the spans still queued, then writes
@@ -62,12 +71,15 @@ pub fn init() -> Result<LogGuard, String> {
         // Traces off: the subscriber as it always was, one filter for all.
         let registry = tracing_subscriber::registry().with(filter);
         let result = if json {
-            registry.with(json_lines(writer)).try_init()
+            registry.with(json_lines(writer.clone())).try_init()
         } else {
-            registry.with(text_lines(writer)).try_init()
+            registry.with(text_lines(writer.clone())).try_init()
         };
-        // A second init (tests start several apps in one process) is harmless.
-        let _ = result;
+        // A second init (tests start several apps in one process) is
+        // harmless; the request line is ours to write once ours logs.
+        if result.is_ok() {
+            access::install(writer, json);
+        }
         return Ok(LogGuard {
             traces: None,
             _log: guard,
@@ -94,9 +106,10 @@ pub fn init() -> Result<LogGuard, String> {
     })
 }
 
-fn text_lines<S>(writer: Lines) -> impl Layer<S>
+fn text_lines<S, W>(writer: W) -> impl Layer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     fmt::layer()
         .fmt_fields(line::Fields)
@@ -104,18 +117,24 @@ where
         .with_writer(writer)
 }
 
-fn json_lines<S>(writer: Lines) -> impl Layer<S>
+fn json_lines<S, W>(writer: W) -> impl Layer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    fmt::layer().json().flatten_event(true).with_writer(writer)
+    fmt::layer()
+        .fmt_fields(JsonFields::new())
+        .event_format(json::JsonLine)
+        .with_writer(writer)
 }
 
 /// The header carrying a request's id.
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Gives the request an id and logs it once it is answered, inside a span
-/// that carries the id, so every line the handler logs carries it too.
+/// Gives the request an id and logs it once it is answered, and every line
+/// the handler logs carries the id: the request line and the id are
+/// `access.rs`' (no span) when Gatehouse's own subscriber logs and traces
+/// are off, or else a `request` span around the request and an event in it.
 ///
 /// The id is the caller's `X-Request-Id` (a proxy in front may set one) or
 /// a fresh UUID v4; the handler (and the API relay, which passes it on)
@@ -140,7 +159,7 @@ impl<S> tower::Layer<S> for LogRequests {
 #[derive(Clone, Debug)]
 pub struct LoggedRequests<S>(S);
 
-type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+type Answer = dyn Future<Output = Result<Response, Infallible>> + Send;
 
 impl<S> tower::Service<Request> for LoggedRequests<S>
 where
@@ -149,7 +168,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = tracing::instrument::Instrumented<Answer>;
+    type Future = request::InRequest<Answer>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.0.poll_ready(cx)
@@ -171,15 +190,37 @@ where
         let method = request.method().clone();
         // A clone of the URI shares its bytes (no copy of the path).
         let uri = request.uri().clone();
+        // The service made ready is the one called (tower's contract); what
+        // it logs while it starts carries the request's id too.
+        if let Some(log) = access::ours() {
+            let answer = request::in_request(Some(id.clone()), || self.0.call(request));
+            return request::InRequest::new(
+                Some(id.clone()),
+                Box::pin(async move {
+                    let Ok(mut response) = answer.await;
+                    let took = start.elapsed();
+                    let status = response.status().as_u16();
+                    log.write(&request::Answered {
+                        at: time::OffsetDateTime::now_utc(),
+                        id: id.to_str().unwrap_or("-"),
+                        method: method.as_str(),
+                        path: uri.path(),
+                        status,
+                        ms: took.as_secs_f64() * 1000.0,
+                    });
+                    metrics::request(uri.path(), status, took);
+                    response.headers_mut().entry(X_REQUEST_ID).or_insert(id);
+                    Ok(response)
+                }),
+            );
+        }
         let span = if traces::on() {
             traces::request_span(id.to_str().unwrap_or("-"), &method, uri.path())
         } else {
             tracing::info_span!("request", id = id.to_str().unwrap_or("-"))
         };
-        // The service made ready is the one called (tower's contract); what
-        // it logs while it starts carries the request's id too.
         let answer = span.in_scope(|| self.0.call(request));
-        let logged: Answer = Box::pin(async move {
+        let logged = async move {
             let Ok(mut response) = answer.await;
             let took = start.elapsed();
             tracing::info!(
@@ -193,7 +234,7 @@ where
             traces::request_answered(response.status().as_u16());
             response.headers_mut().entry(X_REQUEST_ID).or_insert(id);
             Ok(response)
-        });
-        logged.instrument(span)
+        };
+        request::InRequest::new(None, Box::pin(logged.instrument(span)))
     }
 }
