@@ -21,19 +21,20 @@ struct Logged {
     all: String,
 }
 
-/// Starts the binary with `settings`, sends `GET /auth/user?code=…` with a
-/// malformed session cookie (its session layer warns) and `X-Request-Id:
-/// t-1`, then `GET /healthz` without an id, and waits for their lines.
-async fn two_requests(idp: &Idp, settings: &[(&str, &str)], id_of: fn(&str) -> String) -> Logged {
-    let dir = std::env::temp_dir().join(format!(
+/// A file for the binary's stdout.
+fn stdout_file() -> (std::path::PathBuf, Stdio) {
+    let path = std::env::temp_dir().join(format!(
         "gatehouse-logs-{}-{}",
         std::process::id(),
         free_port()
     ));
-    let log = std::fs::File::create(&dir).unwrap();
-    let mut env = vec![("RUST_LOG", "info")];
-    env.extend_from_slice(settings);
-    let (_process, app, _) = start_gatehouse_to(idp, &env, Stdio::from(log)).await;
+    let file = std::fs::File::create(&path).unwrap();
+    (path, Stdio::from(file))
+}
+
+/// `GET /auth/user?code=…` with a malformed session cookie (the session
+/// layer warns) and `X-Request-Id: t-1`: a 401 carrying that id back.
+async fn named_request(app: &TestApp) {
     let named = app
         .http
         .get(app.url("/auth/user?code=the-authorization-code&state=s"))
@@ -45,6 +46,16 @@ async fn two_requests(idp: &Idp, settings: &[(&str, &str)], id_of: fn(&str) -> S
         .unwrap();
     assert_eq!(named.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(named.headers()["x-request-id"], "t-1");
+}
+
+/// Starts the binary with `settings`, sends [`named_request`], then
+/// `GET /healthz` without an id, and waits for their lines.
+async fn two_requests(idp: &Idp, settings: &[(&str, &str)], id_of: fn(&str) -> String) -> Logged {
+    let (dir, stdout) = stdout_file();
+    let mut env = vec![("RUST_LOG", "info")];
+    env.extend_from_slice(settings);
+    let (_process, app, _) = start_gatehouse_to(idp, &env, stdout).await;
+    named_request(&app).await;
     let fresh = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(fresh.status(), StatusCode::OK);
     let fresh_id = fresh.headers()["x-request-id"]
@@ -163,4 +174,33 @@ async fn every_line_of_a_request_names_it_and_none_has_its_query() {
     )
     .await;
     check_text(&traced);
+}
+
+/// `RUST_LOG=warn` leaves the request line out, not the request's id on
+/// the warnings its handler logs.
+#[tokio::test]
+async fn at_warn_only_the_warnings_are_logged_and_they_name_their_request() {
+    let idp = Idp::start().await;
+    let (path, stdout) = stdout_file();
+    let (_process, app, _) = start_gatehouse_to(&idp, &[("RUST_LOG", "warn")], stdout).await;
+    named_request(&app).await;
+    let mut all = String::new();
+    for _ in 0..100 {
+        all = std::fs::read_to_string(&path).unwrap();
+        if all.contains("malformed session id") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The request line, had it been written, was appended before the
+    // response was sent; lines reach stdout within 50 ms.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = std::fs::read_to_string(&path).unwrap_or(all);
+    let _ = std::fs::remove_file(&path);
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), 1, "{all}");
+    assert!(
+        lines[0].contains("  WARN request{id=t-1}: gatehouse::"),
+        "{all}"
+    );
 }

@@ -124,8 +124,8 @@ fn with_name(fields: &str, name: &str) -> Result<String, fmt::Error> {
 }
 
 /// The line `access.rs` writes for each request: what the event
-/// `info!(method, path, status, ms, "request")` in the request's span,
-/// target `request::TARGET`, would be written as by [`JsonLine`].
+/// `info!(method, path, status, ms, "request")` with target
+/// [`request::TARGET`], in the request's span, is written as by [`JsonLine`].
 pub(super) fn request_line(out: &mut String, request: &request::Answered<'_>) -> fmt::Result {
     start(out, request.at, "INFO")?;
     out.write_str(",\"message\":\"request\",\"method\":")?;

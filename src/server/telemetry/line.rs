@@ -12,7 +12,6 @@
 
 use std::fmt::{self, Write};
 
-use super::request;
 use tracing::{
     field::{Field, Visit},
     Event, Level, Subscriber,
@@ -22,6 +21,8 @@ use tracing_subscriber::{
     fmt::{format::Writer, FmtContext, FormatEvent, FormatFields, FormattedFields},
     registry::LookupSpan,
 };
+
+use super::request;
 
 /// The event format (`fmt::layer().fmt_fields(Fields).event_format(Line)`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -169,8 +170,8 @@ pub(super) fn request_prefix(out: &mut impl Write, id: &str) -> fmt::Result {
 }
 
 /// The line `access.rs` writes for each request: what the event
-/// `info!(method, path, status, ms, "request")` in the request's span,
-/// target `target`, would be written as by [`Line`].
+/// `info!(method, path, status, ms, "request")` with target
+/// [`request::TARGET`], in the request's span, is written as by [`Line`].
 pub(super) fn request_line(out: &mut String, request: &request::Answered<'_>) -> fmt::Result {
     out.write_str(Timestamp::at(request.at).as_str())?;
     out.write_str("  INFO ")?;
