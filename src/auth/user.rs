@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use axum::{
-    body::Bytes,
+    body::{Body, Bytes},
     extract::{FromRef, FromRequestParts, State},
-    http::{header, request::Parts},
-    response::{IntoResponse, Response},
+    http::{header, request::Parts, HeaderValue},
+    response::Response,
     Json,
 };
 use serde_json::{json, value::RawValue, Value};
@@ -77,7 +77,17 @@ pub fn json_answer(user: Option<&SignedInUser>) -> Response {
         }
         None => Bytes::from_static(b"null"),
     };
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    // Room for the headers the layers add on the way out (length, caching,
+    // the security headers, the request id) in one allocation: grown one
+    // at a time, the map was allocated twice and rehashed (callgrind).
+    headers.reserve(12);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// A kept JSON value as a response body, without copying it.
