@@ -90,6 +90,7 @@ mod tests {
             ms: 0.416,
         }
     }
+
     /// The line as `tracing` wrote it: the event in the request's span.
     fn through_tracing(json: bool, id: &str) -> String {
         logged(json, || {
@@ -105,6 +106,7 @@ mod tests {
             );
         })
     }
+
     #[test]
     fn the_request_line_reads_as_the_event_in_its_span_did() {
         // An id a proxy may send: spaces and quotes are header-legal.

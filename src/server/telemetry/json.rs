@@ -281,6 +281,7 @@ mod tests {
         assert_eq!(lines(&ours), lines(&theirs), "{ours}\n{theirs}");
         assert_eq!(lines(&ours).len(), 2);
     }
+
     /// Whatever a value holds, a JSON line is one line of valid JSON that
     /// gives the value back, and no escape sequence reaches a terminal.
     #[test]

@@ -190,51 +190,55 @@ where
         let method = request.method().clone();
         // A clone of the URI shares its bytes (no copy of the path).
         let uri = request.uri().clone();
+        // The request line: ours to write (no span, the id set for every
+        // poll), or an event in the request's span.
+        let log = access::ours();
+        let span = match log {
+            Some(_) => None,
+            None if traces::on() => Some(traces::request_span(
+                id.to_str().unwrap_or("-"),
+                &method,
+                uri.path(),
+            )),
+            None => Some(tracing::info_span!(
+                "request",
+                id = id.to_str().unwrap_or("-")
+            )),
+        };
         // The service made ready is the one called (tower's contract); what
         // it logs while it starts carries the request's id too.
-        if let Some(log) = access::ours() {
-            let answer = request::in_request(Some(id.clone()), || self.0.call(request));
-            return request::InRequest::new(
-                Some(id.clone()),
-                Box::pin(async move {
-                    let Ok(mut response) = answer.await;
-                    let took = start.elapsed();
-                    let status = response.status().as_u16();
-                    log.write(&request::Answered {
-                        at: time::OffsetDateTime::now_utc(),
-                        id: id.to_str().unwrap_or("-"),
-                        method: method.as_str(),
-                        path: uri.path(),
-                        status,
-                        ms: took.as_secs_f64() * 1000.0,
-                    });
-                    metrics::request(uri.path(), status, took);
-                    response.headers_mut().entry(X_REQUEST_ID).or_insert(id);
-                    Ok(response)
-                }),
-            );
-        }
-        let span = if traces::on() {
-            traces::request_span(id.to_str().unwrap_or("-"), &method, uri.path())
-        } else {
-            tracing::info_span!("request", id = id.to_str().unwrap_or("-"))
+        let answer = match &span {
+            Some(span) => span.in_scope(|| self.0.call(request)),
+            None => request::in_request(Some(id.clone()), || self.0.call(request)),
         };
-        let answer = span.in_scope(|| self.0.call(request));
-        let logged = async move {
+        let in_request = span.is_none().then(|| id.clone());
+        let answered = async move {
             let Ok(mut response) = answer.await;
             let took = start.elapsed();
-            tracing::info!(
-                method = method.as_str(),
-                path = uri.path(),
-                status = response.status().as_u16(),
-                ms = took.as_secs_f64() * 1000.0,
-                "request"
-            );
-            metrics::request(uri.path(), response.status().as_u16(), took);
-            traces::request_answered(response.status().as_u16());
+            let status = response.status().as_u16();
+            let ms = took.as_secs_f64() * 1000.0;
+            match log {
+                Some(log) => log.write(&request::Answered {
+                    at: time::OffsetDateTime::now_utc(),
+                    id: id.to_str().unwrap_or("-"),
+                    method: method.as_str(),
+                    path: uri.path(),
+                    status,
+                    ms,
+                }),
+                None => {
+                    let (method, path) = (method.as_str(), uri.path());
+                    tracing::info!(method, path, status, ms, "request");
+                    traces::request_answered(status);
+                }
+            }
+            metrics::request(uri.path(), status, took);
             response.headers_mut().entry(X_REQUEST_ID).or_insert(id);
             Ok(response)
         };
-        request::InRequest::new(None, Box::pin(logged.instrument(span)))
+        match span {
+            Some(span) => request::InRequest::new(None, Box::pin(answered.instrument(span))),
+            None => request::InRequest::new(in_request, Box::pin(answered)),
+        }
     }
 }

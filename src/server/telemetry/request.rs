@@ -147,6 +147,7 @@ mod tests {
         );
         assert!(lines[1].get("span").is_none() && lines[1].get("spans").is_none());
     }
+
     /// A request's id is set for each poll of its answer, and for nothing
     /// else: not between polls (another request's turn), not after, not
     /// after a panic inside.
